@@ -1,0 +1,28 @@
+"""Install deepmd_paddle. The C++ operator sources ship inside the package
+(``deepmd_paddle/custom_ops``) and are compiled on first use, not at install time."""
+from setuptools import find_packages, setup
+
+setup(
+    name="deepmd_paddle",
+    version="0.1.0",
+    description="Deep Potential (DeepPot-SE, se_e2_a) on PaddlePaddle with C++ custom operators",
+    packages=find_packages(include=["deepmd_paddle", "deepmd_paddle.*"]) + ["deepmd_paddle.custom_ops"],
+    # the top-level custom_ops/ folder is installed as deepmd_paddle/custom_ops
+    package_dir={"deepmd_paddle.custom_ops": "custom_ops"},
+    package_data={"deepmd_paddle.custom_ops": ["*.cc", "*.h"]},
+    python_requires=">=3.9",
+    install_requires=[
+        "paddlepaddle>=3.3,<3.4",
+        "numpy",
+        "dpdata>=0.2.20",
+        "pyyaml",
+        "dargs>=0.4",
+        "h5py",
+        "safetensors>=0.4",
+        "ase>=3.22",
+        "matplotlib",
+        "tqdm",
+    ],
+    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["dpp=deepmd_paddle.cli:main"]},
+)
