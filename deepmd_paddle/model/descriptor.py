@@ -1,0 +1,165 @@
+"""The se_e2_a descriptor (DeepPot-SE; Zhang et al., NeurIPS 2018, Eq. 4-5).
+
+For centre atom i with normalised environment rows R~_ij (nnei x 4):
+``G_ij = N_emb(R~_ij[0])`` (ng values, one net per neighbour type, or per (centre, neighbour)
+type pair when ``type_one_side`` is false), ``T_i = (1/nnei) sum_j G_ij^T R~_ij`` (ng x 4) and
+``D_i = T_i T_i<^T`` with ``T_i<`` the first ``axis_neuron`` rows: ng x axis_neuron features,
+flattened row-major (index ``g * axis_neuron + a``) as in DeePMD-kit.
+
+The neighbour list and the environment matrix come from the C++ operator when it is available
+and from the plain-Paddle twins in ``env_mat.py`` otherwise (``use_op=False`` forces them).
+"""
+from __future__ import annotations
+
+import numpy as np
+import paddle
+
+from .env_mat import build_rij, env_mat_paddle, neighbor_list_paddle
+from .network import EmbeddingNet, check_class
+
+
+class DescrptSeA(paddle.nn.Layer):
+    def __init__(self, ntypes, sel, rcut, rcut_smth, neuron=(25, 50, 100), axis_neuron=16,
+                 type_one_side=False, resnet_dt=False, precision="float64", seed=None,
+                 activation_function="tanh", exclude_types=(), env_protection=0.0, set_davg_zero=False,
+                 trainable=True, type="se_e2_a"):
+        super().__init__()
+        if type not in ("se_e2_a", "se_a"):
+            raise NotImplementedError(f"descriptor type {type!r} is not supported; allowed: 'se_e2_a'")
+        if len(sel) != ntypes:
+            raise ValueError(f"descriptor.sel has {len(sel)} entries but type_map has {ntypes} types")
+        if exclude_types:
+            raise NotImplementedError("descriptor.exclude_types is not supported (must be empty)")
+        if env_protection:
+            raise NotImplementedError("descriptor.env_protection other than 0 is not supported")
+        if not 0 <= rcut_smth < rcut:
+            raise ValueError(f"need 0 <= rcut_smth < rcut, got rcut_smth={rcut_smth}, rcut={rcut}")
+        if axis_neuron > neuron[-1]:
+            raise ValueError(f"axis_neuron ({axis_neuron}) cannot exceed the last embedding width ({neuron[-1]})")
+        self.ntypes, self.sel = ntypes, [int(s) for s in sel]
+        self.rcut, self.rcut_smth = float(rcut), float(rcut_smth)
+        self.neuron, self.axis_neuron = list(neuron), int(axis_neuron)
+        self.type_one_side, self.resnet_dt = bool(type_one_side), bool(resnet_dt)
+        self.precision, self.activation_function = precision, activation_function
+        self.set_davg_zero = set_davg_zero
+        self.nnei = sum(self.sel)
+        self.sec = np.cumsum([0] + self.sel).tolist()  # slot offsets of each neighbour type
+        rng = np.random.default_rng(seed)
+        nnets = ntypes if self.type_one_side else ntypes * ntypes
+        # network index: neighbour type t, or (centre ti, neighbour t) -> ti + t * ntypes (DeePMD-kit)
+        self.embeddings = paddle.nn.LayerList(
+            [EmbeddingNet(neuron, activation_function, resnet_dt, precision, rng) for _ in range(nnets)]
+        )
+        # statistics live in float64: the environment matrix is always computed in float64
+        self.register_buffer("davg", paddle.zeros([ntypes, self.nnei, 4], "float64"))
+        self.register_buffer("dstd", paddle.ones([ntypes, self.nnei, 4], "float64"))
+        self.use_op = None  # None: the operator when available
+
+    # ---------------------------------------------------------------- environment
+    def get_nnei(self):
+        return self.nnei
+
+    def get_dim_out(self):
+        return self.neuron[-1] * self.axis_neuron
+
+    def set_stat(self, davg, dstd):
+        self.davg.set_value(np.asarray(davg, "float64").reshape(self.ntypes, self.nnei, 4))
+        self.dstd.set_value(np.asarray(dstd, "float64").reshape(self.ntypes, self.nnei, 4))
+
+    def _op(self):
+        """The compiled operator module, or None for the plain-Paddle path."""
+        if self.use_op is False:
+            return None
+        from .. import ops
+        op = ops.load_op()
+        if op is None and self.use_op:
+            raise RuntimeError("use_op=True but the C++ operator is not available (see the warning above)")
+        return op
+
+    def neighbor_list(self, coord, atype, box):
+        """(nlist, shift, nmax, mindist); see ``env_mat.neighbor_list_paddle``."""
+        if self._op() is not None:
+            from .. import ops
+            return ops.neighbor_list(coord, box, atype, self.rcut, self.sel)
+        return neighbor_list_paddle(coord, box, atype, self.rcut, self.sel)
+
+    def env_mat(self, rij, nlist, atype, davg=None, dstd=None):
+        davg = self.davg if davg is None else davg
+        dstd = self.dstd if dstd is None else dstd
+        if self._op() is not None:
+            from .. import ops
+            return ops.env_mat(rij, nlist, atype, davg, dstd, self.rcut, self.rcut_smth)
+        return env_mat_paddle(rij, nlist, atype, davg, dstd, self.rcut, self.rcut_smth)
+
+    @paddle.no_grad()
+    def env_mat_raw(self, coord, atype, box):
+        """Unnormalised R (padded slots 0), nlist, nmax, mindist: what statistics need."""
+        nlist, shift, nmax, mindist = self.neighbor_list(coord, atype, box)
+        rij = build_rij(coord, nlist, shift)
+        zero = paddle.zeros_like(self.davg)
+        env = self.env_mat(rij, nlist, atype, zero, paddle.ones_like(self.dstd))
+        return env, nlist, nmax, mindist
+
+    # ---------------------------------------------------------------- descriptor
+    def forward(self, env, ti: int | None = None):
+        """D for a block of atoms whose normalised environment is ``env`` (nat x nnei x 4).
+
+        ``ti`` is the centre type of the block (needed when ``type_one_side`` is false).
+        Returns nat x (ng * axis_neuron).
+        """
+        if self.precision != "float64":
+            env = env.astype(self.precision)
+        xyz = None
+        for t in range(self.ntypes):
+            e_t = env[:, self.sec[t]:self.sec[t + 1], :]  # nat x sel_t x 4
+            net = self.embeddings[t if self.type_one_side else ti + t * self.ntypes]
+            g = net(e_t[:, :, :1])  # nat x sel_t x ng
+            part = paddle.matmul(g, e_t, transpose_x=True)  # nat x ng x 4
+            xyz = part if xyz is None else xyz + part
+        xyz = xyz * (1.0 / self.nnei)
+        d = paddle.matmul(xyz, xyz[:, : self.axis_neuron, :], transpose_y=True)  # nat x ng x axis
+        return d.reshape([d.shape[0], -1])
+
+    # ---------------------------------------------------------------- serialization
+    def serialize(self, arrays: dict) -> dict:
+        from .network import _store
+        n = self.ntypes
+        nets = [self.embeddings[i].serialize(arrays) for i in range(len(self.embeddings))]
+        return {
+            "@class": "Descriptor", "type": "se_e2_a", "@version": 2, "rcut": self.rcut,
+            "rcut_smth": self.rcut_smth, "sel": self.sel, "neuron": self.neuron,
+            "axis_neuron": self.axis_neuron, "resnet_dt": self.resnet_dt, "trainable": True,
+            "type_one_side": self.type_one_side, "exclude_types": [], "env_protection": 0.0,
+            "set_davg_zero": self.set_davg_zero, "activation_function": self.activation_function,
+            "precision": self.precision,
+            "embeddings": {
+                "@class": "NetworkCollection", "@version": 1, "ndim": 1 if self.type_one_side else 2,
+                "ntypes": n, "network_type": "embedding_network", "networks": nets,
+            },
+            "env_mat": {"rcut": self.rcut, "rcut_smth": self.rcut_smth, "protection": 0.0,
+                        "use_exp_switch": False},
+            "@variables": {"davg": _store(arrays, self.davg), "dstd": _store(arrays, self.dstd)},
+        }
+
+    @classmethod
+    def deserialize(cls, d: dict, arrays, ntypes: int) -> "DescrptSeA":
+        check_class(d, "Descriptor", max_version=2)
+        if d.get("type") not in ("se_e2_a", "se_a"):
+            raise NotImplementedError(f"descriptor type {d.get('type')!r} is not supported; only se_e2_a is")
+        if d.get("spin"):
+            raise NotImplementedError("spin models are not supported")
+        if (d.get("env_mat") or {}).get("use_exp_switch"):
+            raise NotImplementedError("descriptor env_mat.use_exp_switch is not supported")
+        kw = {k: d[k] for k in ("sel", "rcut", "rcut_smth", "neuron", "axis_neuron", "type_one_side",
+                                "resnet_dt", "precision", "activation_function", "exclude_types",
+                                "env_protection", "set_davg_zero") if k in d}
+        obj = cls(ntypes, **kw)
+        coll = d["embeddings"]
+        nets = coll["networks"]
+        if len(nets) != len(obj.embeddings):
+            raise ValueError(f"expected {len(obj.embeddings)} embedding nets, the file has {len(nets)}")
+        obj.embeddings = paddle.nn.LayerList(
+            [EmbeddingNet.deserialize(n, arrays, obj.precision) for n in nets]
+        )
+        obj.set_stat(arrays(d["@variables"]["davg"]), arrays(d["@variables"]["dstd"]))
+        return obj

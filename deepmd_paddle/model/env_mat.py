@@ -1,0 +1,136 @@
+"""Neighbour list and environment matrix of se_e2_a in plain Paddle operations.
+
+This is the reference path of the C++ operator (``deepmd_paddle.ops``): same signatures, same
+outputs, differentiated by Paddle's autograd. It runs where no compiler is available, inside a
+portable exported graph, and in the tests that hold the operator to it.
+
+Maths (Zhang et al., NeurIPS 2018, Eq. 2-3; DeePMD-kit's se_e2_a), for centre i and neighbour j:
+``r_ij = r_j - r_i``, ``r = |r_ij|``,
+``u = clip((r - rcut_smth) / (rcut - rcut_smth), 0, 1)``, ``w(r) = u^3 (-6u^2 + 15u - 10) + 1``,
+``R_ij = w(r) [1/r, x/r^2, y/r^2, z/r^2]`` and ``R~ = (R - davg[type_i]) / dstd[type_i]``.
+Neighbour slots: ``sel[t]`` per neighbour type, nearest first, unused slots ``-1`` with R = 0.
+
+The neighbour search here is the brute-force O(N^2) one over periodic images; the operator's
+cell list is O(N). Only ``*``, ``+``, ``sqrt`` and ``clip`` are used on differentiable paths:
+Paddle 3.3 has no double gradient for ``p_norm`` and, in static graphs, for ``elementwise_pow``.
+"""
+from __future__ import annotations
+
+import paddle
+
+
+def switch(r: paddle.Tensor, rcut_smth: float, rcut: float) -> paddle.Tensor:
+    """The C2 switch w(r): 1 below rcut_smth, 0 from rcut on."""
+    u = paddle.clip((r - rcut_smth) / (rcut - rcut_smth), 0.0, 1.0)
+    u2 = u * u
+    return u2 * u * (-6.0 * u2 + 15.0 * u - 10.0) + 1.0
+
+
+def build_rij(coord: paddle.Tensor, nlist: paddle.Tensor, shift: paddle.Tensor) -> paddle.Tensor:
+    """r_ij = coord[j] + shift - coord[i], differentiable in ``coord``.
+
+    coord: nf x nloc x 3; nlist: nf x nloc x nnei (-1 padded); shift: nf x nloc x nnei x 3.
+    Padded slots hold meaningless vectors: every consumer masks them with ``nlist >= 0``.
+    """
+    nf, nloc, nnei = nlist.shape[0], nlist.shape[1], nlist.shape[2]
+    idx = paddle.clip(nlist, min=0).astype("int64").reshape([nf, -1, 1])  # nf x (nloc*nnei) x 1
+    idx = paddle.expand(idx, [nf, idx.shape[1], 3])
+    cj = paddle.take_along_axis(coord, idx, axis=1).reshape([nf, nloc, nnei, 3])
+    return cj + shift - coord.unsqueeze(2)  # nf x nloc x nnei x 3
+
+
+def env_mat_paddle(rij, nlist, atype, davg, dstd, rcut: float, rcut_smth: float):
+    """Normalised environment matrix R~ (nf x nloc x nnei x 4) from r_ij."""
+    mask = (nlist >= 0).unsqueeze(-1)  # nf x nloc x nnei x 1
+    # padded slots get a vector beyond rcut: w = 0 there, and so do all its derivatives
+    far = paddle.full_like(rij, 0.0) + paddle.to_tensor([rcut + 1.0, 0.0, 0.0], dtype=rij.dtype)
+    rs = paddle.where(mask, rij, far)
+    r2 = (rs * rs).sum(-1, keepdim=True)
+    r = paddle.sqrt(r2)
+    w = switch(r, rcut_smth, rcut)
+    env = paddle.concat([w / r, w * rs / r2], axis=-1)  # nf x nloc x nnei x 4
+    nf, nloc = atype.shape[0], atype.shape[1]
+    t = atype.reshape([-1]).astype("int64")
+    avg = paddle.gather(davg, t).reshape([nf, nloc, davg.shape[1], 4])
+    std = paddle.gather(dstd, t).reshape([nf, nloc, dstd.shape[1], 4])
+    return (env - avg) / std
+
+
+def _box_images(box: paddle.Tensor, rcut: float) -> paddle.Tensor:
+    """Integer image offsets (nimg x 3) that cover rcut for every frame's box."""
+    b = box.reshape([-1, 3, 3])
+    vol = paddle.abs(paddle.linalg.det(b))  # nf
+    ca = paddle.cross(b[:, 1], b[:, 2], axis=-1)
+    cb = paddle.cross(b[:, 2], b[:, 0], axis=-1)
+    cc = paddle.cross(b[:, 0], b[:, 1], axis=-1)
+    spacing = paddle.stack(
+        [vol / paddle.sqrt((c * c).sum(-1)) for c in (ca, cb, cc)], axis=-1
+    )  # nf x 3: distances between lattice planes
+    nimg = paddle.ceil(rcut / spacing).max(axis=0).astype("int64")  # 3
+    rng = [paddle.arange(-nimg[d], nimg[d] + 1, dtype="int64") for d in range(3)]
+    ga, gb, gc = paddle.meshgrid(*rng)
+    return paddle.stack([ga.reshape([-1]), gb.reshape([-1]), gc.reshape([-1])], axis=-1)
+
+
+@paddle.no_grad()
+def neighbor_list_paddle(coord, box, atype, rcut: float, sel: list[int]):
+    """Brute-force neighbour list: (nlist int32, shift, nmax int32, mindist).
+
+    coord: nf x nloc x 3; box: nf x 9 or None (open boundaries); atype: nf x nloc.
+    nlist: nf x nloc x nnei, local index of the neighbour, grouped by type, nearest first;
+    shift: nf x nloc x nnei x 3 so that r_ij = coord[j] + shift - coord[i];
+    nmax: nf x ntypes, the largest neighbour count of each type over the centre atoms;
+    mindist: nf, the smallest distance between two distinct atoms (or images), capped at rcut.
+    """
+    nf, nloc = coord.shape[0], coord.shape[1]
+    dtype = coord.dtype
+    if box is None:
+        wrapped = coord
+        cart = paddle.zeros([1, 1, 3], dtype=dtype)  # 1 image
+        nimg = 1
+        zero_img = paddle.to_tensor([True])
+    else:
+        b = box.reshape([nf, 3, 3])
+        frac = paddle.matmul(coord, paddle.linalg.inv(b))
+        wrapped = paddle.matmul(frac - paddle.floor(frac), b)
+        img = _box_images(box, rcut)  # nimg x 3
+        nimg = img.shape[0]
+        cart = paddle.matmul(img.astype(dtype).unsqueeze(0).expand([nf, nimg, 3]), b)  # nf x nimg x 3
+        zero_img = (img == 0).all(-1)
+    # candidates: every image of every atom, index c = img * nloc + j
+    ext = (wrapped.unsqueeze(1) + cart.unsqueeze(2)).reshape([nf, -1, 3])  # nf x (nimg*nloc) x 3
+    d = ext.unsqueeze(1) - wrapped.unsqueeze(2)  # nf x nloc x ncand x 3
+    dist2 = (d * d).sum(-1)
+    ncand = dist2.shape[-1]
+    jidx = paddle.arange(ncand, dtype="int64") % nloc
+    is_self = zero_img.unsqueeze(1).expand([nimg, nloc]).reshape([-1]).unsqueeze(0) & (
+        jidx.unsqueeze(0) == paddle.arange(nloc, dtype="int64").unsqueeze(1)
+    )  # nloc x ncand
+    is_self = is_self.unsqueeze(0).expand([nf, nloc, ncand])
+    big = paddle.full_like(dist2, float("inf"))
+    dist2 = paddle.where(is_self, big, dist2)
+    mindist = paddle.sqrt(paddle.minimum(dist2.min(axis=[1, 2]), paddle.full([nf], rcut * rcut, dtype)))
+    within = dist2 < rcut * rcut
+    jt = paddle.take_along_axis(atype.astype("int64"), jidx.unsqueeze(0).expand([nf, ncand]), axis=1)
+    blocks, shifts, counts = [], [], []
+    for t, s in enumerate(sel):
+        ok = within & (jt.unsqueeze(1) == t)
+        counts.append(ok.astype("int32").sum(-1).max(axis=1))  # nf
+        key = paddle.where(ok, dist2, big)
+        if ncand < s:  # pad so that there are at least sel[t] candidates
+            key = paddle.concat([key, paddle.full([nf, nloc, s - ncand], float("inf"), dtype)], -1)
+        order = paddle.argsort(key, axis=-1, stable=True)[:, :, :s]  # nf x nloc x s
+        valid = paddle.take_along_axis(key, order, axis=-1) < float("inf")
+        cand = paddle.clip(order, max=ncand - 1)
+        j = paddle.where(valid, cand % nloc, paddle.full_like(cand, -1))
+        blocks.append(j.astype("int32"))
+        dvec = paddle.take_along_axis(d, cand.unsqueeze(-1).expand([nf, nloc, s, 3]), axis=2)
+        cj = paddle.take_along_axis(
+            coord, paddle.clip(j, min=0).reshape([nf, -1, 1]).expand([nf, nloc * s, 3]), axis=1
+        ).reshape([nf, nloc, s, 3])
+        sh = dvec - (cj - coord.unsqueeze(2))  # shift relative to the input coordinates
+        shifts.append(paddle.where(valid.unsqueeze(-1), sh, paddle.zeros_like(sh)))
+    nlist = paddle.concat(blocks, axis=-1)
+    shift = paddle.concat(shifts, axis=2)
+    nmax = paddle.stack(counts, axis=-1).astype("int32")
+    return nlist, shift, nmax, mindist

@@ -1,0 +1,81 @@
+"""Energy fitting: one net per centre type, ``E_i = N_fit^{type_i}(D_i) + bias[type_i]``.
+
+The per-type bias (``bias_atom_e``) is set from data by least squares of frame energies on the
+per-type atom counts before training (DeePMD-kit's convention).
+"""
+from __future__ import annotations
+
+import numpy as np
+import paddle
+
+from .network import FittingNet, check_class
+
+
+class EnergyFitting(paddle.nn.Layer):
+    def __init__(self, ntypes, dim_descrpt, neuron=(240, 240, 240), resnet_dt=True, precision="float64",
+                 seed=None, activation_function="tanh", numb_fparam=0, numb_aparam=0, atom_ener=(),
+                 rcond=None, trainable=True, type="ener"):
+        super().__init__()
+        if type != "ener":
+            raise NotImplementedError(f"fitting_net type {type!r} is not supported; allowed: 'ener'")
+        if numb_fparam or numb_aparam:
+            raise NotImplementedError("fparam/aparam (numb_fparam, numb_aparam > 0) are not supported")
+        if atom_ener:
+            raise NotImplementedError("fitting_net.atom_ener is not supported")
+        self.ntypes, self.dim_descrpt = ntypes, dim_descrpt
+        self.neuron, self.resnet_dt, self.precision = list(neuron), bool(resnet_dt), precision
+        self.activation_function, self.rcond = activation_function, rcond
+        rng = np.random.default_rng(seed)
+        self.nets = paddle.nn.LayerList(
+            [FittingNet(dim_descrpt, neuron, activation_function, resnet_dt, precision, rng) for _ in range(ntypes)]
+        )
+        self.register_buffer("bias_atom_e", paddle.zeros([ntypes], "float64"))
+
+    def set_bias(self, bias):
+        self.bias_atom_e.set_value(np.asarray(bias, "float64").reshape(self.ntypes))
+
+    def forward(self, d, ti: int):
+        """Atomic energies (nat x 1, float64) of a block of atoms of centre type ``ti``."""
+        e = self.nets[ti](d).astype("float64")
+        return e + self.bias_atom_e[ti]
+
+    def serialize(self, arrays: dict, type_map) -> dict:
+        arrays_key = f"/variable_{len(arrays):04d}"
+        arrays[arrays_key] = self.bias_atom_e.numpy().reshape(self.ntypes, 1)
+        return {
+            "@class": "Fitting", "type": "ener", "@version": 4, "var_name": "energy",
+            "ntypes": self.ntypes, "dim_descrpt": self.dim_descrpt, "mixed_types": False, "dim_out": 1,
+            "neuron": self.neuron, "resnet_dt": self.resnet_dt, "numb_fparam": 0, "numb_aparam": 0,
+            "dim_case_embd": 0, "default_fparam": None, "rcond": self.rcond, "tot_ener_zero": False,
+            "trainable": [True] * (len(self.neuron) + 1), "atom_ener": [],
+            "activation_function": self.activation_function, "precision": self.precision,
+            "layer_name": None, "use_aparam_as_mask": False, "spin": None, "exclude_types": [],
+            "nets": {
+                "@class": "NetworkCollection", "@version": 1, "ndim": 1, "ntypes": self.ntypes,
+                "network_type": "fitting_network", "networks": [n.serialize(arrays) for n in self.nets],
+            },
+            "@variables": {"bias_atom_e": arrays_key, "fparam_avg": None, "fparam_inv_std": None,
+                           "aparam_avg": None, "aparam_inv_std": None, "case_embd": None},
+            "type_map": list(type_map),
+        }
+
+    @classmethod
+    def deserialize(cls, d: dict, arrays, ntypes: int) -> "EnergyFitting":
+        check_class(d, "Fitting", max_version=4)
+        if d.get("type") != "ener":
+            raise NotImplementedError(f"fitting type {d.get('type')!r} is not supported; only 'ener' is")
+        for key in ("numb_fparam", "numb_aparam", "dim_case_embd"):
+            if d.get(key):
+                raise NotImplementedError(f"fitting {key} = {d[key]} is not supported (fparam/aparam/case embedding)")
+        if d.get("mixed_types"):
+            raise NotImplementedError("fitting with mixed_types (type embedding) is not supported")
+        if d.get("exclude_types"):
+            raise NotImplementedError("fitting exclude_types is not supported")
+        if d.get("dim_out", 1) != 1:
+            raise NotImplementedError(f"fitting dim_out {d['dim_out']} is not supported")
+        obj = cls(ntypes, d["dim_descrpt"], d["neuron"], d.get("resnet_dt", True), d.get("precision", "float64"),
+                  activation_function=d.get("activation_function", "tanh"), rcond=d.get("rcond"))
+        nets = d["nets"]["networks"]
+        obj.nets = paddle.nn.LayerList([FittingNet.deserialize(n, arrays, obj.precision) for n in nets])
+        obj.set_bias(arrays(d["@variables"]["bias_atom_e"]))
+        return obj

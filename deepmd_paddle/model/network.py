@@ -1,0 +1,179 @@
+"""Dense layers and networks with DeePMD-kit's residual conventions.
+
+A layer is ``y = act(x W + b)``; with ``resnet`` it adds the input back when the width stays the
+same (``y = x + y``) or doubles (``y = [x, x] + y``); ``use_timestep`` multiplies the residual
+branch by a trainable vector ``idt`` (``resnet_dt``). An embedding net maps 1 -> neuron[-1];
+a fitting net maps the descriptor to one atomic energy through tanh layers and a linear output.
+
+Each class serializes to DeePMD-kit's backend-neutral dict (``@class``/``@version``/
+``@variables``), so that models move between the two codes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import paddle
+
+ACTIVATIONS = {
+    "tanh": paddle.tanh,
+    "relu": paddle.nn.functional.relu,
+    "gelu": paddle.nn.functional.gelu,
+    "softplus": paddle.nn.functional.softplus,
+    "sigmoid": paddle.nn.functional.sigmoid,
+    "linear": lambda x: x,
+    "none": lambda x: x,
+}
+
+
+def get_activation(name: str):
+    try:
+        return ACTIVATIONS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown activation_function {name!r}; allowed: {sorted(ACTIVATIONS)}") from None
+
+
+class Dense(paddle.nn.Layer):
+    """One DeePMD layer; weights initialised from a NumPy generator so that a seed fixes them."""
+
+    def __init__(self, n_in, n_out, activation="tanh", resnet=False, use_timestep=False,
+                 precision="float64", rng=None, bias_mean=0.0, bias_std=1.0):
+        super().__init__()
+        rng = rng if rng is not None else np.random.default_rng()
+        self.activation_function = activation
+        self.act = get_activation(activation)
+        self.resnet = resnet
+        self.use_timestep = use_timestep
+        self.precision = precision
+        w = rng.normal(0.0, 1.0 / np.sqrt(n_in + n_out), (n_in, n_out))
+        b = rng.normal(bias_mean, bias_std, (n_out,))
+        self.w = self._param(w)
+        self.b = self._param(b)
+        self.idt = self._param(rng.normal(0.1, 0.001, (n_out,))) if use_timestep else None
+
+    def _param(self, value):
+        p = self.create_parameter(list(value.shape), dtype=self.precision)
+        p.set_value(np.asarray(value, dtype=self.precision))
+        return p
+
+    def forward(self, x):
+        y = self.act(paddle.matmul(x, self.w) + self.b)
+        if self.idt is not None:
+            y = y * self.idt
+        if self.resnet:
+            n_in, n_out = self.w.shape
+            if n_out == n_in:
+                y = y + x
+            elif n_out == 2 * n_in:
+                y = y + paddle.concat([x, x], axis=-1)
+        return y
+
+    def serialize(self, arrays: dict) -> dict:
+        """The layer as DeePMD-kit's dict; weights go into ``arrays`` (name -> ndarray)."""
+        return {
+            "@class": "Layer", "@version": 2, "bias": True, "use_timestep": self.use_timestep,
+            "activation_function": self.activation_function, "resnet": self.resnet,
+            "precision": self.precision, "trainable": True,
+            "@variables": {
+                "w": _store(arrays, self.w), "b": _store(arrays, self.b),
+                "idt": _store(arrays, self.idt) if self.idt is not None else None,
+            },
+        }
+
+    @classmethod
+    def deserialize(cls, d: dict, arrays, precision=None) -> "Dense":
+        check_class(d, "Layer", max_version=2)
+        if not d.get("bias", True):
+            raise NotImplementedError("layers without bias are not supported")
+        v = d["@variables"]
+        w = np.asarray(arrays(v["w"]))
+        layer = cls(w.shape[0], w.shape[1], d.get("activation_function", "tanh"), d.get("resnet", False),
+                    d.get("use_timestep", False), precision or d.get("precision", "float64"))
+        layer.w.set_value(w.astype(layer.precision))
+        layer.b.set_value(np.asarray(arrays(v["b"])).reshape(-1).astype(layer.precision))
+        if layer.idt is not None:
+            layer.idt.set_value(np.asarray(arrays(v["idt"])).reshape(-1).astype(layer.precision))
+        return layer
+
+
+class EmbeddingNet(paddle.nn.Layer):
+    """s -> G(s): 1 -> neuron[0] -> ... -> neuron[-1], tanh, residual where widths allow."""
+
+    def __init__(self, neuron, activation="tanh", resnet_dt=False, precision="float64", rng=None):
+        super().__init__()
+        dims = [1] + list(neuron)
+        self.neuron = list(neuron)
+        self.activation_function, self.resnet_dt, self.precision = activation, resnet_dt, precision
+        self.layers = paddle.nn.LayerList(
+            [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, rng) for i in range(len(neuron))]
+        )
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def serialize(self, arrays):
+        return {
+            "@class": "EmbeddingNetwork", "@version": 2, "in_dim": 1, "neuron": self.neuron,
+            "activation_function": self.activation_function, "resnet_dt": self.resnet_dt, "bias": True,
+            "precision": self.precision, "layers": [l.serialize(arrays) for l in self.layers],
+        }
+
+    @classmethod
+    def deserialize(cls, d, arrays, precision=None):
+        check_class(d, "EmbeddingNetwork", max_version=2)
+        if d.get("in_dim", 1) != 1:
+            raise NotImplementedError(f"embedding nets with in_dim {d['in_dim']} (type embedding) are not supported")
+        net = cls(d["neuron"], d.get("activation_function", "tanh"), d.get("resnet_dt", False),
+                  precision or d.get("precision", "float64"))
+        net.layers = paddle.nn.LayerList([Dense.deserialize(l, arrays, net.precision) for l in d["layers"]])
+        return net
+
+
+class FittingNet(paddle.nn.Layer):
+    """D_i -> E_i: hidden tanh layers (residual on equal widths) and a linear output layer."""
+
+    def __init__(self, n_in, neuron, activation="tanh", resnet_dt=False, precision="float64", rng=None):
+        super().__init__()
+        dims = [n_in] + list(neuron)
+        self.n_in, self.neuron = n_in, list(neuron)
+        self.activation_function, self.resnet_dt, self.precision = activation, resnet_dt, precision
+        hidden = [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, rng) for i in range(len(neuron))]
+        out = Dense(dims[-1], 1, "none", False, False, precision, rng)
+        self.layers = paddle.nn.LayerList(hidden + [out])
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def serialize(self, arrays):
+        return {
+            "@class": "FittingNetwork", "@version": 1, "in_dim": self.n_in, "out_dim": 1,
+            "neuron": self.neuron, "activation_function": self.activation_function,
+            "resnet_dt": self.resnet_dt, "precision": self.precision, "bias_out": True,
+            "layers": [l.serialize(arrays) for l in self.layers],
+        }
+
+    @classmethod
+    def deserialize(cls, d, arrays, precision=None):
+        check_class(d, "FittingNetwork", max_version=1)
+        if d.get("out_dim", 1) != 1:
+            raise NotImplementedError(f"fitting nets with out_dim {d['out_dim']} are not supported")
+        net = cls(d["in_dim"], d["neuron"], d.get("activation_function", "tanh"), d.get("resnet_dt", False),
+                  precision or d.get("precision", "float64"))
+        net.layers = paddle.nn.LayerList([Dense.deserialize(l, arrays, net.precision) for l in d["layers"]])
+        return net
+
+
+def check_class(d: dict, name: str, max_version: int):
+    """Refuse a serialized dict of another class or of a newer version than we read."""
+    if d.get("@class") != name:
+        raise NotImplementedError(f"expected a serialized {name!r}, got {d.get('@class')!r}")
+    if int(d.get("@version", 1)) > max_version:
+        raise NotImplementedError(f"{name} version {d['@version']} is newer than supported ({max_version})")
+
+
+def _store(arrays: dict, p: paddle.Tensor) -> str:
+    key = f"/variable_{len(arrays):04d}"
+    arrays[key] = p.numpy()
+    return key
