@@ -1,0 +1,84 @@
+"""Shared fixtures: small random models and systems, and the location of ../shared."""
+import os
+import pathlib
+
+import numpy as np
+import paddle
+import pytest
+
+paddle.set_default_dtype("float64")
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REFERENCE = SHARED / "reference" / "deepmd-kit"
+WATER = SHARED / "data" / "water"
+
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared (water data, DeePMD-kit reference) is absent")
+
+
+def small_model_config(type_one_side=False, precision="float64", resnet_dt=True, sel=(12, 24), rcut=3.5, seed=1):
+    return {
+        "type_map": ["O", "H"],
+        "descriptor": {"type": "se_e2_a", "sel": list(sel), "rcut": rcut, "rcut_smth": 0.5, "neuron": [4, 8, 16],
+                       "axis_neuron": 4, "type_one_side": type_one_side, "resnet_dt": resnet_dt,
+                       "precision": precision, "seed": seed},
+        "fitting_net": {"neuron": [16, 16], "resnet_dt": resnet_dt, "precision": precision, "seed": seed + 1},
+    }
+
+
+def make_small_model(use_op=False, **kw):
+    from deepmd_paddle.model import EnergyModel
+
+    model = EnergyModel.from_config(small_model_config(**kw))
+    rng = np.random.default_rng(0)
+    d = model.descriptor
+    davg = np.zeros([2, d.nnei, 4])
+    davg[..., 0] = rng.uniform(0.05, 0.2, [2, 1])
+    dstd = np.ones([2, d.nnei, 4])
+    dstd[..., 0] = rng.uniform(0.2, 0.4, [2, 1])
+    dstd[..., 1:] = rng.uniform(0.1, 0.3, [2, 1, 1])
+    d.set_stat(davg, dstd)
+    model.fitting.set_bias([-1.0, -0.5])
+    model.set_use_op(use_op)
+    return model
+
+
+def random_system(natoms=24, nframes=1, kind="ortho", seed=0, min_dist=0.9):
+    """Random positions with a minimum separation; kind: ortho, triclinic, small, open."""
+    rng = np.random.default_rng(seed)
+    if kind == "ortho":
+        box = np.diag([6.5, 7.0, 7.5])
+    elif kind == "triclinic":
+        box = np.array([[6.5, 0.0, 0.0], [1.3, 6.8, 0.0], [-0.9, 1.1, 7.2]])
+    elif kind == "small":  # plane spacing below rcut: several images of each atom
+        box = np.array([[3.1, 0.0, 0.0], [0.4, 3.3, 0.0], [0.3, -0.2, 3.4]])
+    else:
+        box = np.diag([6.0, 6.0, 6.0])
+    coords = []
+    for _ in range(nframes):
+        pts = []
+        while len(pts) < natoms:
+            p = rng.uniform(0, 1, 3) @ box
+            ok = True
+            for q in pts:
+                d = p - q
+                if kind != "open":
+                    f = d @ np.linalg.inv(box)
+                    d = (f - np.round(f)) @ box
+                if np.linalg.norm(d) < min_dist:
+                    ok = False
+                    break
+            if ok:
+                pts.append(p)
+        coords.append(np.array(pts))
+    coord = np.array(coords)
+    if kind != "open":
+        coord += rng.integers(-1, 2, coord.shape[:2] + (3,)) @ box  # some atoms outside the box
+    atype = np.tile((np.arange(natoms) % 3 != 0).astype(np.int32), (nframes, 1))
+    cell = None if kind == "open" else np.tile(box.reshape(1, 9), (nframes, 1))
+    return coord, atype, cell
+
+
+def to_tensors(coord, atype, cell):
+    c = paddle.to_tensor(coord)
+    return c, paddle.to_tensor(atype), None if cell is None else paddle.to_tensor(cell)

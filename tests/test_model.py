@@ -1,0 +1,199 @@
+"""The energy model against its own derivatives and symmetries (DeePMD-kit-style checks).
+
+Every test runs on the plain-Paddle path and, when it builds, on the C++ operator path."""
+import numpy as np
+import paddle
+import pytest
+
+from conftest import make_small_model, random_system, to_tensors
+
+PATHS = [False, True]
+
+
+def _skip_without_op(use_op):
+    if use_op:
+        from deepmd_paddle import ops
+        if ops.load_op() is None:
+            pytest.skip("the C++ operator is not available on this machine")
+
+
+def _eval(model, coord, atype, cell, **kw):
+    out = model(*to_tensors(coord, atype, cell), **kw)
+    return {k: v.numpy() for k, v in out.items()}
+
+
+@pytest.mark.parametrize("use_op", PATHS)
+@pytest.mark.parametrize("kind", ["ortho", "triclinic", "small", "open"])
+def test_force_is_minus_energy_gradient(use_op, kind):
+    _skip_without_op(use_op)
+    model = make_small_model(use_op, sel=(40, 80) if kind == "small" else (12, 24))
+    n = 6 if kind == "small" else 16
+    coord, atype, cell = random_system(n, 1, kind, seed=3)
+    out = _eval(model, coord, atype, cell)
+    h = 1e-5
+    rng = np.random.default_rng(1)
+    for i in rng.choice(n, 4, replace=False):
+        for a in range(3):
+            cp, cm = coord.copy(), coord.copy()
+            cp[0, i, a] += h
+            cm[0, i, a] -= h
+            fd = -(_eval(model, cp, atype, cell)["energy"][0, 0] - _eval(model, cm, atype, cell)["energy"][0, 0]) / (2 * h)
+            assert out["force"][0, i, a] == pytest.approx(fd, rel=1e-6, abs=1e-8)
+
+
+@pytest.mark.parametrize("use_op", PATHS)
+@pytest.mark.parametrize("kind", ["ortho", "triclinic", "small"])
+def test_virial_is_strain_derivative(use_op, kind):
+    """W = -dE/d(eps) under the homogeneous strain r -> (1 + eps) r, box -> box (1 + eps)."""
+    _skip_without_op(use_op)
+    model = make_small_model(use_op, sel=(40, 80) if kind == "small" else (12, 24))
+    n = 6 if kind == "small" else 16
+    coord, atype, cell = random_system(n, 1, kind, seed=4)
+    out = _eval(model, coord, atype, cell, do_atomic_virial=True)
+    h = 1e-6
+    box = cell.reshape(3, 3)
+    fd = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            es = []
+            for s in (h, -h):
+                eps = np.eye(3)
+                eps[a, b] += s
+                es.append(_eval(model, coord @ eps, atype, (box @ eps).reshape(1, 9))["energy"][0, 0])
+            fd[a, b] = -(es[0] - es[1]) / (2 * h)
+    np.testing.assert_allclose(out["virial"].reshape(3, 3), fd, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out["atom_virial"].sum(1), out["virial"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out["atom_energy"].sum(1), out["energy"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("use_op", PATHS)
+def test_invariances(use_op):
+    _skip_without_op(use_op)
+    model = make_small_model(use_op, type_one_side=True)
+    coord, atype, _ = random_system(20, 1, "open", seed=5)
+    ref = _eval(model, coord, atype, None)
+    # translation
+    out = _eval(model, coord + np.array([0.3, -1.7, 2.2]), atype, None)
+    np.testing.assert_allclose(out["energy"], ref["energy"], rtol=1e-12)
+    np.testing.assert_allclose(out["force"], ref["force"], atol=1e-12)
+    # rotation: E invariant, F and W rotate
+    q, _ = np.linalg.qr(np.random.default_rng(2).normal(size=(3, 3)))
+    out = _eval(model, coord @ q.T, atype, None)
+    np.testing.assert_allclose(out["energy"], ref["energy"], rtol=1e-12)
+    np.testing.assert_allclose(out["force"], ref["force"] @ q.T, atol=1e-11)
+    np.testing.assert_allclose(out["virial"].reshape(3, 3), q @ ref["virial"].reshape(3, 3) @ q.T, atol=1e-11)
+    # permutation of same-type atoms
+    perm = np.arange(20)
+    same = np.flatnonzero(atype[0] == 1)
+    perm[same] = np.random.default_rng(3).permutation(same)
+    out = _eval(model, coord[:, perm], atype[:, perm], None)
+    np.testing.assert_allclose(out["energy"], ref["energy"], rtol=1e-12)
+    np.testing.assert_allclose(out["force"], ref["force"][:, perm], atol=1e-12)
+    # periodic images: shifting one atom by a lattice vector changes nothing
+    coord, atype, cell = random_system(16, 1, "triclinic", seed=6)
+    ref = _eval(model, coord, atype, cell)
+    c2 = coord.copy()
+    c2[0, 3] += cell.reshape(3, 3)[1] - 2 * cell.reshape(3, 3)[2]
+    out = _eval(model, c2, atype, cell)
+    np.testing.assert_allclose(out["energy"], ref["energy"], rtol=1e-12)
+    np.testing.assert_allclose(out["force"], ref["force"], atol=1e-11)
+
+
+@pytest.mark.parametrize("use_op", PATHS)
+def test_smooth_across_rcut(use_op):
+    """A neighbour crossing rcut: energy and force change continuously."""
+    _skip_without_op(use_op)
+    model = make_small_model(use_op)
+    rcut = model.get_rcut()
+    coord = np.array([[[0.0, 0.0, 0.0], [1.0, 0.2, 0.1], [0.0, 0.0, rcut - 1e-7]]])
+    atype = np.array([[0, 1, 1]], dtype=np.int32)
+    a = _eval(model, coord, atype, None)
+    coord[0, 2, 2] = rcut + 1e-7
+    b = _eval(model, coord, atype, None)
+    assert abs(a["energy"][0, 0] - b["energy"][0, 0]) < 1e-9
+    np.testing.assert_allclose(a["force"], b["force"], atol=1e-9)
+
+
+@pytest.mark.parametrize("use_op", PATHS)
+@pytest.mark.parametrize("type_one_side", [True, False])
+def test_force_loss_weight_gradient(use_op, type_one_side):
+    """d/dw of a loss on forces (the double gradient) equals finite differences."""
+    _skip_without_op(use_op)
+    model = make_small_model(use_op, type_one_side=type_one_side)
+    coord, atype, cell = random_system(12, 2, "ortho", seed=7)
+    c, a, b = to_tensors(coord, atype, cell)
+    target = paddle.to_tensor(np.random.default_rng(0).normal(size=(2, 12, 3)))
+
+    def loss():
+        f = model(c, a, b, create_graph=True)["force"]
+        return ((f - target) ** 2).sum()
+
+    params = [model.descriptor.embeddings[0].layers[1].w, model.fitting.nets[1].layers[0].w]
+    grads = paddle.grad(loss(), params)
+    h = 1e-4  # the loss is O(100): a smaller step drowns in rounding
+    for p, g in zip(params, grads):
+        base = p.numpy().copy()
+        for idx in [(0, 0), (1, 2)]:
+            for s, sign in ((h, 1), (-h, -1)):
+                v = base.copy()
+                v[idx] += s
+                p.set_value(v)
+                if sign > 0:
+                    lp = float(loss())
+                else:
+                    lm = float(loss())
+            p.set_value(base)
+            fd = (lp - lm) / (2 * h)
+            assert float(g.numpy()[idx]) == pytest.approx(fd, rel=1e-6, abs=1e-9)
+
+
+def test_op_and_paddle_paths_agree():
+    _skip_without_op(True)
+    m0, m1 = make_small_model(False, sel=(40, 80)), make_small_model(True, sel=(40, 80))
+    for kind in ["ortho", "triclinic", "small", "open"]:
+        coord, atype, cell = random_system(6 if kind == "small" else 16, 2, kind, seed=8)
+        a = _eval(m0, coord, atype, cell, do_atomic_virial=True)
+        b = _eval(m1, coord, atype, cell, do_atomic_virial=True)
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-12, atol=1e-12, err_msg=f"{kind}: {k}")
+
+
+def test_batch_equals_single_frames():
+    model = make_small_model(False)
+    coord, atype, cell = random_system(12, 3, "triclinic", seed=9)
+    both = _eval(model, coord, atype, cell)
+    for f in range(3):
+        one = _eval(model, coord[f:f + 1], atype[f:f + 1], cell[f:f + 1])
+        np.testing.assert_allclose(one["force"][0], both["force"][f], atol=1e-13)
+        np.testing.assert_allclose(one["energy"][0], both["energy"][f], rtol=1e-13)
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ("shape", "coord must have shape"),
+    ("type", "out of range"),
+    ("overlap", "overlap"),
+    ("box", "zero volume"),
+    ("boxshape", "box/cell must have shape"),
+])
+def test_bad_input(bad, msg):
+    model = make_small_model(False)
+    coord, atype, cell = random_system(8, 1, "ortho", seed=10)
+    if bad == "shape":
+        coord = coord.reshape(1, -1)
+    elif bad == "type":
+        atype[0, 5] = 2
+    elif bad == "overlap":
+        coord[0, 4] = coord[0, 2]
+    elif bad == "box":
+        cell[0, 6:] = cell[0, 3:6]
+    elif bad == "boxshape":
+        cell = cell[:, :6]
+    with pytest.raises(ValueError, match=msg):
+        model(paddle.to_tensor(coord), paddle.to_tensor(atype), None if cell is None else paddle.to_tensor(cell))
+
+
+def test_truncated_neighbours_warn():
+    model = make_small_model(False, sel=(2, 3))
+    coord, atype, cell = random_system(16, 1, "ortho", seed=11)
+    with pytest.warns(UserWarning, match="neighbours beyond sel"):
+        model(*to_tensors(coord, atype, cell))
