@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from .env_mat import build_rij, env_mat_paddle, neighbor_list_paddle
+from .env_mat import build_rij, const, env_mat_paddle, neighbor_list_paddle
 from .network import EmbeddingNet, check_class
 
 
@@ -116,7 +116,7 @@ class DescrptSeA(paddle.nn.Layer):
             g = net(e_t[:, :, :1])  # nat x sel_t x ng
             part = paddle.matmul(g, e_t, transpose_x=True)  # nat x ng x 4
             xyz = part if xyz is None else xyz + part
-        xyz = xyz * (1.0 / self.nnei)
+        xyz = xyz * const(xyz, 1.0 / self.nnei)
         d = paddle.matmul(xyz, xyz[:, : self.axis_neuron, :], transpose_y=True)  # nat x ng x axis
         return d.reshape([d.shape[0], -1])
 

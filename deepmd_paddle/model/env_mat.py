@@ -19,9 +19,16 @@ from __future__ import annotations
 import paddle
 
 
+def const(like: paddle.Tensor, value: float) -> paddle.Tensor:
+    """A scalar constant in ``like``'s dtype. In static graphs ``x * 0.1`` becomes a ``scale``
+    op whose factor is a float32 attribute: constants that are not exact in float32 must be
+    tensors to keep float64 results equal to the dynamic graph's."""
+    return paddle.full([1], value, dtype=like.dtype)
+
+
 def switch(r: paddle.Tensor, rcut_smth: float, rcut: float) -> paddle.Tensor:
     """The C2 switch w(r): 1 below rcut_smth, 0 from rcut on."""
-    u = paddle.clip((r - rcut_smth) / (rcut - rcut_smth), 0.0, 1.0)
+    u = paddle.clip((r - const(r, rcut_smth)) * const(r, 1.0 / (rcut - rcut_smth)), 0.0, 1.0)
     u2 = u * u
     return u2 * u * (-6.0 * u2 + 15.0 * u - 10.0) + 1.0
 
@@ -110,7 +117,7 @@ def neighbor_list_paddle(coord, box, atype, rcut: float, sel: list[int]):
     big = paddle.full_like(dist2, float("inf"))
     dist2 = paddle.where(is_self, big, dist2)
     mindist = paddle.sqrt(paddle.minimum(dist2.min(axis=[1, 2]), paddle.full([nf], rcut * rcut, dtype)))
-    within = dist2 < rcut * rcut
+    within = dist2 < const(dist2, rcut * rcut)
     jt = paddle.take_along_axis(atype.astype("int64"), jidx.unsqueeze(0).expand([nf, ncand]), axis=1)
     blocks, shifts, counts = [], [], []
     for t, s in enumerate(sel):
