@@ -4,3 +4,7 @@ Pipeline, one folder a stage: ``data`` -> ``model`` (descriptor, fitting, energy
 ``train`` (loss, learning rate, trainer) -> ``export`` -> ``infer``.
 """
 __version__ = "0.1.0"
+
+from .utils.runtime import tune_allocator as _tune_allocator
+
+_tune_allocator()
