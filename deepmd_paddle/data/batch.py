@@ -1,0 +1,115 @@
+"""Batches: frames of one system at a time, systems drawn at random in proportion to their size.
+
+DeePMD-kit's rules:
+- ``batch_size``: an int for every system, one int per system, or ``"auto:N"`` (``"auto"`` is
+  ``"auto:32"``): the smallest batch with ``batch x natoms >= N``, i.e. ``ceil(N / natoms)``.
+- a system has ``max(1, nframes // batch)`` batches; ``auto_prob: prob_sys_size`` draws a system
+  with probability proportional to that count, ``prob_uniform`` uniformly,
+  ``prob_sys_size;0:k:w0;k:n:w1`` gives block [0, k) weight w0 and [k, n) weight w1 (shared in
+  proportion to size inside a block); ``sys_probs`` gives the probabilities directly.
+- inside a system, frames go in a shuffled order, reshuffled when it runs out.
+
+The sampler's whole state (generator and positions) is a JSON-able dict, so a restarted run
+draws the same batches as one that was never stopped.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from deepmd_paddle.data.system import LABELS, DataError, System
+
+
+def batch_sizes(spec, natoms: list[int]) -> list[int]:
+    """Frames per batch for each system (see the module docstring)."""
+    if isinstance(spec, int):
+        return [spec] * len(natoms)
+    if isinstance(spec, list):
+        if len(spec) != len(natoms):
+            raise DataError(f"batch_size: {len(spec)} values for {len(natoms)} systems")
+        return list(spec)
+    words = spec.split(":")
+    if words[0] != "auto" or len(words) > 2:
+        raise DataError(f"batch_size: got {spec!r}; allowed: an int, a list of ints, 'auto' or 'auto:N'")
+    rule = int(words[1]) if len(words) == 2 else 32
+    return [max(1, -(-rule // n)) for n in natoms]
+
+
+def system_probs(auto_prob: str, sys_probs, nbatches: list[int]) -> np.ndarray:
+    """Probability of drawing each system."""
+    n = len(nbatches)
+    if sys_probs is not None:
+        p = np.asarray(sys_probs, dtype=np.float64)
+        if p.shape != (n,) or (p < 0).any() or p.sum() <= 0:
+            raise DataError(f"sys_probs: need {n} non-negative numbers, got {sys_probs}")
+        return p / p.sum()
+    if auto_prob == "prob_uniform":
+        return np.full(n, 1.0 / n)
+    if auto_prob == "prob_sys_size":
+        auto_prob = f"prob_sys_size;0:{n}:1.0"
+    if not auto_prob.startswith("prob_sys_size;"):
+        raise DataError(f"auto_prob: got {auto_prob!r}; allowed: prob_sys_size, prob_uniform, "
+                        "prob_sys_size;start:end:weight;...")
+    p = np.zeros(n)
+    nb = np.asarray(nbatches, dtype=np.float64)
+    blocks = [b.split(":") for b in auto_prob.split(";")[1:]]
+    weights = np.array([float(w) for _, _, w in blocks])
+    for (start, end, _), w in zip(blocks, weights / weights.sum()):
+        s, e = int(start), int(end)
+        p[s:e] = nb[s:e] / nb[s:e].sum() * w
+    return p
+
+
+class DataSet:
+    """Systems with their batch sizes, probabilities and a seeded sampler."""
+
+    def __init__(self, systems: list[System], batch_size="auto", auto_prob="prob_sys_size",
+                 sys_probs=None, seed: int | None = None):
+        self.systems = systems
+        self.batch_size = batch_sizes(batch_size, [s.natoms for s in systems])
+        self.nbatches = [max(1, s.nframes // b) for s, b in zip(systems, self.batch_size)]
+        self.probs = system_probs(auto_prob, sys_probs, self.nbatches)
+        self.rng = np.random.default_rng(seed)
+        self.order = [self.rng.permutation(s.nframes) for s in systems]
+        self.cursor = [0] * len(systems)
+
+    def next_batch(self) -> dict:
+        """One batch of numpy arrays: see ``make_batch``."""
+        i = int(self.rng.choice(len(self.systems), p=self.probs))
+        sys, bs = self.systems[i], self.batch_size[i]
+        if self.cursor[i] + bs > sys.nframes:
+            self.order[i] = self.rng.permutation(sys.nframes)
+            self.cursor[i] = 0
+        idx = np.resize(self.order[i][self.cursor[i]:self.cursor[i] + bs], bs)  # repeats if bs > nframes
+        self.cursor[i] += bs
+        return make_batch(sys, idx)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "order": [o.tolist() for o in self.order],
+                "cursor": list(self.cursor)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.order = [np.asarray(o, dtype=np.int64) for o in state["order"]]
+        self.cursor = list(state["cursor"])
+
+
+def make_batch(sys: System, idx: np.ndarray) -> dict:
+    """Frames ``idx`` of ``sys``::
+
+        coord  nf x natoms x 3      atype  nf x natoms (int32)   box  nf x 9 or None
+        energy nf x 1               force  nf x natoms x 3       virial nf x 9
+        find_energy / find_force / find_virial: 1.0 when every frame has the label, else 0.0
+        natoms: int
+    """
+    nf = len(idx)
+    batch = {
+        "coord": sys.coord[idx],
+        "atype": np.broadcast_to(sys.atype, (nf, sys.natoms)).astype(np.int32),
+        "box": None if sys.box is None else sys.box[idx],
+        "natoms": sys.natoms,
+    }
+    for name in LABELS:
+        label = sys.labels[name][idx]
+        batch[name] = label.reshape(nf, 1) if name == "energy" else label
+        batch[f"find_{name}"] = float(sys.found[name][idx].all())
+    return batch

@@ -1,0 +1,136 @@
+"""Statistics taken from the data before training (DeePMD-kit's conventions, TensorFlow backend).
+
+Neighbours: for every frame, the largest number of type-t neighbours within ``rcut`` of any atom,
+and the smallest distance between two atoms. ``sel: "auto:f"`` (``"auto"`` = ``"auto:1.1"``)
+becomes ``ceil4(int(max_t * f))``, the maximum over the data rounded up to a multiple of 4.
+
+Descriptor normalisation (se_e2_a), per centre type t, over every neighbour slot (padded slots,
+whose row is 0, included) of every type-t atom in the sampled frames, with n the slot count::
+
+    davg[t, :, 0] = sum(R0) / n                       davg[t, :, 1:] = 0
+    dstd[t, :, 0] = sqrt(sum(R0^2)/n - (sum(R0)/n)^2)
+    dstd[t, :, 1:] = sqrt(sum(R123^2)/(3n) - (sum(R123)/(3n))^2)
+
+a standard deviation below ``data_stat_protect`` (1e-2) is raised to it; a type with no atoms in
+the sample gets davg 0 and dstd 1/rcut.
+
+Energy bias: per-type atomic energies b minimising sum_frames (E - sum_t N_t b_t)^2
+(``np.linalg.lstsq`` with the fitting net's ``rcond``).
+
+The sample is ``data_stat_nbatch`` batches of every system (frames chosen by the seed).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import paddle
+
+from deepmd_paddle.data.system import System
+
+log = logging.getLogger(__name__)
+
+CHUNK = 4  # frames per call of the neighbour search (bounds the memory of the brute-force path)
+
+
+def stat_frames(systems: list[System], batch_size: list[int], nbatch: int, seed: int | None) -> list[np.ndarray]:
+    """Indices of the frames of each system used for statistics."""
+    rng = np.random.default_rng(seed)
+    return [np.sort(rng.permutation(s.nframes)[: min(s.nframes, nbatch * b)]) for s, b in zip(systems, batch_size)]
+
+
+def _chunks(sys: System, idx: np.ndarray, dtype: str):
+    """Paddle (coord, atype, box) of frames ``idx`` in groups of ``CHUNK``."""
+    for start in range(0, len(idx), CHUNK):
+        part = idx[start:start + CHUNK]
+        coord = paddle.to_tensor(sys.coord[part].astype(dtype))  # nf x nloc x 3
+        atype = paddle.to_tensor(np.broadcast_to(sys.atype, (len(part), sys.natoms)).astype(np.int32))
+        box = None if sys.box is None else paddle.to_tensor(sys.box[part].astype(dtype))  # nf x 9
+        yield part, coord, atype, box
+
+
+def _probe_model(type_map: list[str], rcut: float):
+    """The smallest model whose descriptor runs the project's neighbour search at ``rcut``."""
+    from deepmd_paddle.config import model_args
+    from deepmd_paddle.model import EnergyModel
+
+    cfg = model_args().normalize_value({
+        "type_map": list(type_map),
+        "descriptor": {"type": "se_e2_a", "sel": [1] * len(type_map), "rcut": float(rcut), "rcut_smth": 0.0,
+                       "neuron": [1], "axis_neuron": 1, "precision": "float64", "seed": 0},
+        "fitting_net": {"neuron": [1], "precision": "float64", "seed": 0},
+    })
+    return EnergyModel.from_config(cfg)
+
+
+def neighbor_stat(systems: list[System], rcut: float, type_map: list[str]) -> tuple[float, np.ndarray]:
+    """(smallest pair distance, largest neighbour count of each type) over every frame."""
+    desc = _probe_model(type_map, rcut).descriptor
+    min_dist, max_nbor = np.inf, np.zeros(len(type_map), dtype=np.int64)
+    for sys in systems:
+        for _, coord, atype, box in _chunks(sys, np.arange(sys.nframes), "float64"):
+            _, _, nmax, mindist = desc.env_mat_raw(coord, atype, box)
+            max_nbor = np.maximum(max_nbor, nmax.numpy().max(axis=0))
+            min_dist = min(min_dist, float(mindist.numpy().min()))
+    return min_dist, max_nbor
+
+
+def resolve_sel(sel, systems: list[System], rcut: float, type_map: list[str]) -> list[int]:
+    """``sel`` as a list of ints: "auto[:factor]" from the data, a given list checked against it."""
+    if not isinstance(sel, str):
+        return [int(s) for s in sel]
+    factor = float(sel.split(":")[1]) if ":" in sel else 1.1
+    _, max_nbor = neighbor_stat(systems, rcut, type_map)
+    out = [4 * ((int(m * factor) + 3) // 4) for m in max_nbor]
+    log.info("sel %r -> %s (largest neighbour counts %s)", sel, out, max_nbor.tolist())
+    return out
+
+
+def env_mat_stat(descriptor, systems: list[System], frames: list[np.ndarray], dtype: str = "float64",
+                 protect: float = 1e-2, set_davg_zero: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """davg, dstd (ntypes x nnei x 4) of the descriptor's environment matrix (module docstring).
+
+    ``dtype`` is the model's precision, in which coordinates are fed.
+    """
+    ntypes, nnei = len(descriptor.sel), descriptor.get_nnei()
+    sums = np.zeros((ntypes, 5))  # sum R0, sum R0^2, sum R123, sum R123^2, number of slots
+    for sys, idx in zip(systems, frames):
+        for part, coord, atype, box in _chunks(sys, idx, dtype):
+            env = descriptor.env_mat_raw(coord, atype, box)[0].numpy()  # nf x nloc x nnei x 4
+            for t in range(ntypes):
+                rows = env[:, sys.atype == t]  # nf x nt x nnei x 4
+                r, a = rows[..., 0], rows[..., 1:]
+                sums[t] += [r.sum(), (r * r).sum(), a.sum(), (a * a).sum(), r.size]
+    davg = np.zeros((ntypes, nnei, 4))
+    dstd = np.ones((ntypes, nnei, 4)) / descriptor.rcut
+    for t, (sr, sr2, sa, sa2, n) in enumerate(sums):
+        if n == 0:
+            continue
+        if not set_davg_zero:
+            davg[t, :, 0] = sr / n
+        dstd[t, :, 0] = _std(sr2, sr, n, protect)
+        dstd[t, :, 1:] = _std(sa2, sa, 3 * n, protect)
+    return davg, dstd
+
+
+def _std(sum2: float, sum1: float, n: float, protect: float) -> float:
+    return max(np.sqrt(max(sum2 / n - (sum1 / n) ** 2, 0.0)), protect)
+
+
+def energy_bias(energy: np.ndarray, counts: np.ndarray, rcond: float | None = None) -> np.ndarray:
+    """Per-type energies b minimising ||counts @ b - energy|| (nframes; nframes x ntypes)."""
+    return np.linalg.lstsq(np.asarray(counts, np.float64), np.asarray(energy, np.float64), rcond=rcond)[0]
+
+
+def data_energy_bias(systems: list[System], frames: list[np.ndarray], ntypes: int, rcond=None) -> np.ndarray:
+    """``energy_bias`` over the sampled frames that carry an energy label."""
+    energy, counts = [], []
+    for sys, idx in zip(systems, frames):
+        idx = idx[sys.found["energy"][idx]]
+        energy.append(sys.labels["energy"][idx])
+        counts.append(np.broadcast_to(sys.type_counts(ntypes), (len(idx), ntypes)))
+    energy, counts = np.concatenate(energy), np.concatenate(counts)
+    if len(energy) == 0:
+        log.warning("no energy labels in the statistics sample: energy bias left at 0")
+        return np.zeros(ntypes)
+    return energy_bias(energy, counts, rcond)

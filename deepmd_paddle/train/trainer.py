@@ -1,0 +1,246 @@
+"""The training loop: data -> statistics -> Adam on DeePMD-kit's ``ener`` loss, with checkpoints.
+
+Step ``s`` means "after s updates". Iteration s: save a checkpoint when due (s a multiple of
+``save_freq``, or the last step), draw batch s, evaluate the loss, write a line to ``disp_file``
+when s is a multiple of ``disp_freq`` (training errors on batch s, validation errors on
+``numb_btch`` validation batches, both with the parameters of step s), then update. The run ends
+at ``numb_steps`` with a last line and checkpoint. A checkpoint holds everything that decides the
+future (weights, Adam's slots, both samplers' states), so ``restart`` continues the same
+trajectory: it truncates ``disp_file`` to the steps before its own and carries on.
+
+Ctrl-C (SIGINT) asks the loop to stop at the next step boundary, save a checkpoint and return;
+a second Ctrl-C stops at once without saving.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import signal
+import time
+
+import numpy as np
+import paddle
+
+from deepmd_paddle.data.batch import DataSet
+from deepmd_paddle.data.stats import data_energy_bias, env_mat_stat, resolve_sel, stat_frames
+from deepmd_paddle.data.system import load_system
+from deepmd_paddle.train import checkpoint
+from deepmd_paddle.train.loss import EnerLoss
+from deepmd_paddle.train.lr import LearningRateExp
+
+log = logging.getLogger(__name__)
+
+
+def to_paddle(batch: dict, dtype: str) -> dict:
+    """Numpy batch -> Paddle tensors (floats in the model's precision)."""
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, np.ndarray):
+            out[k] = paddle.to_tensor(v if v.dtype == np.int32 else v.astype(dtype))
+        else:
+            out[k] = v
+    return out
+
+
+class Trainer:
+    def __init__(self, config: dict, outdir: str = ".", restart: str | None = None, init_model: str | None = None):
+        if restart and init_model:
+            raise ValueError("give either restart or init_model, not both")
+        self.config = cfg = copy.deepcopy(config)
+        self.outdir = outdir
+        os.makedirs(outdir, exist_ok=True)
+        tr = cfg["training"]
+        self.numb_steps, seed = tr["numb_steps"], tr["seed"]
+        if seed is not None:
+            paddle.seed(seed)
+        type_map = cfg["model"]["type_map"]
+        self.train_data = self._dataset(tr["training_data"], type_map, seed)
+        valid = tr["validation_data"]
+        self.valid_data = None if valid is None else self._dataset(valid, type_map, None if seed is None else seed + 1)
+        self.numb_btch = 0 if valid is None else valid["numb_btch"]
+
+        ckpt = checkpoint.load(restart or init_model) if (restart or init_model) else None
+        if ckpt is not None:
+            cfg["model"] = ckpt[1]["config"]["model"]
+            if cfg["model"]["type_map"] != type_map:
+                raise ValueError(f"checkpoint type_map {cfg['model']['type_map']} differs from the input's {type_map}")
+        else:
+            self._fill_model_config(cfg["model"], seed)
+        from deepmd_paddle.model import EnergyModel
+
+        self.model = EnergyModel.from_config(cfg["model"])
+        self.dtype = cfg["model"]["descriptor"]["precision"]
+        if ckpt is not None:
+            checkpoint.load_model_tensors(self.model, ckpt[0])
+        else:
+            self._statistics(seed)
+        self.lr = LearningRateExp.from_config(cfg["learning_rate"], self.numb_steps)
+        self.loss = EnerLoss(cfg["learning_rate"]["start_lr"], **cfg["loss"])
+        self.opt = paddle.optimizer.Adam(learning_rate=self.lr.value(0), parameters=self.model.parameters())
+        self.start_step = 0
+        if restart:
+            tensors, meta = ckpt
+            checkpoint.load_optimizer_tensors(self.model, self.opt, tensors)
+            self.start_step = meta["step"]
+            self.train_data.load_state_dict(meta["state"]["train"])
+            if self.valid_data is not None and meta["state"].get("valid"):
+                self.valid_data.load_state_dict(meta["state"]["valid"])
+        self.prefix = os.path.join(outdir, tr["save_ckpt"])
+        self._stop = False
+
+    # ----------------------------------------------------------------- set-up
+    @staticmethod
+    def _dataset(data: dict, type_map, seed) -> DataSet:
+        systems = [load_system(p, type_map, data["fmt"]) for p in data["systems"]]
+        return DataSet(systems, data["batch_size"], data["auto_prob"], data["sys_probs"], seed)
+
+    def _fill_model_config(self, model_cfg: dict, seed) -> None:
+        """Resolve ``sel: auto`` from the training data; seed the networks from the training seed."""
+        desc = model_cfg["descriptor"]
+        desc["sel"] = resolve_sel(desc["sel"], self.train_data.systems, desc["rcut"], model_cfg["type_map"])
+        for i, part in enumerate((desc, model_cfg["fitting_net"])):
+            if part["seed"] is None and seed is not None:
+                part["seed"] = seed + i
+
+    def _statistics(self, seed) -> None:
+        mc = self.config["model"]
+        frames = stat_frames(self.train_data.systems, self.train_data.batch_size, mc["data_stat_nbatch"], seed)
+        t0 = time.perf_counter()
+        davg, dstd = env_mat_stat(self.model.descriptor, self.train_data.systems, frames, self.dtype,
+                                  mc["data_stat_protect"], mc["descriptor"]["set_davg_zero"])
+        self.model.descriptor.set_stat(davg, dstd)
+        bias = data_energy_bias(self.train_data.systems, frames, len(mc["type_map"]), mc["fitting_net"]["rcond"])
+        self.model.fitting.set_bias(bias)
+        log.info("statistics from %d frames in %.1f s; energy bias per type %s",
+                 sum(len(f) for f in frames), time.perf_counter() - t0, np.round(bias, 6).tolist())
+
+    # ----------------------------------------------------------------- evaluation
+    def _forward(self, batch: dict, lr: float, train: bool):
+        b = to_paddle(batch, self.dtype)
+        out = self.model(b["coord"], b["atype"], box=b["box"], create_graph=train)
+        return self.loss(out, b, lr)
+
+    def _errors(self, loss, l2: dict, natoms: int) -> dict:
+        return self.loss.rmse(float(loss), l2, natoms)
+
+    def validate(self, lr: float) -> dict | None:
+        """Errors over ``numb_btch`` validation batches, averaged with natoms weights (DeePMD-kit)."""
+        if self.valid_data is None:
+            return None
+        total, weight = {}, 0
+        for _ in range(self.numb_btch):
+            batch = self.valid_data.next_batch()
+            loss, l2 = self._forward(batch, lr, train=False)
+            for k, v in self._errors(loss, l2, batch["natoms"]).items():
+                total[k] = total.get(k, 0.0) + v * batch["natoms"]
+            weight += batch["natoms"]
+        return {k: v / weight for k, v in total.items()}
+
+    # ----------------------------------------------------------------- output
+    def _open_lcurve(self):
+        path = os.path.join(self.outdir, self.config["training"]["disp_file"])
+        kept = []
+        if self.start_step > 0 and os.path.isfile(path):
+            with open(path) as f:
+                kept = [ln for ln in f if ln.startswith("#") or int(ln.split()[0]) < self.start_step]
+        fp = open(path, "w")
+        fp.writelines(kept)
+        if not kept:
+            cols = ["rmse"] + [f"rmse_{k}" for k in self.loss.keys]
+            head = "# {:5s}".format("step")
+            for c in cols:
+                head += (f"   {c + '_val':>11s} {c + '_trn':>11s}" if self.valid_data else f"   {c + '_trn':>11s}")
+            fp.write(head + "   {:8s}\n".format("lr"))
+            fp.write("# If there is no available reference data, rmse_*_{val,trn} will print nan\n")
+        fp.flush()
+        return fp
+
+    def _display(self, fp, step: int, lr: float, trn: dict, val: dict | None, speed: float | None) -> None:
+        line = f"{step:7d}"
+        for k in trn:
+            line += f"   {val[k]:11.2e} {trn[k]:11.2e}" if val else f"   {trn[k]:11.2e}"
+        fp.write(line + f"   {lr:8.1e}\n")
+        fp.flush()
+        msg = f"step {step:>7d}  trn " + " ".join(f"{k}={v:.3e}" for k, v in trn.items())
+        if val:
+            msg += "  val " + " ".join(f"{k}={v:.3e}" for k, v in val.items())
+        msg += f"  lr={lr:.2e}"
+        if speed is not None:
+            eta = (self.numb_steps - step) * speed
+            msg += f"  {speed:.3f} s/step  ETA {_hms(eta)}"
+        log.info(msg)
+
+    def save(self, step: int) -> str:
+        state = {"train": self.train_data.state_dict(),
+                 "valid": None if self.valid_data is None else self.valid_data.state_dict()}
+        base = checkpoint.save(self.prefix, step, self.model, self.opt, self.config, state,
+                               self.config["training"]["max_ckpt_keep"])
+        log.info("saved checkpoint %s", base)
+        return base
+
+    # ----------------------------------------------------------------- loop
+    def _on_sigint(self, signum, frame):
+        if self._stop:
+            raise KeyboardInterrupt
+        log.warning("interrupt: saving a checkpoint at the end of this step (Ctrl-C again to quit now)")
+        self._stop = True
+
+    def run(self) -> dict:
+        """Train to ``numb_steps`` (or until Ctrl-C); returns {"step", "checkpoint", "interrupted"}."""
+        tr = self.config["training"]
+        disp_freq, save_freq = tr["disp_freq"], tr["save_freq"]
+        old_handler = None
+        try:
+            old_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread: no Ctrl-C handling
+            pass
+        fp = self._open_lcurve() if tr["disp_training"] else None
+        self.model.train()
+        last_ckpt, step = None, self.start_step
+        t_last, step_last = time.perf_counter(), self.start_step
+        try:
+            for step in range(self.start_step, self.numb_steps + 1):
+                if self._stop:
+                    last_ckpt = self.save(step)
+                    log.warning("stopped at step %d; continue with --restart %s", step, last_ckpt)
+                    return {"step": step, "checkpoint": last_ckpt, "interrupted": True}
+                if step > self.start_step and (step % save_freq == 0 or step == self.numb_steps):
+                    last_ckpt = self.save(step)
+                display = fp is not None and step % disp_freq == 0
+                if step == self.numb_steps and not display:
+                    break
+                lr = self.lr.value(step)
+                batch = self.train_data.next_batch()
+                loss, l2 = self._forward(batch, lr, train=True)
+                if display:
+                    now = time.perf_counter()
+                    speed = (now - t_last) / (step - step_last) if step > step_last else None
+                    self._display(fp, step, lr, self._errors(loss, l2, batch["natoms"]), self.validate(lr), speed)
+                    t_last, step_last = time.perf_counter(), step
+                if step == self.numb_steps:
+                    break
+                if isinstance(loss, paddle.Tensor):
+                    self.opt.set_lr(lr)
+                    loss.backward()
+                    self.opt.step()
+                    self.opt.clear_grad()
+        finally:
+            if fp is not None:
+                fp.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        return {"step": step, "checkpoint": last_ckpt, "interrupted": False}
+
+
+def _hms(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def train(config: dict, outdir: str = ".", restart: str | None = None, init_model: str | None = None) -> dict:
+    """Build a ``Trainer`` from a normalized config and run it."""
+    return Trainer(config, outdir, restart, init_model).run()
