@@ -67,7 +67,11 @@ class EnergyModel(paddle.nn.Layer):
 
     def set_use_op(self, flag):
         """True: the C++ operator; False: the plain-Paddle path; None: the operator if it builds."""
+        from .network import Dense
         self.descriptor.use_op = flag
+        for layer in self.sublayers():
+            if isinstance(layer, Dense):
+                layer.use_op = flag
 
     # ---------------------------------------------------------------- evaluation
     def forward(self, coord, atype, box=None, do_atomic_virial: bool = False, create_graph: bool = False,

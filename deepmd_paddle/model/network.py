@@ -48,6 +48,7 @@ class Dense(paddle.nn.Layer):
         self.w = self._param(w)
         self.b = self._param(b)
         self.idt = self._param(rng.normal(0.1, 0.001, (n_out,))) if use_timestep else None
+        self.use_op = None  # None: fused C++ activation when available; False: plain Paddle
 
     def _param(self, value):
         p = self.create_parameter(list(value.shape), dtype=self.precision)
@@ -55,7 +56,11 @@ class Dense(paddle.nn.Layer):
         return p
 
     def forward(self, x):
-        y = self.act(paddle.matmul(x, self.w) + self.b)
+        if self.w.shape[0] == 1:  # first embedding layer: an outer product, not a K=1 GEMM
+            z = x * self.w.reshape([-1])
+        else:
+            z = paddle.matmul(x, self.w)
+        y = self._bias_act(z)
         if self.idt is not None:
             y = y * self.idt
         if self.resnet:
@@ -65,6 +70,15 @@ class Dense(paddle.nn.Layer):
             elif n_out == 2 * n_in:
                 y = y + paddle.concat([x, x], axis=-1)
         return y
+
+    def _bias_act(self, z):
+        """act(z + b); tanh runs in one fused C++ pass when the operator library is in use."""
+        if self.activation_function == "tanh" and self.use_op is not False:
+            from .. import ops
+            op = ops.load_op()
+            if op is not None and hasattr(op, "bias_tanh"):
+                return op.bias_tanh(z, self.b)
+        return self.act(z + self.b)
 
     def serialize(self, arrays: dict) -> dict:
         """The layer as DeePMD-kit's dict; weights go into ``arrays`` (name -> ndarray)."""
