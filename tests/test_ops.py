@@ -1,0 +1,349 @@
+"""The C++ operators (deepmd_paddle.ops) against brute-force NumPy and the plain-Paddle twins:
+neighbour sets and order, environment matrix, gradient, double gradient, checks, fallback."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from numpy_reference import build_rij_np, env_mat_np, neighbor_list_np, random_frames, random_stats  # noqa: E402
+
+from deepmd_paddle import ops  # noqa: E402
+
+try:
+    from deepmd_paddle.model.env_mat import env_mat_paddle, neighbor_list_paddle
+except ImportError:  # the plain-Paddle twins are optional here
+    env_mat_paddle = neighbor_list_paddle = None
+
+pytestmark = pytest.mark.skipif(not ops.op_available(), reason="the C++ operator could not be built")
+
+RCUT, RCUT_SMTH = 3.6, 1.0
+SEL = [12, 20]
+SMALL_RCUT = 4.5  # the "small" boxes have plane spacings near 2.2: up to 3 images per side
+KINDS = ["ortho", "triclinic", "small", "open"]
+
+
+def frames(kind, dtype="float64", seed=0):
+    natoms = 8 if kind == "small" else 40
+    coord, box, atype = random_frames(kind, natoms=natoms, nframes=2, seed=seed)
+    rcut = SMALL_RCUT if kind == "small" else RCUT
+    sel = [40, 60] if kind == "small" else SEL
+    return coord.astype(dtype), None if box is None else box.astype(dtype), atype, rcut, sel
+
+
+def tensors(coord, box, atype):
+    return (paddle.to_tensor(coord), None if box is None else paddle.to_tensor(box), paddle.to_tensor(atype))
+
+
+def slot_distances(coord, nlist, shift):
+    d = np.linalg.norm(build_rij_np(coord, nlist, shift), axis=-1)
+    return np.where(nlist >= 0, d, np.inf)
+
+
+def assert_same_neighbors(coord, box, got, want, sel, rtol):
+    """Same (j, shift) set per type block and the same distance in every slot (order up to
+    ties). A block cut by sel may differ among the neighbours tied with its last slot."""
+    nl, sh, rnl, rsh = got[0], got[1], want[0], want[1]
+    np.testing.assert_array_equal(got[2], want[2])  # nmax
+    c = coord.astype(np.float64)
+    dist, rdist = slot_distances(c, nl, sh), slot_distances(c, rnl, rsh)
+    np.testing.assert_allclose(dist, rdist, rtol=rtol)
+    lo = np.concatenate([[0], np.cumsum(sel)])
+    for f, i in np.ndindex(nl.shape[:2]):
+        inv = np.zeros((3, 3)) if box is None else np.linalg.inv(box[f].reshape(3, 3).astype(np.float64))
+        for t in range(len(sel)):
+            blk = slice(lo[t], lo[t + 1])
+            cut = np.inf
+            if sel[t] and rnl[f, i, lo[t + 1] - 1] >= 0:  # full block: ties at its end may differ
+                cut = rdist[f, i, lo[t + 1] - 1] * (1 - 10 * rtol)
+
+            def key(n, s, d):
+                ints = np.rint(s[f, i, blk].astype(np.float64) @ inv).astype(int)  # lattice shifts
+                return sorted((int(j), *v) for j, v, r in zip(n[f, i, blk], ints.tolist(), d[f, i, blk]) if j >= 0 and r < cut)
+
+            assert key(nl, sh, dist) == key(rnl, rsh, rdist), (f, i, t)
+
+
+# ----------------------------------------------------------------------------- neighbour list
+@pytest.mark.parametrize("kind", KINDS)
+def test_neighbor_list_matches_numpy(kind):
+    coord, box, atype, rcut, sel = frames(kind)
+    got = [t.numpy() for t in ops.neighbor_list(*tensors(coord, box, atype), rcut, sel)]
+    want = neighbor_list_np(coord, box, atype, rcut, sel)
+    assert got[0].dtype == np.int32 and got[2].dtype == np.int32 and got[1].dtype == np.float64
+    assert_same_neighbors(coord, box, got, want, sel, rtol=1e-12)
+    np.testing.assert_allclose(got[3], want[3], rtol=1e-12)
+    # where distances are distinct, the slot order is the reference's exactly
+    d = slot_distances(coord, want[0], want[1])
+    distinct = np.ones_like(d, dtype=bool)
+    gap = np.abs(np.diff(d, axis=-1)) > 1e-9
+    distinct[..., 1:] &= gap
+    distinct[..., :-1] &= gap
+    np.testing.assert_array_equal(got[0][distinct], want[0][distinct])
+    if kind == "small":
+        assert (got[0] == np.arange(coord.shape[1])[None, :, None]).any(), "no self image was found"
+
+
+@pytest.mark.parametrize("kind", ["triclinic", "open"])
+def test_neighbor_list_float32(kind):
+    coord, box, atype, rcut, sel = frames(kind, dtype="float32", seed=1)
+    got = [t.numpy() for t in ops.neighbor_list(*tensors(coord, box, atype), rcut, sel)]
+    want = neighbor_list_np(coord.astype(np.float64), None if box is None else box.astype(np.float64), atype, rcut, sel)
+    assert got[1].dtype == np.float32 and got[3].dtype == np.float32
+    assert_same_neighbors(coord, box, got, want, sel, rtol=1e-5)
+
+
+@pytest.mark.skipif(neighbor_list_paddle is None, reason="deepmd_paddle.model.env_mat is absent")
+@pytest.mark.parametrize("kind", KINDS)
+def test_neighbor_list_matches_plain_paddle(kind):
+    coord, box, atype, rcut, sel = frames(kind, seed=2)
+    t = tensors(coord, box, atype)
+    got = [x.numpy() for x in ops.neighbor_list(*t, rcut, sel)]
+    want = [x.numpy() for x in neighbor_list_paddle(t[0], t[1], t[2], rcut, sel)]
+    assert_same_neighbors(coord, box, got, want, sel, rtol=1e-10)
+    np.testing.assert_allclose(got[3], want[3], rtol=1e-10)
+
+
+def test_neighbor_list_many_atoms_matches_numpy():
+    """A periodic box with a few hundred atoms: many cells, every direction wrapped."""
+    rng = np.random.default_rng(5)
+    H = np.array([[14.0, 0.0, 0.0], [3.0, 13.0, 0.0], [-2.0, 2.5, 12.0]])
+    coord = (rng.uniform(-0.5, 1.5, (1, 600, 3)) @ H)
+    atype = rng.integers(0, 2, (1, 600)).astype(np.int32)
+    sel = [60, 60]
+    got = [t.numpy() for t in ops.neighbor_list(*tensors(coord, H.reshape(1, 9), atype), RCUT, sel)]
+    want = neighbor_list_np(coord, H.reshape(1, 9), atype, RCUT, sel)
+    assert_same_neighbors(coord, H.reshape(1, 9), got, want, sel, rtol=1e-12)
+
+
+def test_nmax_reports_truncation():
+    coord, box, atype, rcut, _ = frames("ortho")
+    sel = [2, 3]
+    nl, _, nmax, _ = (t.numpy() for t in ops.neighbor_list(*tensors(coord, box, atype), rcut, sel))
+    want = neighbor_list_np(coord, box, atype, rcut, [100, 100])[2]
+    np.testing.assert_array_equal(nmax, want)
+    assert (nmax > np.array(sel)).all()
+    assert (nl >= 0).all()  # every slot filled with the nearest ones
+    full = neighbor_list_np(coord, box, atype, rcut, sel)
+    np.testing.assert_array_equal(nl, full[0])
+
+
+def test_mindist_zero_for_overlapping_atoms():
+    coord, box, atype, rcut, sel = frames("ortho")
+    coord[1, 5] = coord[1, 9]
+    _, _, _, md = ops.neighbor_list(*tensors(coord, box, atype), rcut, sel)
+    assert md.numpy()[1] == 0.0 and md.numpy()[0] > 0.5
+    coord, _, atype, rcut, sel = frames("open")
+    _, _, _, md = ops.neighbor_list(*tensors(coord, None, atype), 0.1, sel)
+    assert (md.numpy() == 0.1).all()  # no pair within rcut
+
+
+def test_input_errors_name_the_problem():
+    coord, box, atype, rcut, sel = frames("ortho")
+    c, b, a = tensors(coord, box, atype)
+    with pytest.raises(ValueError, match=r"coord must have shape \[nf, nloc, 3\], got \[2, 40\]"):
+        ops.neighbor_list(c[:, :, 0], b, a, rcut, sel)
+    bad = atype.copy()
+    bad[0, 17] = 5
+    with pytest.raises(ValueError, match=r"atom type 5 at index 17 .*out of range: the model has ntypes = 2 \(allowed 0..1\)"):
+        ops.neighbor_list(c, b, paddle.to_tensor(bad), rcut, sel)
+    flat = box.copy()
+    flat[1, 6:] = flat[1, :3]  # c = a
+    with pytest.raises(ValueError, match=r"box of frame 1 has zero volume \(det = 0\)"):
+        ops.neighbor_list(c, paddle.to_tensor(flat), a, rcut, sel)
+    with pytest.raises(ValueError, match=r"box must have shape \[nf, 9\]"):
+        ops.neighbor_list(c, b.reshape([2, 3, 3]), a, rcut, sel)
+    with pytest.raises(ValueError, match=r"atype must have shape"):
+        ops.neighbor_list(c, b, a[:, :10], rcut, sel)
+
+
+def test_no_custom_op_env_var():
+    code = "from deepmd_paddle import ops; print(ops.op_available())"
+    env = dict(os.environ, DEEPMD_PADDLE_NO_CUSTOM_OP="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(ops.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+# ----------------------------------------------------------------------------- environment matrix
+def env_inputs(kind="triclinic", dtype="float64", seed=3):
+    coord, box, atype, rcut, sel = frames(kind, dtype, seed)
+    nl, sh, _, _ = neighbor_list_np(coord, box, atype, rcut, sel)
+    rij = build_rij_np(coord.astype(np.float64), nl, sh)
+    davg, dstd = random_stats(2, sum(sel), seed)
+    return rij.astype(dtype), nl, atype, davg.astype(dtype), dstd.astype(dtype), rcut
+
+
+def run_env(rij, nl, atype, davg, dstd, rcut, fn=None):
+    fn = fn or ops.env_mat
+    t = [x if isinstance(x, paddle.Tensor) else paddle.to_tensor(x) for x in (rij, nl, atype, davg, dstd)]
+    return fn(*t, rcut, RCUT_SMTH)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_env_mat_matches_numpy(kind):
+    rij, nl, atype, davg, dstd, rcut = env_inputs(kind)
+    rij[nl < 0] = 1e6 * np.random.default_rng(0).standard_normal(3)  # garbage in padded slots
+    got = run_env(rij, nl, atype, davg, dstd, rcut).numpy()
+    want = env_mat_np(rij, nl, atype, davg, dstd, rcut, RCUT_SMTH)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    if env_mat_paddle is not None:
+        pure = run_env(rij, nl, atype, davg, dstd, rcut, env_mat_paddle).numpy()
+        np.testing.assert_allclose(got, pure, rtol=1e-12, atol=1e-12)
+
+
+def test_env_mat_float32():
+    rij, nl, atype, davg, dstd, rcut = env_inputs(dtype="float32")
+    got = run_env(rij, nl, atype, davg, dstd, rcut)
+    assert got.dtype == paddle.float32
+    want = env_mat_np(rij.astype(np.float64), nl, atype, davg.astype(np.float64), dstd.astype(np.float64), rcut, RCUT_SMTH)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_full_pipeline_matches_numpy_and_plain_paddle():
+    """neighbour list -> r_ij gathered in Paddle -> env mat, both dtypes."""
+    for dtype, tol in (("float64", 1e-12), ("float32", 2e-5)):
+        coord, box, atype, rcut, sel = frames("triclinic", dtype, seed=4)
+        davg, dstd = (paddle.to_tensor(x.astype(dtype)) for x in random_stats(2, sum(sel)))
+        c, b, a = tensors(coord, box, atype)
+        nl, sh, _, _ = ops.neighbor_list(c, b, a, rcut, sel)
+        rij = gather_rij(c, nl, sh)
+        env = ops.env_mat(rij, nl, a, davg, dstd, rcut, RCUT_SMTH).numpy()
+        nl_ref, sh_ref, _, _ = neighbor_list_np(coord, box, atype, rcut, sel)
+        want = env_mat_np(build_rij_np(coord.astype(np.float64), nl_ref, sh_ref), nl_ref, atype,
+                          davg.numpy().astype(np.float64), dstd.numpy().astype(np.float64), rcut, RCUT_SMTH)
+        # slots of tied distances may be swapped: compare per slot-sorted rows
+        np.testing.assert_allclose(np.sort(env, axis=2), np.sort(want, axis=2), rtol=tol, atol=tol)
+
+
+def gather_rij(coord, nlist, shift):
+    """coord[j] + shift - coord[i]; traceable (only nnei is a static size)."""
+    nnei = nlist.shape[2]
+    idx = paddle.clip(nlist, min=0).astype("int64").reshape([0, -1, 1]).expand([-1, -1, 3])
+    cj = paddle.take_along_axis(coord, idx, axis=1).reshape([0, -1, nnei, 3])
+    return cj + shift - coord.unsqueeze(2)  # nf x nloc x nnei x 3
+
+
+# ----------------------------------------------------------------------------- derivatives
+def small_env_case():
+    """One frame, few atoms, distances spread over the switching region."""
+    rij, nl, atype, davg, dstd, rcut = env_inputs("ortho", seed=6)
+    rij, nl, atype = rij[:1, :6], nl[:1, :6], atype[:1, :6]
+    return rij, nl, atype, davg, dstd, rcut
+
+
+def fd_grad(f, x, idx, h=1e-6):
+    out = []
+    for k in idx:
+        xp, xm = x.copy(), x.copy()
+        xp.flat[k] += h
+        xm.flat[k] -= h
+        out.append((f(xp) - f(xm)) / (2 * h))
+    return np.array(out)
+
+
+def test_gradient_matches_finite_differences():
+    rij, nl, atype, davg, dstd, rcut = small_env_case()
+    W = np.random.default_rng(1).standard_normal(rij.shape[:-1] + (4,))
+    r = paddle.to_tensor(rij, stop_gradient=False)
+
+    def scalar(x):
+        return float((run_env(x, nl, atype, davg, dstd, rcut).numpy() * W).sum())
+
+    env = run_env(r, nl, atype, davg, dstd, rcut)
+    (g,) = paddle.grad((env * paddle.to_tensor(W)).sum(), r)
+    g = g.numpy()
+    assert np.all(g[nl < 0] == 0)
+    idx = np.random.default_rng(2).choice(rij.size, 60, replace=False)
+    np.testing.assert_allclose(g.flat[idx], fd_grad(scalar, rij, idx), rtol=1e-6, atol=1e-8)
+
+
+def test_double_gradient_wrt_weights_matches_finite_differences():
+    """L(W) = |d/drij sum(env * W)|^2: its gradient wrt W needs the JVP of the gradient op."""
+    rij, nl, atype, davg, dstd, rcut = small_env_case()
+    W0 = np.random.default_rng(3).standard_normal(rij.shape[:-1] + (4,))
+
+    def loss(Wnp, create_graph=False):
+        r = paddle.to_tensor(rij, stop_gradient=False)
+        W = paddle.to_tensor(Wnp, stop_gradient=False)
+        env = run_env(r, nl, atype, davg, dstd, rcut)
+        (g,) = paddle.grad((env * W).sum(), r, create_graph=create_graph)
+        return (g * g).sum(), W
+
+    L, W = loss(W0, create_graph=True)
+    L.backward()
+    got = W.grad.numpy()
+    idx = np.random.default_rng(4).choice(W0.size, 40, replace=False)
+    want = fd_grad(lambda w: float(loss(w)[0]), W0, idx)
+    np.testing.assert_allclose(got.flat[idx], want, rtol=1e-6, atol=1e-8)
+
+
+def test_hessian_term_matches_finite_differences():
+    """h(rij) = grad_rij(sum(env * W)) . v; dh/drij needs the second derivative of R."""
+    rij, nl, atype, davg, dstd, rcut = small_env_case()
+    rng = np.random.default_rng(5)
+    W = paddle.to_tensor(rng.standard_normal(rij.shape[:-1] + (4,)))
+    v = paddle.to_tensor(rng.standard_normal(rij.shape))
+
+    def h(x, create_graph=False):
+        r = paddle.to_tensor(x, stop_gradient=False)
+        env = run_env(r, nl, atype, davg, dstd, rcut)
+        (g,) = paddle.grad((env * W).sum(), r, create_graph=create_graph)
+        return (g * v).sum(), r
+
+    val, r = h(rij, create_graph=True)
+    (got,) = paddle.grad(val, r)
+    got = got.numpy()
+    assert np.all(got[nl < 0] == 0)
+    idx = np.random.default_rng(6).choice(rij.size, 60, replace=False)
+    want = fd_grad(lambda x: float(h(x)[0]), rij, idx)
+    np.testing.assert_allclose(got.flat[idx], want, rtol=1e-6, atol=1e-8)
+
+
+def test_forces_through_coordinates_match_plain_paddle():
+    """d/dcoord of a scalar of env, and a weight gradient of a force loss, op vs plain Paddle."""
+    if env_mat_paddle is None:
+        pytest.skip("deepmd_paddle.model.env_mat is absent")
+    coord, box, atype, rcut, sel = frames("small", seed=7)
+    davg, dstd = (paddle.to_tensor(x) for x in random_stats(2, sum(sel)))
+    c, b, a = tensors(coord, box, atype)
+    nl, sh, _, _ = ops.neighbor_list(c, b, a, rcut, sel)
+    Wnp = np.random.default_rng(8).standard_normal(list(nl.shape) + [4])
+    results = []
+    for fn in (ops.env_mat, env_mat_paddle):
+        x = c.clone()
+        x.stop_gradient = False
+        W = paddle.to_tensor(Wnp, stop_gradient=False)
+        env = fn(gather_rij(x, nl, sh), nl, a, davg, dstd, rcut, RCUT_SMTH)
+        (force,) = paddle.grad(paddle.tanh(env * W).sum(), x, create_graph=True)
+        (force * force).sum().backward()
+        results.append((force.numpy(), W.grad.numpy()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-10, atol=1e-12)
+
+
+def test_to_static_matches_eager():
+    coord, box, atype, rcut, sel = frames("triclinic", seed=9)
+    davg, dstd = (paddle.to_tensor(x) for x in random_stats(2, sum(sel)))
+    c, b, a = tensors(coord, box, atype)
+
+    def energy_and_force(x, box, atype):
+        nl, sh, _, _ = ops.neighbor_list(x, box, atype, rcut, sel)
+        env = ops.env_mat(gather_rij(x, nl, sh), nl, atype, davg, dstd, rcut, RCUT_SMTH)
+        e = paddle.tanh(env).sum()
+        return e.detach(), -paddle.grad(e, x)[0].detach()  # forces only: no outer backward
+
+    x = c.clone()
+    x.stop_gradient = False
+    e0, f0 = energy_and_force(x, b, a)
+    spec = [paddle.static.InputSpec([None, None, 3], "float64", stop_gradient=False),
+            paddle.static.InputSpec([None, 9], "float64"), paddle.static.InputSpec([None, None], "int32")]
+    static = paddle.jit.to_static(energy_and_force, input_spec=spec, full_graph=True)
+    e1, f1 = static(x, b, a)
+    np.testing.assert_allclose(e1.numpy(), e0.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(f1.numpy(), f0.numpy(), rtol=1e-10, atol=1e-12)
