@@ -9,13 +9,15 @@ Two operators live in ``custom_ops/`` (installed as ``deepmd_paddle.custom_ops``
   se_e2_a environment matrix ``R~ = (w(r) [1/r, x/r^2, y/r^2, z/r^2] - davg) / dstd``, with a
   gradient wrt ``rij`` and a double gradient (so that a loss on forces reaches the weights).
 
-``load_op()`` compiles them with ``paddle.utils.cpp_extension.load`` on first use into
+``load_op()`` compiles them, with every other ``*.cc`` of that folder (other operators'
+bindings), using ``paddle.utils.cpp_extension.load`` on first use into
 ``$DEEPMD_PADDLE_CACHE/ops-<key>`` (default ``~/.cache/deepmd_paddle``), the key hashing the
 sources, the compiler flags, the Paddle version and the CPU (``-march=native``). Later
 processes register the cached library directly (milliseconds). A file lock makes processes
-that start together build once. Without a compiler, or when the build fails, one warning names
-the cause and ``load_op()`` returns None: the plain-Paddle twins in
-``deepmd_paddle.model.env_mat`` take over. ``DEEPMD_PADDLE_NO_CUSTOM_OP=1`` skips the build.
+that start together build once. It returns an ``OpLibrary`` whose attributes are the raw
+operators (``lib.deepmd_env_mat(...)``, ``lib.bias_tanh(...)``, ...). Without a compiler, or
+when the build fails, one warning names the cause and ``load_op()`` returns None: the
+plain-Paddle twins in ``deepmd_paddle.model.env_mat`` take over. ``DEEPMD_PADDLE_NO_CUSTOM_OP=1`` skips the build.
 
 The wrappers trace under ``paddle.jit.to_static``: value checks that need NumPy live in
 ``check_inputs``, which the wrappers call in eager mode only.
@@ -26,7 +28,6 @@ import hashlib
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,15 +36,13 @@ import numpy as np
 import paddle
 
 _LIB_NAME = "deepmd_paddle_ops"
-_SOURCES = ("ops.cc", "neighbor_list.cc", "env_mat.cc")
-_HEADERS = ("neighbor_list.h", "env_mat.h")
+_CORE_SOURCES = ("ops.cc", "neighbor_list.cc", "env_mat.cc")  # other *.cc in the folder join them
 _CXX_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 _LD_FLAGS = ["-fopenmp"]  # links libgomp
 _NO_OP_ENV = "DEEPMD_PADDLE_NO_CUSTOM_OP"
 _CACHE_ENV = "DEEPMD_PADDLE_CACHE"
-_OP_NAMES = ("deepmd_neighbor_list", "deepmd_env_mat")
 
-_state: dict = {"tried": False, "ok": False}
+_state: dict = {"tried": False, "lib": None}
 
 
 # ----------------------------------------------------------------------------- build and cache
@@ -73,13 +72,20 @@ def _cpu_signature() -> str:
     return sig
 
 
+def _sources() -> list:
+    """Every ``*.cc`` of the source folder (the kernels here and other operators' bindings)."""
+    src = source_dir()
+    extra = sorted(p.name for p in src.glob("*.cc") if p.name not in _CORE_SOURCES)
+    return [src / n for n in (*_CORE_SOURCES, *extra)]
+
+
 def cache_key() -> str:
     """Hash of everything the compiled library depends on."""
     h = hashlib.sha256()
     src = source_dir()
-    for name in _SOURCES + _HEADERS:
-        h.update(name.encode())
-        h.update((src / name).read_bytes())
+    for path in _sources() + sorted(src.glob("*.h")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
     h.update(repr((_CXX_FLAGS, _LD_FLAGS, paddle.__version__, os.environ.get("CXX", ""))).encode())
     h.update(_cpu_signature().encode())
     return h.hexdigest()[:16]
@@ -97,22 +103,25 @@ def _find_compiler() -> str | None:
     return None
 
 
-def _register(lib: Path) -> None:
+def _register(lib: Path) -> list:
+    """Register the operators of a built library; returns their names."""
     from paddle.utils.cpp_extension.extension_utils import load_op_meta_info_and_register_op
 
-    load_op_meta_info_and_register_op(str(lib))
+    return list(load_op_meta_info_and_register_op(str(lib)))
 
 
-def _build(target: Path) -> None:
-    """Compile into a private folder, register it, then move the library to ``target``."""
+def _build(target: Path) -> list:
+    """Compile into a private folder, register it, move the library to ``target``; op names."""
     from paddle.utils.cpp_extension import load
+    from paddle.utils.cpp_extension.extension_utils import parse_op_name_from
 
     src = source_dir()
+    sources = [str(p) for p in _sources()]
     work = Path(tempfile.mkdtemp(prefix="build-", dir=target.parent))
     try:
         load(
             name=_LIB_NAME,
-            sources=[str(src / s) for s in _SOURCES],
+            sources=sources,
             extra_cxx_cflags=list(_CXX_FLAGS),
             extra_ldflags=list(_LD_FLAGS),
             extra_include_paths=[str(src)],
@@ -122,19 +131,48 @@ def _build(target: Path) -> None:
         os.replace(work / _LIB_NAME / f"{_LIB_NAME}.so", target)  # atomic: readers never see half a file
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return sorted(parse_op_name_from(sources))
+
+
+class OpLibrary:
+    """The registered operators as plain functions: ``lib.<op name>(*inputs, *attrs)``.
+
+    Inputs then attributes in their declared order (as ``PD_BUILD_OP`` lists them); a single
+    output is returned as a tensor, several as a list."""
+
+    def __init__(self, names, path: Path):
+        self.names = tuple(names)
+        self.path = path
+        for name in self.names:
+            setattr(self, name, _raw_op(name))
+
+    def __repr__(self):
+        return f"OpLibrary({', '.join(self.names)} from {self.path})"
+
+
+def _raw_op(name: str):
+    @paddle.jit.not_to_static
+    def run(*args):
+        outs = paddle._C_ops._run_custom_op(name, *args)
+        return outs[0] if len(outs) == 1 else outs
+
+    run.__name__ = run.__qualname__ = name
+    return run
 
 
 @paddle.jit.not_to_static
 def load_op():
-    """Register the operators (building them if needed); None when they are unavailable."""
+    """Register the operators (building them if needed) and return an ``OpLibrary``;
+    None when they are unavailable (the reason is warned once)."""
     if _state["tried"]:
-        return sys.modules[__name__] if _state["ok"] else None
+        return _state["lib"]
     _state["tried"] = True
     if os.environ.get(_NO_OP_ENV, "").strip() not in ("", "0"):
         return None
     try:
         folder = cache_dir()
         target = folder / f"{_LIB_NAME}.so"
+        names = None
         if not target.exists():
             if _find_compiler() is None:
                 raise RuntimeError("no C++ compiler found (looked for $CXX, c++, g++)")
@@ -144,13 +182,12 @@ def load_op():
             with open(folder / "build.lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # one process builds, the others wait for it
                 if not target.exists():
-                    _build(target)
-                    _state["ok"] = True
-                    return sys.modules[__name__]
-        _register(target)
+                    names = _build(target)
+        if names is None:
+            names = _register(target)
     except Exception as err:  # any failure: fall back to the plain-Paddle path
-        cause = str(err).strip().splitlines()
-        cause = cause[-1] if cause else type(err).__name__
+        lines = str(err).strip().splitlines()
+        cause = lines[-1] if lines else ""
         warnings.warn(
             f"deepmd_paddle: the C++ operator is unavailable ({type(err).__name__}: {cause}); "
             "the pure-Paddle path (deepmd_paddle.model.env_mat) will be used instead",
@@ -158,8 +195,8 @@ def load_op():
             stacklevel=2,
         )
         return None
-    _state["ok"] = True
-    return sys.modules[__name__]
+    _state["lib"] = OpLibrary(names, target)
+    return _state["lib"]
 
 
 @paddle.jit.not_to_static
@@ -278,9 +315,7 @@ def neighbor_list(coord, box, atype, rcut: float, sel: list):
     pbc = box is not None
     if box is None:
         box = paddle.zeros([1, 9], dtype=coord.dtype)
-    outs = paddle._C_ops._run_custom_op(
-        "deepmd_neighbor_list", coord.detach(), box.detach(), atype, _attr(rcut), sel, pbc
-    )
+    outs = load_op().deepmd_neighbor_list(coord.detach(), box.detach(), atype, _attr(rcut), sel, pbc)
     for t in outs:
         t.stop_gradient = True
     return tuple(outs)
@@ -311,6 +346,4 @@ def env_mat(rij, nlist, atype, davg, dstd, rcut: float, rcut_smth: float):
         nlist = nlist.astype("int32")
     if atype.dtype != paddle.int32:
         atype = atype.astype("int32")
-    return paddle._C_ops._run_custom_op(
-        "deepmd_env_mat", rij, nlist, atype, davg.detach(), dstd.detach(), _attr(rcut), _attr(rcut_smth)
-    )[0]
+    return load_op().deepmd_env_mat(rij, nlist, atype, davg.detach(), dstd.detach(), _attr(rcut), _attr(rcut_smth))
