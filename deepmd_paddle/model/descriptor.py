@@ -101,14 +101,35 @@ class DescrptSeA(paddle.nn.Layer):
         return env, nlist, nmax, mindist
 
     # ---------------------------------------------------------------- descriptor
-    def forward(self, env, ti: int | None = None):
+    def fused_op(self):
+        """The fused C++ embedding (inference only: no gradient reaches the weights), or None."""
+        if self.activation_function != "tanh":
+            return None
+        op = self._op()
+        return op if op is not None and hasattr(op, "se_a_embed") else None
+
+    def forward(self, env, ti: int | None = None, fused: bool = False):
         """D for a block of atoms whose normalised environment is ``env`` (nat x nnei x 4).
 
         ``ti`` is the centre type of the block (needed when ``type_one_side`` is false).
+        ``fused`` runs the embedding nets and ``G^T R~`` in one C++ operator (``se_a_embed``):
+        for evaluation only, since it gives no gradient to the weights.
         Returns nat x (ng * axis_neuron).
         """
         if self.precision != "float64":
             env = env.astype(self.precision)
+        if fused:
+            nets = [self.embeddings[t if self.type_one_side else ti + t * self.ntypes] for t in range(self.ntypes)]
+            params = [p for net in nets for layer in net.layers
+                      for p in ((layer.w, layer.b, layer.idt) if self.resnet_dt else (layer.w, layer.b))]
+            xyz = self.fused_op().se_a_embed(env, params, self.sel, len(self.neuron), self.resnet_dt)
+        else:
+            xyz = self._contract(env, ti)
+        d = paddle.matmul(xyz, xyz[:, : self.axis_neuron, :], transpose_y=True)  # nat x ng x axis
+        return d.reshape([d.shape[0], -1])
+
+    def _contract(self, env, ti):
+        """T = (1/nnei) sum_j G_j^T R~_j with the Paddle layers: nat x ng x 4."""
         xyz = None
         for t in range(self.ntypes):
             e_t = env[:, self.sec[t]:self.sec[t + 1], :]  # nat x sel_t x 4
@@ -116,9 +137,7 @@ class DescrptSeA(paddle.nn.Layer):
             g = net(e_t[:, :, :1])  # nat x sel_t x ng
             part = paddle.matmul(g, e_t, transpose_x=True)  # nat x ng x 4
             xyz = part if xyz is None else xyz + part
-        xyz = xyz * const(xyz, 1.0 / self.nnei)
-        d = paddle.matmul(xyz, xyz[:, : self.axis_neuron, :], transpose_y=True)  # nat x ng x axis
-        return d.reshape([d.shape[0], -1])
+        return xyz * const(xyz, 1.0 / self.nnei)
 
     # ---------------------------------------------------------------- serialization
     def serialize(self, arrays: dict) -> dict:

@@ -95,7 +95,9 @@ class EnergyModel(paddle.nn.Layer):
         if rij.stop_gradient:
             rij.stop_gradient = False
         env = self.descriptor.env_mat(rij, nlist, atype)  # nf x nloc x nnei x 4
-        atom_e = self.atomic_energy(env, atype)  # nf x nloc x 1
+        # without create_graph no gradient needs to reach the weights: the fused embedding serves
+        fused = not create_graph and self.descriptor.fused_op() is not None
+        atom_e = self.atomic_energy(env, atype, fused)  # nf x nloc x 1
         energy = atom_e.sum(axis=1)  # nf x 1
         (g,) = paddle.grad(energy.sum(), rij, create_graph=create_graph)  # nf x nloc x nnei x 3
         out = {"energy": energy, "atom_energy": atom_e}
@@ -108,7 +110,7 @@ class EnergyModel(paddle.nn.Layer):
             out["atom_virial"] = self._scatter_to_neighbors(pair, nlist)
         return out
 
-    def atomic_energy(self, env, atype):
+    def atomic_energy(self, env, atype, fused: bool = False):
         """E_i (nf x nloc x 1) from R~: atoms are grouped by centre type for the per-type nets."""
         nf, nloc, nnei = env.shape[0], env.shape[1], env.shape[2]
         flat = env.reshape([-1, nnei, 4])
@@ -118,7 +120,7 @@ class EnergyModel(paddle.nn.Layer):
             idx = paddle.nonzero(at == ti).reshape([-1])  # atoms of centre type ti
             if paddle.in_dynamic_mode() and idx.shape[0] == 0:
                 continue
-            d = self.descriptor(paddle.gather(flat, idx), ti)
+            d = self.descriptor(paddle.gather(flat, idx), ti, fused)
             e = self.fitting(d, ti) + self.out_bias[ti]
             parts.append(e)
             index.append(idx)

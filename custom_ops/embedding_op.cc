@@ -1,0 +1,98 @@
+// Paddle binding of embedding.h: se_a_embed(Env, Params) -> T, with a gradient wrt Env.
+// Env: nat x nnei x 4 (normalised environment of atoms of one centre type);
+// Params: for each neighbour type t, for each layer: W (n_in x n_out), b (n_out) and, when
+// `timestep`, idt (n_out); `nlayer` layers per net. T: nat x ng x 4.
+#include <vector>
+
+#include "embedding.h"
+#include "paddle/extension.h"
+
+namespace {
+
+template <typename T>
+std::vector<dpp::EmbedNet<T>> make_nets(const std::vector<paddle::Tensor>& params, int ntypes, int nlayer,
+                                        bool timestep, int* ng, int* width) {
+  const int per = timestep ? 3 : 2;
+  PD_CHECK(int(params.size()) == ntypes * nlayer * per, "se_a_embed: expected ", ntypes * nlayer * per,
+           " parameter tensors, got ", params.size());
+  std::vector<dpp::EmbedNet<T>> nets(ntypes);
+  *width = 1;
+  for (int t = 0; t < ntypes; ++t) {
+    for (int l = 0; l < nlayer; ++l) {
+      const auto& w = params[(t * nlayer + l) * per];
+      const auto& b = params[(t * nlayer + l) * per + 1];
+      PD_CHECK(w.shape().size() == 2, "se_a_embed: weights must be 2-D");
+      dpp::EmbedLayer<T> L;
+      L.w = w.data<T>();
+      L.b = b.data<T>();
+      L.idt = timestep ? params[(t * nlayer + l) * per + 2].data<T>() : nullptr;
+      L.n_in = int(w.shape()[0]);
+      L.n_out = int(w.shape()[1]);
+      PD_CHECK(b.numel() == L.n_out, "se_a_embed: bias length must equal the layer width");
+      *width = std::max(*width, L.n_out);
+      nets[t].push_back(L);
+    }
+    PD_CHECK(nets[t].front().n_in == 1, "se_a_embed: an embedding net takes one input");
+    if (t == 0) *ng = nets[t].back().n_out;
+    PD_CHECK(nets[t].back().n_out == *ng, "se_a_embed: all nets must end with the same width");
+  }
+  return nets;
+}
+
+template <typename T>
+void forward(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params, const std::vector<int>& sel,
+             int nlayer, bool timestep, paddle::Tensor* out) {
+  int ng, width;
+  auto nets = make_nets<T>(params, int(sel.size()), nlayer, timestep, &ng, &width);
+  *out = paddle::empty({env.shape()[0], ng, 4}, env.dtype(), env.place());
+  dpp::se_a_embed_forward<T>(env.data<T>(), env.shape()[0], sel, nets, ng, width, out->data<T>());
+}
+
+template <typename T>
+void backward(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params, const paddle::Tensor& gT,
+              const std::vector<int>& sel, int nlayer, bool timestep, paddle::Tensor* genv) {
+  int ng, width;
+  auto nets = make_nets<T>(params, int(sel.size()), nlayer, timestep, &ng, &width);
+  *genv = paddle::empty_like(env);
+  dpp::se_a_embed_backward<T>(env.data<T>(), gT.data<T>(), env.shape()[0], sel, nets, ng, width, genv->data<T>());
+}
+
+void check(const paddle::Tensor& env, const std::vector<int>& sel) {
+  int nnei = 0;
+  for (int s : sel) nnei += s;
+  PD_CHECK(env.shape().size() == 3 && env.shape()[1] == nnei && env.shape()[2] == 4,
+           "se_a_embed: Env must be nat x sum(sel) x 4");
+}
+
+}  // namespace
+
+std::vector<paddle::Tensor> SeAEmbedForward(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                                            const std::vector<int>& sel, int nlayer, bool timestep) {
+  check(env, sel);
+  paddle::Tensor out;
+  if (env.dtype() == paddle::DataType::FLOAT64) forward<double>(env, params, sel, nlayer, timestep, &out);
+  else if (env.dtype() == paddle::DataType::FLOAT32) forward<float>(env, params, sel, nlayer, timestep, &out);
+  else PD_THROW("se_a_embed: only float32 and float64 are supported");
+  return {out};
+}
+
+std::vector<paddle::Tensor> SeAEmbedBackward(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                                             const paddle::Tensor& gT, const std::vector<int>& sel, int nlayer,
+                                             bool timestep) {
+  paddle::Tensor genv;
+  if (env.dtype() == paddle::DataType::FLOAT64) backward<double>(env, params, gT, sel, nlayer, timestep, &genv);
+  else backward<float>(env, params, gT, sel, nlayer, timestep, &genv);
+  return {genv};
+}
+
+PD_BUILD_OP(se_a_embed)
+    .Inputs({"Env", paddle::Vec("Params")})
+    .Outputs({"T"})
+    .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
+    .SetKernelFn(PD_KERNEL(SeAEmbedForward));
+
+PD_BUILD_GRAD_OP(se_a_embed)
+    .Inputs({"Env", paddle::Vec("Params"), paddle::Grad("T")})
+    .Outputs({paddle::Grad("Env")})
+    .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
+    .SetKernelFn(PD_KERNEL(SeAEmbedBackward));
