@@ -9,10 +9,11 @@ Two operators live in ``custom_ops/`` (installed as ``deepmd_paddle.custom_ops``
   se_e2_a environment matrix ``R~ = (w(r) [1/r, x/r^2, y/r^2, z/r^2] - davg) / dstd``, with a
   gradient wrt ``rij`` and a double gradient (so that a loss on forces reaches the weights).
 
-``load_op()`` compiles them, with every other ``*.cc`` of that folder (other operators'
-bindings), using ``paddle.utils.cpp_extension.load`` on first use into
+``load_op()`` compiles them with ``paddle.utils.cpp_extension.load`` on first use into
 ``$DEEPMD_PADDLE_CACHE/ops-<key>`` (default ``~/.cache/deepmd_paddle``), the key hashing the
-sources, the compiler flags, the Paddle version and the CPU (``-march=native``). Later
+sources, the compiler flags, the Paddle version and the CPU (``-march=native``). Every other
+``*.cc`` of that folder (other operators' bindings) becomes a second library the same way; if
+it fails to build, only its operators are missing. Later
 processes register the cached library directly (milliseconds). A file lock makes processes
 that start together build once. It returns an ``OpLibrary`` whose attributes are the raw
 operators (``lib.deepmd_env_mat(...)``, ``lib.bias_tanh(...)``, ...). Without a compiler, or
@@ -36,7 +37,8 @@ import numpy as np
 import paddle
 
 _LIB_NAME = "deepmd_paddle_ops"
-_CORE_SOURCES = ("ops.cc", "neighbor_list.cc", "env_mat.cc")  # other *.cc in the folder join them
+_CORE_SOURCES = ("ops.cc", "neighbor_list.cc", "env_mat.cc")
+_CORE_HEADERS = ("neighbor_list.h", "env_mat.h")
 _CXX_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 _LD_FLAGS = ["-fopenmp"]  # links libgomp
 _NO_OP_ENV = "DEEPMD_PADDLE_NO_CUSTOM_OP"
@@ -72,18 +74,28 @@ def _cpu_signature() -> str:
     return sig
 
 
-def _sources() -> list:
-    """Every ``*.cc`` of the source folder (the kernels here and other operators' bindings)."""
+def _library_parts() -> list:
+    """(library name, sources, headers) to build: this module's kernels, and every other
+    ``*.cc`` of the folder (other operators' bindings) as a second library, so that a broken
+    extra source never takes the neighbour list and env mat down with it."""
     src = source_dir()
-    extra = sorted(p.name for p in src.glob("*.cc") if p.name not in _CORE_SOURCES)
-    return [src / n for n in (*_CORE_SOURCES, *extra)]
+    core = [src / n for n in _CORE_SOURCES]
+    core_h = [src / n for n in _CORE_HEADERS]
+    extra = sorted(p for p in src.glob("*.cc") if p.name not in _CORE_SOURCES)
+    extra_h = sorted(p for p in src.glob("*.h") if p.name not in _CORE_HEADERS)
+    parts = [(_LIB_NAME, core, core_h)]
+    if extra:
+        parts.append((_LIB_NAME + "_extra", extra, extra_h + core_h))
+    return parts
 
 
-def cache_key() -> str:
-    """Hash of everything the compiled library depends on."""
+def cache_key(files=None) -> str:
+    """Hash of everything a compiled library depends on (default: the core library)."""
     h = hashlib.sha256()
-    src = source_dir()
-    for path in _sources() + sorted(src.glob("*.h")):
+    if files is None:
+        _, sources, headers = _library_parts()[0]
+        files = sources + headers
+    for path in files:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     h.update(repr((_CXX_FLAGS, _LD_FLAGS, paddle.__version__, os.environ.get("CXX", ""))).encode())
@@ -91,9 +103,9 @@ def cache_key() -> str:
     return h.hexdigest()[:16]
 
 
-def cache_dir() -> Path:
+def cache_dir(files=None) -> Path:
     root = os.environ.get(_CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "deepmd_paddle")
-    return Path(root) / f"ops-{cache_key()}"
+    return Path(root) / f"ops-{cache_key(files)}"
 
 
 def _find_compiler() -> str | None:
@@ -110,28 +122,61 @@ def _register(lib: Path) -> list:
     return list(load_op_meta_info_and_register_op(str(lib)))
 
 
-def _build(target: Path) -> list:
+def _build(name: str, sources: list, target: Path) -> list:
     """Compile into a private folder, register it, move the library to ``target``; op names."""
     from paddle.utils.cpp_extension import load
     from paddle.utils.cpp_extension.extension_utils import parse_op_name_from
 
-    src = source_dir()
-    sources = [str(p) for p in _sources()]
+    sources = [str(p) for p in sources]
     work = Path(tempfile.mkdtemp(prefix="build-", dir=target.parent))
     try:
         load(
-            name=_LIB_NAME,
+            name=name,
             sources=sources,
             extra_cxx_cflags=list(_CXX_FLAGS),
             extra_ldflags=list(_LD_FLAGS),
-            extra_include_paths=[str(src)],
+            extra_include_paths=[str(source_dir())],
             build_directory=str(work),
             verbose=False,
         )  # also registers the operators in this process
-        os.replace(work / _LIB_NAME / f"{_LIB_NAME}.so", target)  # atomic: readers never see half a file
+        os.replace(work / name / f"{name}.so", target)  # atomic: readers never see half a file
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return sorted(parse_op_name_from(sources))
+
+
+def _load_library(name: str, sources: list, headers: list, remember_failure: bool) -> list:
+    """Register library ``name`` from the cache, building it first if needed; op names.
+
+    With ``remember_failure`` a failed build leaves ``FAILED`` (its error) in the cache folder,
+    so that later processes do not retry the same sources (any change of them changes the
+    folder)."""
+    folder = cache_dir(sources + headers)
+    target = folder / f"{name}.so"
+    failed = folder / "FAILED"
+    if not target.exists():
+        if failed.exists():
+            raise RuntimeError(failed.read_text().strip() + f" (cached in {failed}; delete it to retry)")
+        if _find_compiler() is None:
+            raise RuntimeError("no C++ compiler found (looked for $CXX, c++, g++)")
+        folder.mkdir(parents=True, exist_ok=True)
+        import fcntl
+
+        with open(folder / "build.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one process builds, the others wait for it
+            if failed.exists():
+                raise RuntimeError(failed.read_text().strip())
+            if not target.exists():
+                try:
+                    return _build(name, sources, target)
+                except Exception as err:
+                    if not remember_failure:
+                        raise
+                    lines = str(err).strip().splitlines()
+                    failed.write_text(f"building {', '.join(p.name for p in sources)} failed: "
+                                      f"{lines[-1] if lines else type(err).__name__}")
+                    raise
+    return _register(target)
 
 
 class OpLibrary:
@@ -140,14 +185,14 @@ class OpLibrary:
     Inputs then attributes in their declared order (as ``PD_BUILD_OP`` lists them); a single
     output is returned as a tensor, several as a list."""
 
-    def __init__(self, names, path: Path):
+    def __init__(self, names, libraries):
         self.names = tuple(names)
-        self.path = path
+        self.libraries = tuple(libraries)
         for name in self.names:
             setattr(self, name, _raw_op(name))
 
     def __repr__(self):
-        return f"OpLibrary({', '.join(self.names)} from {self.path})"
+        return f"OpLibrary({', '.join(self.names)} from {', '.join(self.libraries)})"
 
 
 def _raw_op(name: str):
@@ -169,33 +214,22 @@ def load_op():
     _state["tried"] = True
     if os.environ.get(_NO_OP_ENV, "").strip() not in ("", "0"):
         return None
-    try:
-        folder = cache_dir()
-        target = folder / f"{_LIB_NAME}.so"
-        names = None
-        if not target.exists():
-            if _find_compiler() is None:
-                raise RuntimeError("no C++ compiler found (looked for $CXX, c++, g++)")
-            folder.mkdir(parents=True, exist_ok=True)
-            import fcntl
-
-            with open(folder / "build.lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # one process builds, the others wait for it
-                if not target.exists():
-                    names = _build(target)
-        if names is None:
-            names = _register(target)
-    except Exception as err:  # any failure: fall back to the plain-Paddle path
-        lines = str(err).strip().splitlines()
-        cause = lines[-1] if lines else ""
-        warnings.warn(
-            f"deepmd_paddle: the C++ operator is unavailable ({type(err).__name__}: {cause}); "
-            "the pure-Paddle path (deepmd_paddle.model.env_mat) will be used instead",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return None
-    _state["lib"] = OpLibrary(names, target)
+    names, paths = [], []
+    for k, (name, sources, headers) in enumerate(_library_parts()):
+        try:
+            names += _load_library(name, sources, headers, remember_failure=k > 0)
+            paths.append(name)
+        except Exception as err:  # the core: fall back to the plain-Paddle path; extras: skip
+            lines = str(err).strip().splitlines()
+            cause = f"{type(err).__name__}: {lines[-1] if lines else ''}"
+            if k == 0:
+                warnings.warn(f"deepmd_paddle: the C++ operator is unavailable ({cause}); the pure-Paddle path "
+                              "(deepmd_paddle.model.env_mat) will be used instead", RuntimeWarning, stacklevel=2)
+                return None
+            warnings.warn(f"deepmd_paddle: the extra operators of {', '.join(p.name for p in sources)} are "
+                          f"unavailable ({cause}); the plain-Paddle code is used for them",
+                          RuntimeWarning, stacklevel=2)
+    _state["lib"] = OpLibrary(names, paths)
     return _state["lib"]
 
 

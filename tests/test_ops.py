@@ -170,6 +170,33 @@ def test_no_custom_op_env_var():
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
+def test_broken_extra_library_keeps_the_core(monkeypatch, tmp_path):
+    """A failing extra source costs only its own operators, and is not rebuilt every time."""
+    core, extra = tmp_path / "core.cc", tmp_path / "extra.cc"
+    core.write_text("// core")
+    extra.write_text("// extra")
+    builds = []
+
+    def fake_build(name, sources, target):
+        builds.append(name)
+        if name == "extra":
+            raise RuntimeError("compiler said no")
+        target.write_text("")
+        return ["core_op"]
+
+    monkeypatch.setenv("DEEPMD_PADDLE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(ops, "_library_parts", lambda: [("core", [core], []), ("extra", [extra], [])])
+    monkeypatch.setattr(ops, "_build", fake_build)
+    monkeypatch.setattr(ops, "_register", lambda lib: ["core_op"])
+    monkeypatch.setattr(ops, "_find_compiler", lambda: "c++")
+    for attempt in range(2):
+        monkeypatch.setattr(ops, "_state", {"tried": False, "lib": None})
+        with pytest.warns(RuntimeWarning, match=r"extra operators of extra.cc are unavailable .*compiler said no"):
+            lib = ops.load_op()
+        assert lib.names == ("core_op",) and not hasattr(lib, "extra_op")
+    assert builds == ["core", "extra"]  # the second process neither rebuilt nor retried
+
+
 # ----------------------------------------------------------------------------- environment matrix
 def env_inputs(kind="triclinic", dtype="float64", seed=3):
     coord, box, atype, rcut, sel = frames(kind, dtype, seed)
