@@ -9,7 +9,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import REFERENCE, needs_shared
+from conftest import REFERENCE, REPO, WATER, needs_shared
 from deepmd_paddle import config
 from deepmd_paddle.config import ConfigError
 from deepmd_paddle.data.demo import make_demo
@@ -60,6 +60,13 @@ def test_deepmd_kit_input_accepted_unchanged():
     assert cfg["model"]["descriptor"]["sel"] == [46, 92]
     assert cfg["training"]["validation_data"]["numb_btch"] == 3
     assert cfg["training"]["save_ckpt"] == "model.ckpt" and cfg["learning_rate"]["smooth"] is False
+
+
+@needs_shared
+def test_shipped_water_config():
+    cfg = config.load(str(REPO / "configs" / "water_se_e2_a.json"))
+    assert cfg["training"]["training_data"]["systems"] == [str(WATER / f"data_{i}") for i in range(3)]
+    assert cfg["model"]["descriptor"]["neuron"] == [25, 50, 100] and cfg["model"]["descriptor"]["axis_neuron"] == 16
 
 
 def _raw(data, section, **keys):

@@ -181,6 +181,21 @@ class Trainer:
         return base
 
     # ----------------------------------------------------------------- loop
+    def forward_step(self, step: int):
+        """Draw batch ``step`` and evaluate the loss: (lr, batch, loss, l2)."""
+        lr = self.lr.value(step)
+        batch = self.train_data.next_batch()
+        loss, l2 = self._forward(batch, lr, train=True)
+        return lr, batch, loss, l2
+
+    def update(self, loss, lr: float) -> None:
+        """One Adam step at learning rate ``lr`` (nothing when no label entered the loss)."""
+        if isinstance(loss, paddle.Tensor):
+            self.opt.set_lr(lr)
+            loss.backward()
+            self.opt.step()
+            self.opt.clear_grad()
+
     def _on_sigint(self, signum, frame):
         if self._stop:
             raise KeyboardInterrupt
@@ -211,9 +226,7 @@ class Trainer:
                 display = fp is not None and step % disp_freq == 0
                 if step == self.numb_steps and not display:
                     break
-                lr = self.lr.value(step)
-                batch = self.train_data.next_batch()
-                loss, l2 = self._forward(batch, lr, train=True)
+                lr, batch, loss, l2 = self.forward_step(step)
                 if display:
                     now = time.perf_counter()
                     speed = (now - t_last) / (step - step_last) if step > step_last else None
@@ -221,11 +234,7 @@ class Trainer:
                     t_last, step_last = time.perf_counter(), step
                 if step == self.numb_steps:
                     break
-                if isinstance(loss, paddle.Tensor):
-                    self.opt.set_lr(lr)
-                    loss.backward()
-                    self.opt.step()
-                    self.opt.clear_grad()
+                self.update(loss, lr)
         finally:
             if fp is not None:
                 fp.close()
