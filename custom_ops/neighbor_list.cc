@@ -14,19 +14,23 @@ namespace {
 
 // Cells per direction are at least rcut / kCellsPerRcut thick (in plane spacing).
 constexpr int kCellsPerRcut = 2;
+// Refuse boxes so thin that one atom's neighbourhood spans more cell images than this.
+constexpr double kMaxSearchCells = 1e7;
+constexpr double kMaxReach = 1e6;
 
 struct Candidate {
   double d2;
   int32_t j;
-  int32_t s[3];  // integer lattice shift relative to the given coordinates
+  int32_t img[3];  // periodic image of the wrapped atom j; for a given j it orders like the
+                   // output shift (which adds the wraps of i and j, the same for all images)
 };
 
 inline bool candidate_less(const Candidate& x, const Candidate& y) {
   if (x.d2 != y.d2) return x.d2 < y.d2;
   if (x.j != y.j) return x.j < y.j;
-  if (x.s[0] != y.s[0]) return x.s[0] < y.s[0];
-  if (x.s[1] != y.s[1]) return x.s[1] < y.s[1];
-  return x.s[2] < y.s[2];
+  if (x.img[0] != y.img[0]) return x.img[0] < y.img[0];
+  if (x.img[1] != y.img[1]) return x.img[1] < y.img[1];
+  return x.img[2] < y.img[2];
 }
 
 inline int cell_index(double s, int nc) {
@@ -52,7 +56,7 @@ struct Grid {
   std::vector<int32_t> order;       // sorted position -> atom
   std::vector<int32_t> cell3;       // sorted position -> (c0, c1, c2)
   std::vector<double> xw;           // sorted position -> wrapped Cartesian coordinate
-  std::vector<int32_t> wrap;        // atom -> integer lattice vector removed by wrapping
+  std::vector<int64_t> wrap;        // atom -> integer lattice vector removed by wrapping
 };
 
 bool invert3(const double A[3][3], double inv[3][3], double* det_out) {
@@ -86,7 +90,7 @@ void cap_cells(int nc[3], int64_t nloc) {
   }
 }
 
-// Fill the grid for one frame; false when a periodic box is singular.
+// Fill the grid for one frame; false when a periodic box is singular or absurdly thin.
 template <typename T>
 bool build_grid(const T* x, const T* box, int64_t nloc, double rcut, bool pbc, Grid& g) {
   g.pbc = pbc;
@@ -117,18 +121,21 @@ bool build_grid(const T* x, const T* box, int64_t nloc, double rcut, bool pbc, G
       const double cy = u[2] * v[0] - u[0] * v[2];
       const double cz = u[0] * v[1] - u[1] * v[0];
       const double spacing = std::fabs(det) / std::sqrt(cx * cx + cy * cy + cz * cz);
-      g.m[a] = static_cast<int>(std::ceil(rcut / spacing * g.nc[a]));
+      const double reach = std::ceil(rcut / spacing * g.nc[a]);
+      if (!(reach <= kMaxReach)) return false;  // a box far thinner than rcut
+      g.m[a] = static_cast<int>(reach);
     }
+    if ((2.0 * g.m[0] + 1) * (2.0 * g.m[1] + 1) * (2.0 * g.m[2] + 1) > kMaxSearchCells) return false;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < nloc; ++i) {
       const double xi[3] = {double(x[3 * i]), double(x[3 * i + 1]), double(x[3 * i + 2])};
-      int32_t n[3];
+      int64_t n[3];
       for (int a = 0; a < 3; ++a) {
         const double f = xi[0] * Hinv[0][a] + xi[1] * Hinv[1][a] + xi[2] * Hinv[2][a];
         double fl = std::floor(f);
         if (!std::isfinite(fl)) fl = 0.0;
-        fl = std::min(std::max(fl, -1e9), 1e9);
-        n[a] = static_cast<int32_t>(fl);
+        fl = std::min(std::max(fl, -4e15), 4e15);  // exact in both double and int64
+        n[a] = static_cast<int64_t>(fl);
         s[3 * i + a] = f - fl;
         g.wrap[3 * i + a] = n[a];
       }
@@ -232,7 +239,7 @@ void neighbor_list(const T* coord, const T* box, const int32_t* atype, int64_t n
 #pragma omp for schedule(dynamic, 32)
       for (int64_t p = 0; p < nloc; ++p) {
         const int32_t i = g.order[p];
-        const int32_t* wi = &g.wrap[3 * i];
+        const int64_t* wi = &g.wrap[3 * i];
         const double xi = g.xw[3 * p], yi = g.xw[3 * p + 1], zi = g.xw[3 * p + 2];
         for (auto& c : cand) c.clear();
         for (int d0 = -g.m[0]; d0 <= g.m[0]; ++d0) {
@@ -281,13 +288,12 @@ void neighbor_list(const T* coord, const T* box, const int32_t* atype, int64_t n
                 if (d2 < my_min) my_min = d2;
                 const int32_t tj = stype[q];
                 if (tj < 0 || tj >= ntypes) continue;
-                const int32_t* wj = &g.wrap[3 * j];
                 Candidate c;
                 c.d2 = d2;
                 c.j = j;
-                c.s[0] = static_cast<int32_t>(i0) - wj[0] + wi[0];
-                c.s[1] = static_cast<int32_t>(i1) - wj[1] + wi[1];
-                c.s[2] = static_cast<int32_t>(i2) - wj[2] + wi[2];
+                c.img[0] = static_cast<int32_t>(i0);
+                c.img[1] = static_cast<int32_t>(i1);
+                c.img[2] = static_cast<int32_t>(i2);
                 cand[tj].push_back(c);
               }
             }
@@ -309,9 +315,11 @@ void neighbor_list(const T* coord, const T* box, const int32_t* atype, int64_t n
             const Candidate& c = v[k];
             row[k] = c.j;
             if (g.pbc) {
+              const int64_t* wj = &g.wrap[3 * c.j];
+              double s[3];
+              for (int a = 0; a < 3; ++a) s[a] = static_cast<double>(c.img[a] - wj[a] + wi[a]);
               for (int a = 0; a < 3; ++a)
-                srow[3 * k + a] = static_cast<T>(c.s[0] * g.H[0][a] + c.s[1] * g.H[1][a] +
-                                                 c.s[2] * g.H[2][a]);
+                srow[3 * k + a] = static_cast<T>(s[0] * g.H[0][a] + s[1] * g.H[1][a] + s[2] * g.H[2][a]);
             }
           }
         }

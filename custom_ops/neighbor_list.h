@@ -27,7 +27,8 @@ namespace deepmd_paddle {
 // (local index or -1), shift [nf, nloc, nnei, 3], nmax [nf, ntypes] (largest number of
 // neighbours of each type around any centre, before truncation to sel), mindist [nf]
 // (smallest pair distance seen, 0 for coinciding atoms, rcut when there is no pair).
-// A periodic frame whose box is singular gets an empty list and mindist 0.
+// A periodic frame whose box is singular, or so thin that one neighbourhood would span more
+// than 1e7 cell images, gets an empty list and mindist 0.
 template <typename T>
 void neighbor_list(const T* coord, const T* box, const int32_t* atype, int64_t nf, int64_t nloc,
                    double rcut, const std::vector<int>& sel, bool pbc, int32_t* nlist, T* shift,

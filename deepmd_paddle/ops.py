@@ -44,6 +44,8 @@ _LD_FLAGS = ["-fopenmp"]  # links libgomp
 _NO_OP_ENV = "DEEPMD_PADDLE_NO_CUSTOM_OP"
 _CACHE_ENV = "DEEPMD_PADDLE_CACHE"
 
+MAX_IMAGES = 1e6  # periodic images per neighbourhood that check_inputs accepts
+
 _state: dict = {"tried": False, "lib": None}
 
 
@@ -256,11 +258,12 @@ def _shape(t) -> list:
 
 
 @paddle.jit.not_to_static
-def check_inputs(coord, box, atype, ntypes: int) -> None:
+def check_inputs(coord, box, atype, ntypes: int, rcut: float | None = None) -> None:
     """Eager value checks before a neighbour search; raises ValueError naming the problem.
 
     coord [nf, nloc, 3] float32/float64; box [nf, 9] of the same dtype or None; atype
-    [nf, nloc] integer with values in 0..ntypes-1; a box must have a nonzero volume.
+    [nf, nloc] integer with values in 0..ntypes-1; a box must have a nonzero volume and,
+    given rcut, need at most ``MAX_IMAGES`` periodic images to cover it.
     """
     _check_shapes(coord, box, atype)
     nf, nloc = coord.shape[0], coord.shape[1]
@@ -286,6 +289,16 @@ def check_inputs(coord, box, atype, ntypes: int) -> None:
                 raise ValueError(
                     f"box of frame {f} has zero volume (det = {det[f]:.3g}); its rows must be "
                     "three independent lattice vectors a, b, c"
+                )
+        if rcut is not None:
+            spacing = np.abs(det)[:, None] / np.linalg.norm(np.cross(b[:, [1, 2, 0]], b[:, [2, 0, 1]]), axis=-1)
+            images = np.prod(2 * np.ceil(rcut / spacing) + 1, axis=-1)  # nf
+            f = int(np.argmax(images))
+            if images[f] > MAX_IMAGES:
+                raise ValueError(
+                    f"box of frame {f} is too thin for rcut = {rcut}: its plane spacings "
+                    f"{np.round(spacing[f], 4).tolist()} A need {images[f]:.3g} periodic images "
+                    f"(at most {MAX_IMAGES:.0e})"
                 )
 
 
@@ -345,7 +358,7 @@ def neighbor_list(coord, box, atype, rcut: float, sel: list):
     if atype.dtype != paddle.int32:
         atype = atype.astype("int32")
     if paddle.in_dynamic_mode():
-        check_inputs(coord, box, atype, len(sel))
+        check_inputs(coord, box, atype, len(sel), rcut)
     pbc = box is not None
     if box is None:
         box = paddle.zeros([1, 9], dtype=coord.dtype)
