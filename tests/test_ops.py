@@ -155,7 +155,7 @@ def test_input_errors_name_the_problem():
     flat[1, 6:] = flat[1, :3]  # c = a
     with pytest.raises(ValueError, match=r"box of frame 1 has zero volume \(det = 0\)"):
         ops.neighbor_list(c, paddle.to_tensor(flat), a, rcut, sel)
-    with pytest.raises(ValueError, match=r"box of frame 0 is too thin for rcut = 3.6: .* periodic images"):
+    with pytest.raises(ValueError, match=r"box of frame 1 is too thin for rcut = 3.6: .* periodic images"):
         ops.neighbor_list(c, b * 1e-3, a, rcut, sel)
     with pytest.raises(ValueError, match=r"box must have shape \[nf, 9\]"):
         ops.neighbor_list(c, b.reshape([2, 3, 3]), a, rcut, sel)
