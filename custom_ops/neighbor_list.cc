@@ -258,23 +258,24 @@ void neighbor_list(const T* coord, const T* box, const int32_t* atype, int64_t n
             } else if (k1 < 0 || k1 >= g.nc[1]) {
               continue;
             }
-            for (int d2 = -g.m[2]; d2 <= g.m[2]; ++d2) {
-              int64_t k2 = g.cell3[3 * p + 2] + d2, i2 = 0;
-              if (g.pbc) {
-                i2 = floor_div(k2, g.nc[2]);
-                k2 -= i2 * g.nc[2];
-              } else if (k2 < 0 || k2 >= g.nc[2]) {
-                continue;
-              }
+            // along the third direction the cells of one image are contiguous in memory
+            const int64_t row = (k0 * g.nc[1] + k1) * g.nc[2];
+            int64_t lo = g.cell3[3 * p + 2] - g.m[2], hi = g.cell3[3 * p + 2] + g.m[2];
+            if (!g.pbc) {
+              lo = std::max<int64_t>(lo, 0);
+              hi = std::min<int64_t>(hi, g.nc[2] - 1);
+            }
+            for (int64_t i2 = floor_div(lo, g.nc[2]); i2 <= floor_div(hi, g.nc[2]); ++i2) {
+              const int64_t a2 = std::max(lo, i2 * g.nc[2]) - i2 * g.nc[2];
+              const int64_t b2 = std::min(hi, i2 * g.nc[2] + g.nc[2] - 1) - i2 * g.nc[2];
               double tx = 0, ty_ = 0, tz = 0;  // image translation
               if (g.pbc) {
                 tx = i0 * g.H[0][0] + i1 * g.H[1][0] + i2 * g.H[2][0];
                 ty_ = i0 * g.H[0][1] + i1 * g.H[1][1] + i2 * g.H[2][1];
                 tz = i0 * g.H[0][2] + i1 * g.H[1][2] + i2 * g.H[2][2];
               }
-              const int64_t cell = (k0 * g.nc[1] + k1) * g.nc[2] + k2;
-              const int64_t q_end = g.cell_start[cell + 1];
-              for (int64_t q = g.cell_start[cell]; q < q_end; ++q) {
+              const int64_t q_end = g.cell_start[row + b2 + 1];
+              for (int64_t q = g.cell_start[row + a2]; q < q_end; ++q) {
                 const double dx = (g.xw[3 * q] - xi) + tx;
                 const double dy = (g.xw[3 * q + 1] - yi) + ty_;
                 const double dz = (g.xw[3 * q + 2] - zi) + tz;
