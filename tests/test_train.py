@@ -165,7 +165,8 @@ def test_loss_prefactors_and_terms():
 # ----------------------------------------------------------------------------- trainer
 def test_training_lowers_validation_loss_and_writes_lcurve(emt, tmp_path):
     result = Trainer(tiny_config(emt, numb_steps=60, disp_freq=20, save_freq=30), str(tmp_path)).run()
-    assert result == {"step": 60, "checkpoint": str(tmp_path / "model.ckpt-60"), "interrupted": False}
+    assert result == {"step": 60, "checkpoint": str(tmp_path / "model.ckpt-60.safetensors"),
+                      "interrupted": False}
     with open(tmp_path / "lcurve.out") as f:
         header = f.readline().split()
     assert header == ["#", "step", "rmse_val", "rmse_trn", "rmse_e_val", "rmse_e_trn", "rmse_f_val", "rmse_f_trn",
@@ -209,7 +210,8 @@ def test_ctrl_c_saves_and_restart_matches(emt, tmp_path):
 
     stopped.train_data.next_batch = interrupting_next_batch
     result = stopped.run()
-    assert result == {"step": 8, "checkpoint": str(tmp_path / "stopped" / "model.ckpt-8"), "interrupted": True}
+    assert result == {"step": 8, "checkpoint": str(tmp_path / "stopped" / "model.ckpt-8.safetensors"),
+                      "interrupted": True}
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     again = Trainer(tiny_config(emt), str(tmp_path / "stopped"), restart=str(tmp_path / "stopped"))
     again.run()

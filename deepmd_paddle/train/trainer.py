@@ -31,6 +31,19 @@ from deepmd_paddle.train.loss import EnerLoss
 from deepmd_paddle.train.lr import LearningRateExp
 
 log = logging.getLogger(__name__)
+THREADS_ENV = "DP_INTRA_OP_PARALLELISM_THREADS"  # DeePMD-kit's name; default: every usable core
+
+
+def set_threads() -> int:
+    """Threads of Paddle's CPU math library (Paddle's own default is 1)."""
+    from paddle.base import core
+
+    try:
+        n = int(os.environ.get(THREADS_ENV) or len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS)
+        n = os.cpu_count() or 1
+    core.set_num_threads(max(1, n))
+    return n
 
 
 def to_paddle(batch: dict, dtype: str) -> dict:
@@ -50,6 +63,7 @@ class Trainer:
             raise ValueError("give either restart or init_model, not both")
         self.config = cfg = copy.deepcopy(config)
         self.outdir = outdir
+        log.info("%d CPU threads (set %s to change)", set_threads(), THREADS_ENV)
         os.makedirs(outdir, exist_ok=True)
         tr = cfg["training"]
         self.numb_steps, seed = tr["numb_steps"], tr["seed"]
@@ -94,7 +108,12 @@ class Trainer:
     @staticmethod
     def _dataset(data: dict, type_map, seed) -> DataSet:
         systems = [load_system(p, type_map, data["fmt"]) for p in data["systems"]]
-        return DataSet(systems, data["batch_size"], data["auto_prob"], data["sys_probs"], seed)
+        ds = DataSet(systems, data["batch_size"], data["auto_prob"], data["sys_probs"], seed)
+        log.info("%d system(s):\n%s", len(systems), "\n".join(
+            f"  {s.path}  natoms {s.natoms}  frames {s.nframes}  batch {b}  batches {n}  prob {p:.3f}  "
+            f"pbc {s.box is not None}  labels {[k for k, f in s.found.items() if f.any()]}"
+            for s, b, n, p in zip(systems, ds.batch_size, ds.nbatches, ds.probs)))
+        return ds
 
     def _fill_model_config(self, model_cfg: dict, seed) -> None:
         """Resolve ``sel: auto`` from the training data; seed the networks from the training seed."""
@@ -177,8 +196,8 @@ class Trainer:
                  "valid": None if self.valid_data is None else self.valid_data.state_dict()}
         base = checkpoint.save(self.prefix, step, self.model, self.opt, self.config, state,
                                self.config["training"]["max_ckpt_keep"])
-        log.info("saved checkpoint %s", base)
-        return base
+        log.info("saved checkpoint %s.safetensors (+ .json)", base)
+        return base + ".safetensors"
 
     # ----------------------------------------------------------------- loop
     def forward_step(self, step: int):
