@@ -102,26 +102,20 @@ bool build_grid(const T* x, const T* box, int64_t nloc, double rcut, bool pbc, G
     for (int r = 0; r < 3; ++r)
       for (int c = 0; c < 3; ++c) g.H[r][c] = static_cast<double>(box[3 * r + c]);
     if (!invert3(g.H, Hinv, &det)) return false;
+    double spacing[3];  // distance between neighbouring lattice planes
     for (int a = 0; a < 3; ++a) {
       const double* u = g.H[(a + 1) % 3];
       const double* v = g.H[(a + 2) % 3];
       const double cx = u[1] * v[2] - u[2] * v[1];
       const double cy = u[2] * v[0] - u[0] * v[2];
       const double cz = u[0] * v[1] - u[1] * v[0];
-      const double spacing = std::fabs(det) / std::sqrt(cx * cx + cy * cy + cz * cz);
-      const double e = rcut / spacing;  // fractional reach of rcut along a
-      const double want = std::floor(kCellsPerRcut / e);
+      spacing[a] = std::fabs(det) / std::sqrt(cx * cx + cy * cy + cz * cz);
+      const double want = std::floor(kCellsPerRcut * spacing[a] / rcut);
       g.nc[a] = want < 1.0 ? 1 : (want > 1e6 ? 1000000 : static_cast<int>(want));
     }
     cap_cells(g.nc, nloc);
     for (int a = 0; a < 3; ++a) {
-      const double* u = g.H[(a + 1) % 3];
-      const double* v = g.H[(a + 2) % 3];
-      const double cx = u[1] * v[2] - u[2] * v[1];
-      const double cy = u[2] * v[0] - u[0] * v[2];
-      const double cz = u[0] * v[1] - u[1] * v[0];
-      const double spacing = std::fabs(det) / std::sqrt(cx * cx + cy * cy + cz * cz);
-      const double reach = std::ceil(rcut / spacing * g.nc[a]);
+      const double reach = std::ceil(rcut / spacing[a] * g.nc[a]);  // cells rcut spans
       if (!(reach <= kMaxReach)) return false;  // a box far thinner than rcut
       g.m[a] = static_cast<int>(reach);
     }
@@ -212,8 +206,7 @@ void neighbor_list(const T* coord, const T* box, const int32_t* atype, int64_t n
   const int64_t nnei = offset[ntypes];
   const double rc2 = rcut * rcut;
 
-  std::fill(nlist, nlist + nf * nloc * nnei, -1);
-  std::fill(shift, shift + nf * nloc * nnei * 3, T(0));
+  // every row is written once below (found neighbours, then padding): no upfront fill
   std::fill(nmax, nmax + nf * ntypes, 0);
 
   for (int64_t f = 0; f < nf; ++f) {
@@ -223,6 +216,8 @@ void neighbor_list(const T* coord, const T* box, const int32_t* atype, int64_t n
     T* sh_f = shift + f * nloc * nnei * 3;
     Grid g;
     if (nloc == 0 || !build_grid(x, pbc ? box + f * 9 : nullptr, nloc, rcut, pbc, g)) {
+      std::fill(nl_f, nl_f + nloc * nnei, -1);
+      std::fill(sh_f, sh_f + nloc * nnei * 3, T(0));
       mindist[f] = nloc == 0 ? T(rcut) : T(0);
       continue;
     }
@@ -306,22 +301,24 @@ void neighbor_list(const T* coord, const T* box, const int32_t* atype, int64_t n
           auto& v = cand[t];
           const int64_t cnt = static_cast<int64_t>(v.size());
           if (cnt > my_max[t]) my_max[t] = static_cast<int32_t>(cnt);
-          if (!centre_ok) continue;
-          const int64_t keep = std::min<int64_t>(cnt, offset[t + 1] - offset[t]);
+          const int64_t width = offset[t + 1] - offset[t];
+          const int64_t keep = centre_ok ? std::min<int64_t>(cnt, width) : 0;
           if (keep < cnt) std::nth_element(v.begin(), v.begin() + keep, v.end(), candidate_less);
           std::sort(v.begin(), v.begin() + keep, candidate_less);
           int32_t* row = nl_f + static_cast<int64_t>(i) * nnei + offset[t];
           T* srow = sh_f + (static_cast<int64_t>(i) * nnei + offset[t]) * 3;
+          std::fill(row + keep, row + width, -1);
+          std::fill(srow + 3 * keep, srow + 3 * width, T(0));
           for (int64_t k = 0; k < keep; ++k) {
             const Candidate& c = v[k];
             row[k] = c.j;
+            double s[3] = {0.0, 0.0, 0.0};
             if (g.pbc) {
               const int64_t* wj = &g.wrap[3 * c.j];
-              double s[3];
               for (int a = 0; a < 3; ++a) s[a] = static_cast<double>(c.img[a] - wj[a] + wi[a]);
-              for (int a = 0; a < 3; ++a)
-                srow[3 * k + a] = static_cast<T>(s[0] * g.H[0][a] + s[1] * g.H[1][a] + s[2] * g.H[2][a]);
             }
+            for (int a = 0; a < 3; ++a)
+              srow[3 * k + a] = static_cast<T>(s[0] * g.H[0][a] + s[1] * g.H[1][a] + s[2] * g.H[2][a]);
           }
         }
       }
