@@ -10,6 +10,7 @@
 // No gradient reaches the weights: training uses the plain-Paddle layers.
 #pragma once
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -190,6 +191,240 @@ void se_a_embed_backward(const T* env, const T* gT, int64_t nat, const std::vect
         off += sel[t];
       }
     }
+  }
+}
+
+// ------------------------------------------------------------------------------ training
+// For training on forces the weights need gradients of T and of dT/dR~ (the double gradient).
+// The tape keeps, per layer l, its input a_l and tangent da_l (= d a_l / ds), tanh output t_l
+// and tangent pre-activation zp_l = da_l W_l, so that a reverse sweep over the forward-mode
+// pass gives weight gradients for cotangents on G and G' = dG/ds.
+template <typename T>
+struct NetTape {
+  std::vector<std::vector<T>> a, da, t, zp;  // a[l], da[l]: rows x n_in(l); t[l], zp[l]: rows x n_out(l)
+  std::vector<T> abar, dabar, ybar, dybar, zbar, zbarp;
+  void reserve(const EmbedNet<T>& net, int rows) {
+    const size_t nl = net.size();
+    a.resize(nl + 1); da.resize(nl + 1); t.resize(nl); zp.resize(nl);
+    int width = 1;
+    for (size_t l = 0; l < nl; ++l) {
+      a[l].resize(size_t(rows) * net[l].n_in); da[l].resize(size_t(rows) * net[l].n_in);
+      t[l].resize(size_t(rows) * net[l].n_out); zp[l].resize(size_t(rows) * net[l].n_out);
+      width = std::max(width, net[l].n_out);
+    }
+    a[nl].resize(size_t(rows) * net[nl - 1].n_out); da[nl].resize(size_t(rows) * net[nl - 1].n_out);
+    for (auto* v : {&abar, &dabar, &ybar, &dybar, &zbar, &zbarp}) v->resize(size_t(rows) * width);
+  }
+};
+
+// forward-mode pass recording the tape; G = a[nl], G' = da[nl]
+template <typename T>
+void tape_forward(const EmbedNet<T>& net, int rows, const T* s, int stride, NetTape<T>& tp) {
+  for (int r = 0; r < rows; ++r) {
+    tp.a[0][r] = s[int64_t(r) * stride];
+    tp.da[0][r] = T(1);
+  }
+  for (size_t l = 0; l < net.size(); ++l) {
+    const auto& L = net[l];
+    const int ni = L.n_in, no = L.n_out;
+    for (int r = 0; r < rows; ++r) {
+      const T* x = tp.a[l].data() + int64_t(r) * ni;
+      const T* dx = tp.da[l].data() + int64_t(r) * ni;
+      T* z = tp.t[l].data() + int64_t(r) * no;
+      T* zp = tp.zp[l].data() + int64_t(r) * no;
+      T* y = tp.a[l + 1].data() + int64_t(r) * no;
+      T* dy = tp.da[l + 1].data() + int64_t(r) * no;
+#pragma omp simd
+      for (int c = 0; c < no; ++c) { z[c] = L.b[c]; zp[c] = T(0); }
+      for (int k = 0; k < ni; ++k) {
+        const T xa = x[k], dxa = dx[k];
+        const T* wk = L.w + int64_t(k) * no;
+#pragma omp simd
+        for (int c = 0; c < no; ++c) { z[c] += xa * wk[c]; zp[c] += dxa * wk[c]; }
+      }
+#pragma omp simd
+      for (int c = 0; c < no; ++c) {
+        const T th = tanh_fast(z[c]);
+        const T sc = L.idt ? L.idt[c] : T(1);
+        z[c] = th;  // t
+        y[c] = sc * th;
+        dy[c] = sc * (T(1) - th * th) * zp[c];
+      }
+      if (no == ni || no == 2 * ni)
+        for (int c = 0; c < no; ++c) { y[c] += x[c % ni]; dy[c] += dx[c % ni]; }
+    }
+  }
+}
+
+// Reverse sweep: cotangents gbar (on G) and dgbar (on G', may be null), rows x ng; adds the
+// weight gradients into grads[l] = {W, b, idt} (idt may be null).
+template <typename T>
+void tape_reverse(const EmbedNet<T>& net, int rows, NetTape<T>& tp, const T* gbar, const T* dgbar,
+                  const std::vector<std::array<T*, 3>>& grads) {
+  const int nl = int(net.size());
+  const int ng = net[nl - 1].n_out;
+  std::copy(gbar, gbar + int64_t(rows) * ng, tp.ybar.begin());
+  if (dgbar) std::copy(dgbar, dgbar + int64_t(rows) * ng, tp.dybar.begin());
+  else std::fill(tp.dybar.begin(), tp.dybar.begin() + int64_t(rows) * ng, T(0));
+  for (int l = nl - 1; l >= 0; --l) {
+    const auto& L = net[l];
+    const int ni = L.n_in, no = L.n_out;
+    T* gw = grads[l][0];
+    T* gb = grads[l][1];
+    T* gidt = grads[l][2];
+    for (int r = 0; r < rows; ++r) {
+      const T* t = tp.t[l].data() + int64_t(r) * no;
+      const T* zp = tp.zp[l].data() + int64_t(r) * no;
+      const T* yb = tp.ybar.data() + int64_t(r) * no;
+      const T* dyb = tp.dybar.data() + int64_t(r) * no;
+      T* zb = tp.zbar.data() + int64_t(r) * no;
+      T* zbp = tp.zbarp.data() + int64_t(r) * no;
+#pragma omp simd
+      for (int c = 0; c < no; ++c) {
+        const T sc = L.idt ? L.idt[c] : T(1);
+        const T q = T(1) - t[c] * t[c];
+        zbp[c] = sc * dyb[c] * q;
+        const T tb = sc * yb[c] - T(2) * sc * dyb[c] * zp[c] * t[c];
+        zb[c] = tb * q;
+        gb[c] += zb[c];
+      }
+      if (gidt)
+        for (int c = 0; c < no; ++c) gidt[c] += yb[c] * t[c] + dyb[c] * (T(1) - t[c] * t[c]) * zp[c];
+      const T* x = tp.a[l].data() + int64_t(r) * ni;
+      const T* dx = tp.da[l].data() + int64_t(r) * ni;
+      for (int k = 0; k < ni; ++k) {
+        const T xa = x[k], dxa = dx[k];
+        T* gwk = gw + int64_t(k) * no;
+#pragma omp simd
+        for (int c = 0; c < no; ++c) gwk[c] += xa * zb[c] + dxa * zbp[c];
+      }
+    }
+    if (l == 0) break;
+    // cotangents of this layer's input (the previous layer's output)
+    for (int r = 0; r < rows; ++r) {
+      const T* zb = tp.zbar.data() + int64_t(r) * no;
+      const T* zbp = tp.zbarp.data() + int64_t(r) * no;
+      const T* yb = tp.ybar.data() + int64_t(r) * no;
+      const T* dyb = tp.dybar.data() + int64_t(r) * no;
+      T* xb = tp.abar.data() + int64_t(r) * ni;
+      T* dxb = tp.dabar.data() + int64_t(r) * ni;
+      for (int k = 0; k < ni; ++k) {
+        const T* wk = L.w + int64_t(k) * no;
+        T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+        for (int c = 0; c < no; ++c) { s1 += zb[c] * wk[c]; s2 += zbp[c] * wk[c]; }
+        xb[k] = s1;
+        dxb[k] = s2;
+      }
+      if (no == ni || no == 2 * ni)
+        for (int c = 0; c < no; ++c) { xb[c % ni] += yb[c]; dxb[c % ni] += dyb[c]; }
+    }
+    std::swap(tp.abar, tp.ybar);
+    std::swap(tp.dabar, tp.dybar);
+  }
+}
+
+// Sizes of the per-net parameter-gradient blocks, in the order W, b, idt per layer.
+template <typename T>
+int64_t net_param_count(const EmbedNet<T>& net) {
+  int64_t n = 0;
+  for (const auto& L : net) n += int64_t(L.n_in) * L.n_out + L.n_out + (L.idt ? L.n_out : 0);
+  return n;
+}
+
+template <typename T>
+std::vector<std::array<T*, 3>> net_grad_views(const EmbedNet<T>& net, T* base) {
+  std::vector<std::array<T*, 3>> v;
+  for (const auto& L : net) {
+    std::array<T*, 3> g{base, base + int64_t(L.n_in) * L.n_out, nullptr};
+    base += int64_t(L.n_in) * L.n_out + L.n_out;
+    if (L.idt) { g[2] = base; base += L.n_out; }
+    v.push_back(g);
+  }
+  return v;
+}
+
+// mode 0 (backward): given gT, genv_out = dL/dR~ and pgrad += dL/dtheta.
+// mode 1 (double backward): given gT and gg_env (cotangent of genv), ggT_out and pgrad.
+// pgrad: all nets' parameter gradients, flat in net order (zeroed by the caller).
+template <typename T>
+void se_a_embed_train_sweep(int mode, const T* env, const T* gT, const T* ggenv, int64_t nat,
+                            const std::vector<int>& sel, const std::vector<EmbedNet<T>>& nets, int ng,
+                            T* genv_out, T* ggT_out, T* pgrad) {
+  int nnei = 0, maxsel = 0;
+  for (int s : sel) { nnei += s; maxsel = std::max(maxsel, s); }
+  const T scale = T(1) / T(nnei);
+  std::vector<int64_t> poff(nets.size() + 1, 0);
+  for (size_t t = 0; t < nets.size(); ++t) poff[t + 1] = poff[t] + net_param_count(nets[t]);
+  const int64_t ptotal = poff.back();
+#pragma omp parallel
+  {
+    std::vector<T> acc(ptotal, T(0));
+    std::vector<NetTape<T>> tapes(nets.size());
+    std::vector<std::vector<std::array<T*, 3>>> views(nets.size());
+    for (size_t t = 0; t < nets.size(); ++t) {
+      tapes[t].reserve(nets[t], sel[t]);
+      views[t] = net_grad_views(nets[t], acc.data() + poff[t]);
+    }
+    std::vector<T> gbar(size_t(maxsel) * ng), dgbar(size_t(maxsel) * ng), u(ng);
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t i = 0; i < nat; ++i) {
+      const T* gti = gT + i * ng * 4;
+      if (mode == 1) std::fill(ggT_out + i * ng * 4, ggT_out + (i + 1) * ng * 4, T(0));
+      int off = 0;
+      for (size_t t = 0; t < nets.size(); ++t) {
+        const int rows = sel[t];
+        const T* e = env + (i * nnei + off) * 4;
+        auto& tp = tapes[t];
+        tape_forward(nets[t], rows, e, 4, tp);
+        const T* G = tp.a.back().data();
+        const T* Gp = tp.da.back().data();
+        for (int j = 0; j < rows; ++j) {
+          const T* ej = e + j * 4;
+          const T* gj = G + int64_t(j) * ng;
+          const T* gpj = Gp + int64_t(j) * ng;
+          T* gb = gbar.data() + int64_t(j) * ng;
+#pragma omp simd
+          for (int k = 0; k < ng; ++k)
+            u[k] = gti[k * 4] * ej[0] + gti[k * 4 + 1] * ej[1] + gti[k * 4 + 2] * ej[2] + gti[k * 4 + 3] * ej[3];
+          if (mode == 0) {
+            T a0 = 0, a1 = 0, a2 = 0, a3 = 0, ds = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3, ds)
+            for (int k = 0; k < ng; ++k) {
+              a0 += gj[k] * gti[k * 4];
+              a1 += gj[k] * gti[k * 4 + 1];
+              a2 += gj[k] * gti[k * 4 + 2];
+              a3 += gj[k] * gti[k * 4 + 3];
+              ds += gpj[k] * u[k];
+            }
+            T* ge = genv_out + (i * nnei + off + j) * 4;
+            ge[0] = (a0 + ds) * scale;
+            ge[1] = a1 * scale;
+            ge[2] = a2 * scale;
+            ge[3] = a3 * scale;
+#pragma omp simd
+            for (int k = 0; k < ng; ++k) gb[k] = u[k] * scale;
+          } else {
+            const T* aj = ggenv + (i * nnei + off + j) * 4;
+            T* ggt = ggT_out + i * ng * 4;
+            T* dgb = dgbar.data() + int64_t(j) * ng;
+#pragma omp simd
+            for (int k = 0; k < ng; ++k) {
+              ggt[k * 4] += scale * (gj[k] * aj[0] + aj[0] * gpj[k] * ej[0]);
+              ggt[k * 4 + 1] += scale * (gj[k] * aj[1] + aj[0] * gpj[k] * ej[1]);
+              ggt[k * 4 + 2] += scale * (gj[k] * aj[2] + aj[0] * gpj[k] * ej[2]);
+              ggt[k * 4 + 3] += scale * (gj[k] * aj[3] + aj[0] * gpj[k] * ej[3]);
+              gb[k] = scale * (gti[k * 4] * aj[0] + gti[k * 4 + 1] * aj[1] + gti[k * 4 + 2] * aj[2] + gti[k * 4 + 3] * aj[3]);
+              dgb[k] = scale * aj[0] * u[k];
+            }
+          }
+        }
+        tape_reverse(nets[t], rows, tp, gbar.data(), mode == 1 ? dgbar.data() : nullptr, views[t]);
+        off += rows;
+      }
+    }
+#pragma omp critical
+    for (int64_t k = 0; k < ptotal; ++k) pgrad[k] += acc[k];
   }
 }
 

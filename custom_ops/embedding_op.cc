@@ -57,6 +57,39 @@ void backward(const paddle::Tensor& env, const std::vector<paddle::Tensor>& para
   dpp::se_a_embed_backward<T>(env.data<T>(), gT.data<T>(), env.shape()[0], sel, nets, ng, width, genv->data<T>());
 }
 
+// The flat parameter-gradient buffer (net order, W b idt per layer) split into tensors shaped
+// like the parameters.
+template <typename T>
+std::vector<paddle::Tensor> split_param_grads(const std::vector<T>& flat, const std::vector<paddle::Tensor>& params) {
+  std::vector<paddle::Tensor> out;
+  int64_t off = 0;
+  for (const auto& p : params) {
+    auto g = paddle::empty(p.shape(), p.dtype(), p.place());
+    std::copy(flat.begin() + off, flat.begin() + off + p.numel(), g.data<T>());
+    off += p.numel();
+    out.push_back(g);
+  }
+  return out;
+}
+
+template <typename T>
+std::vector<paddle::Tensor> train_sweep(int mode, const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                                        const paddle::Tensor& gT, const paddle::Tensor* ggenv,
+                                        const std::vector<int>& sel, int nlayer, bool timestep) {
+  int ng, width;
+  auto nets = make_nets<T>(params, int(sel.size()), nlayer, timestep, &ng, &width);
+  int64_t total = 0;
+  for (const auto& p : params) total += p.numel();
+  std::vector<T> flat(total, T(0));
+  paddle::Tensor first = mode == 0 ? paddle::empty_like(env) : paddle::empty_like(gT);
+  dpp::se_a_embed_train_sweep<T>(mode, env.data<T>(), gT.data<T>(), ggenv ? ggenv->data<T>() : nullptr,
+                                 env.shape()[0], sel, nets, ng, mode == 0 ? first.data<T>() : nullptr,
+                                 mode == 1 ? first.data<T>() : nullptr, flat.data());
+  auto grads = split_param_grads(flat, params);
+  grads.insert(grads.begin(), first);
+  return grads;
+}
+
 void check(const paddle::Tensor& env, const std::vector<int>& sel) {
   int nnei = 0;
   for (int s : sel) nnei += s;
@@ -96,3 +129,45 @@ PD_BUILD_GRAD_OP(se_a_embed)
     .Outputs({paddle::Grad("Env")})
     .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
     .SetKernelFn(PD_KERNEL(SeAEmbedBackward));
+
+// ---------------------------------------------------------------- training variant
+// se_a_embed_train: the same forward; its gradient also reaches the weights, and its double
+// gradient (from a loss on forces) reaches gT and the weights. The double gradient does not
+// flow back into Env (second derivatives in positions): the model uses this operator only
+// when the coordinates need no gradient.
+std::vector<paddle::Tensor> SeAEmbedTrainBackward(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                                                  const paddle::Tensor& gT, const std::vector<int>& sel, int nlayer,
+                                                  bool timestep) {
+  auto r = env.dtype() == paddle::DataType::FLOAT64
+               ? train_sweep<double>(0, env, params, gT, nullptr, sel, nlayer, timestep)
+               : train_sweep<float>(0, env, params, gT, nullptr, sel, nlayer, timestep);
+  return r;  // {Grad(Env), Grad(Params)...}
+}
+
+std::vector<paddle::Tensor> SeAEmbedTrainDoubleBackward(const paddle::Tensor& env,
+                                                        const std::vector<paddle::Tensor>& params,
+                                                        const paddle::Tensor& gT, const paddle::Tensor& ggenv,
+                                                        const std::vector<int>& sel, int nlayer, bool timestep) {
+  auto r = env.dtype() == paddle::DataType::FLOAT64
+               ? train_sweep<double>(1, env, params, gT, &ggenv, sel, nlayer, timestep)
+               : train_sweep<float>(1, env, params, gT, &ggenv, sel, nlayer, timestep);
+  return r;  // {Grad(Grad(T)), Grad(Params)...}
+}
+
+PD_BUILD_OP(se_a_embed_train)
+    .Inputs({"Env", paddle::Vec("Params")})
+    .Outputs({"T"})
+    .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
+    .SetKernelFn(PD_KERNEL(SeAEmbedForward));
+
+PD_BUILD_GRAD_OP(se_a_embed_train)
+    .Inputs({"Env", paddle::Vec("Params"), paddle::Grad("T")})
+    .Outputs({paddle::Grad("Env"), paddle::Grad(paddle::Vec("Params"))})
+    .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
+    .SetKernelFn(PD_KERNEL(SeAEmbedTrainBackward));
+
+PD_BUILD_DOUBLE_GRAD_OP(se_a_embed_train)
+    .Inputs({"Env", paddle::Vec("Params"), paddle::Grad("T"), paddle::Grad(paddle::Grad("Env"))})
+    .Outputs({paddle::Grad(paddle::Grad("T")), paddle::Grad(paddle::Vec("Params"))})
+    .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
+    .SetKernelFn(PD_KERNEL(SeAEmbedTrainDoubleBackward));

@@ -197,3 +197,33 @@ def test_truncated_neighbours_warn():
     coord, atype, cell = random_system(16, 1, "ortho", seed=11)
     with pytest.warns(UserWarning, match="neighbours beyond sel"):
         model(*to_tensors(coord, atype, cell))
+
+
+@pytest.mark.parametrize("type_one_side", [True, False])
+@pytest.mark.parametrize("resnet_dt", [True, False])
+def test_fused_embedding_matches_layers(type_one_side, resnet_dt):
+    """se_a_embed (evaluation) and se_a_embed_train (gradients and the force-loss double
+    gradient to the weights) equal the Paddle layers."""
+    _skip_without_op(True)
+    coord, atype, cell = random_system(12, 2, "triclinic", seed=12)
+    c, a, b = to_tensors(coord, atype, cell)
+    target = paddle.to_tensor(np.random.default_rng(0).normal(size=(2, 12, 3)))
+    results = []
+    for fused in (False, True):
+        m = make_small_model(True, type_one_side=type_one_side, resnet_dt=resnet_dt)
+        m.prefer_fused_embedding = fused
+        assert m._embedding_mode(c, True) == ("train" if fused else None)
+        o = m(c, a, b, create_graph=True)
+        loss = ((o["force"] - target) ** 2).sum() + 0.3 * (o["energy"] ** 2).sum() + (o["virial"] ** 2).sum()
+        grads = paddle.grad(loss, list(m.parameters()))
+        for p in m.parameters():
+            p.stop_gradient = True
+        assert m._embedding_mode(c, False) == ("infer" if fused else None)
+        frozen = m(c, a, b, do_atomic_virial=True)
+        results.append((float(loss), [g.numpy() for g in grads], {k: v.numpy() for k, v in frozen.items()}))
+    (l0, g0, f0), (l1, g1, f1) = results
+    assert l1 == pytest.approx(l0, rel=1e-13)
+    for x, y in zip(g1, g0):
+        np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-12 * np.abs(y).max())
+    for k in f0:
+        np.testing.assert_allclose(f1[k], f0[k], rtol=1e-12, atol=1e-13)

@@ -106,14 +106,16 @@ class DescrptSeA(paddle.nn.Layer):
         if self.activation_function != "tanh":
             return None
         op = self._op()
-        return op if op is not None and hasattr(op, "se_a_embed") else None
+        return op if op is not None and hasattr(op, "se_a_embed") and hasattr(op, "se_a_embed_train") else None
 
-    def forward(self, env, ti: int | None = None, fused: bool = False):
+    def forward(self, env, ti: int | None = None, fused: str | None = None):
         """D for a block of atoms whose normalised environment is ``env`` (nat x nnei x 4).
 
         ``ti`` is the centre type of the block (needed when ``type_one_side`` is false).
-        ``fused`` runs the embedding nets and ``G^T R~`` in one C++ operator (``se_a_embed``):
-        for evaluation only, since it gives no gradient to the weights.
+        ``fused`` runs the embedding nets and ``G^T R~`` in one C++ operator: ``"infer"``
+        (``se_a_embed``: no gradient reaches the weights) or ``"train"`` (``se_a_embed_train``:
+        gradients and the force-loss double gradient reach the weights, but second derivatives
+        do not flow back into R~). None: the Paddle layers (every derivative).
         Returns nat x (ng * axis_neuron).
         """
         if self.precision != "float64":
@@ -122,7 +124,9 @@ class DescrptSeA(paddle.nn.Layer):
             nets = [self.embeddings[t if self.type_one_side else ti + t * self.ntypes] for t in range(self.ntypes)]
             params = [p for net in nets for layer in net.layers
                       for p in ((layer.w, layer.b, layer.idt) if self.resnet_dt else (layer.w, layer.b))]
-            xyz = self.fused_op().se_a_embed(env, params, self.sel, len(self.neuron), self.resnet_dt)
+            op = self.fused_op()
+            run = op.se_a_embed_train if fused == "train" else op.se_a_embed
+            xyz = run(env, params, self.sel, len(self.neuron), self.resnet_dt)
         else:
             xyz = self._contract(env, ti)
         d = paddle.matmul(xyz, xyz[:, : self.axis_neuron, :], transpose_y=True)  # nat x ng x axis

@@ -95,9 +95,7 @@ class EnergyModel(paddle.nn.Layer):
         if rij.stop_gradient:
             rij.stop_gradient = False
         env = self.descriptor.env_mat(rij, nlist, atype)  # nf x nloc x nnei x 4
-        # without create_graph no gradient needs to reach the weights: the fused embedding serves
-        fused = not create_graph and self.descriptor.fused_op() is not None
-        atom_e = self.atomic_energy(env, atype, fused)  # nf x nloc x 1
+        atom_e = self.atomic_energy(env, atype, self._embedding_mode(coord, create_graph))  # nf x nloc x 1
         energy = atom_e.sum(axis=1)  # nf x 1
         (g,) = paddle.grad(energy.sum(), rij, create_graph=create_graph)  # nf x nloc x nnei x 3
         out = {"energy": energy, "atom_energy": atom_e}
@@ -110,7 +108,24 @@ class EnergyModel(paddle.nn.Layer):
             out["atom_virial"] = self._scatter_to_neighbors(pair, nlist)
         return out
 
-    def atomic_energy(self, env, atype, fused: bool = False):
+    # Which embedding path serves a call. The fused C++ operators (se_a_embed, se_a_embed_train)
+    # are exact (tests hold them to the Paddle layers to 1e-14) but their loops were measured
+    # slower than Paddle's GEMMs with the fused bias_tanh (CPU ms, water 192 atoms, 1 thread:
+    # train 776 vs 297, evaluation 214 vs 110); set this to True to use them anyway.
+    prefer_fused_embedding = False
+
+    def _embedding_mode(self, coord, create_graph):
+        """How the embedding nets run: the fused C++ operators when preferred and they give every
+        derivative this call needs, the Paddle layers otherwise (see DescrptSeA.forward)."""
+        if not self.prefer_fused_embedding or self.descriptor.fused_op() is None:
+            return None
+        if not any(not p.stop_gradient for p in self.descriptor.parameters()):
+            return "infer"  # frozen weights (DeepPot, exported graphs): values and forces only
+        if create_graph and not coord.stop_gradient:
+            return None  # second derivatives in the positions: only the Paddle layers give them
+        return "train"
+
+    def atomic_energy(self, env, atype, fused: str | None = None):
         """E_i (nf x nloc x 1) from R~: atoms are grouped by centre type for the per-type nets."""
         nf, nloc, nnei = env.shape[0], env.shape[1], env.shape[2]
         flat = env.reshape([-1, nnei, 4])
