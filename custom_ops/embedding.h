@@ -32,58 +32,148 @@ struct EmbedLayer {
 template <typename T>
 using EmbedNet = std::vector<EmbedLayer<T>>;
 
-// Rows x of one layer -> y (and, with tangents, dx -> dy). Buffers are rows x width.
+// ---------------------------------------------------------------- register-blocked layers
+// Activations are stored with a padded row length (a multiple of one 64-byte vector) and the
+// weights are packed to match, so that the GEMM below runs on whole vectors: 4 rows x one
+// vector of columns per step, each weight vector reused 4 (8 with tangents) times.
+typedef double VecD __attribute__((vector_size(64)));
+typedef float VecF __attribute__((vector_size(64)));
 template <typename T>
-void embed_layer(const EmbedLayer<T>& L, int rows, const T* x, const T* dx, T* y, T* dy) {
-  const int ni = L.n_in, no = L.n_out;
-  for (int r = 0; r < rows; ++r) {
-    T* yr = y + int64_t(r) * no;
-    T* dyr = dy ? dy + int64_t(r) * no : nullptr;
-    const T* xr = x + int64_t(r) * ni;
-#pragma omp simd
-    for (int c = 0; c < no; ++c) yr[c] = L.b[c];
-    if (dyr) {
-      const T* dxr = dx + int64_t(r) * ni;
-#pragma omp simd
-      for (int c = 0; c < no; ++c) dyr[c] = T(0);
+struct VecOf;
+template <>
+struct VecOf<double> { typedef VecD type; };
+template <>
+struct VecOf<float> { typedef VecF type; };
+template <typename T>
+using Vec = typename VecOf<T>::type;  // (an attribute on an alias template would be dropped)
+template <typename T>
+constexpr int kLanes = int(64 / sizeof(T));
+
+inline int pad_to(int n, int lanes) { return (n + lanes - 1) / lanes * lanes; }
+
+template <typename T>
+struct PackedLayer {
+  std::vector<T> w, b, idt;  // w: n_in x nop; b, idt: nop (zero padded)
+  int n_in = 0, n_out = 0, nop = 0;
+  bool has_idt = false;
+};
+
+template <typename T>
+std::vector<PackedLayer<T>> pack_net(const EmbedNet<T>& net) {
+  std::vector<PackedLayer<T>> out;
+  for (const auto& L : net) {
+    PackedLayer<T> P;
+    P.n_in = L.n_in;
+    P.n_out = L.n_out;
+    P.nop = pad_to(L.n_out, kLanes<T>);
+    P.w.assign(size_t(P.n_in) * P.nop, T(0));
+    P.b.assign(P.nop, T(0));
+    P.idt.assign(P.nop, T(1));
+    for (int k = 0; k < L.n_in; ++k)
+      for (int c = 0; c < L.n_out; ++c) P.w[size_t(k) * P.nop + c] = L.w[int64_t(k) * L.n_out + c];
+    for (int c = 0; c < L.n_out; ++c) {
+      P.b[c] = L.b[c];
+      if (L.idt) P.idt[c] = L.idt[c];
+    }
+    P.has_idt = L.idt != nullptr;
+    out.push_back(std::move(P));
+  }
+  return out;
+}
+
+template <typename T>
+inline Vec<T> vload(const T* p) {
+  Vec<T> v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename T>
+inline void vstore(T* p, const Vec<T>& v) {
+  __builtin_memcpy(p, &v, sizeof(v));
+}
+static_assert(sizeof(Vec<double>) == 64 && sizeof(Vec<float>) == 64, "64-byte vectors");
+
+// Z = B + X W (and ZP = DX W when Tangent): X, DX rows x ni with row stride ldx; Z, ZP rows x nop.
+template <typename T, bool Tangent>
+void gemm_bias(const T* X, const T* DX, int ldx, int rows, const PackedLayer<T>& P, T* Z, T* ZP) {
+  constexpr int L = kLanes<T>;
+  const int ni = P.n_in, nop = P.nop, nv = nop / L;
+  const T* W = P.w.data();
+  int r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const T* x0 = X + int64_t(r) * ldx;
+    const T* dx0 = Tangent ? DX + int64_t(r) * ldx : nullptr;
+    for (int cv = 0; cv < nv; ++cv) {
+      const Vec<T> b = vload(P.b.data() + cv * L);
+      Vec<T> a0 = b, a1 = b, a2 = b, a3 = b;
+      Vec<T> d0 = {}, d1 = {}, d2 = {}, d3 = {};
       for (int k = 0; k < ni; ++k) {
-        const T a = xr[k], da = dxr[k];
-        const T* wk = L.w + int64_t(k) * no;
-#pragma omp simd
-        for (int c = 0; c < no; ++c) {
-          yr[c] += a * wk[c];
-          dyr[c] += da * wk[c];
+        const Vec<T> w = vload(W + int64_t(k) * nop + cv * L);
+        a0 += x0[k] * w;
+        a1 += x0[ldx + k] * w;
+        a2 += x0[2 * ldx + k] * w;
+        a3 += x0[3 * ldx + k] * w;
+        if (Tangent) {
+          d0 += dx0[k] * w;
+          d1 += dx0[ldx + k] * w;
+          d2 += dx0[2 * ldx + k] * w;
+          d3 += dx0[3 * ldx + k] * w;
         }
       }
-    } else {
-      for (int k = 0; k < ni; ++k) {
-        const T a = xr[k];
-        const T* wk = L.w + int64_t(k) * no;
-#pragma omp simd
-        for (int c = 0; c < no; ++c) yr[c] += a * wk[c];
+      T* z = Z + int64_t(r) * nop + cv * L;
+      vstore(z, a0); vstore(z + nop, a1); vstore(z + 2 * nop, a2); vstore(z + 3 * nop, a3);
+      if (Tangent) {
+        T* zp = ZP + int64_t(r) * nop + cv * L;
+        vstore(zp, d0); vstore(zp + nop, d1); vstore(zp + 2 * nop, d2); vstore(zp + 3 * nop, d3);
       }
     }
-    // activation, timestep and residual
+  }
+  for (; r < rows; ++r) {
+    const T* x0 = X + int64_t(r) * ldx;
+    for (int cv = 0; cv < nv; ++cv) {
+      Vec<T> a = vload(P.b.data() + cv * L), d = {};
+      for (int k = 0; k < ni; ++k) {
+        const Vec<T> w = vload(W + int64_t(k) * nop + cv * L);
+        a += x0[k] * w;
+        if (Tangent) d += DX[int64_t(r) * ldx + k] * w;
+      }
+      vstore(Z + int64_t(r) * nop + cv * L, a);
+      if (Tangent) vstore(ZP + int64_t(r) * nop + cv * L, d);
+    }
+  }
+}
+
+// One layer on padded rows: y = tanh(x W + b) [* idt] (+ x or [x, x]); dy its s-derivative.
+template <typename T, bool Tangent>
+void embed_layer(const PackedLayer<T>& P, int rows, const T* x, const T* dx, int ldx, T* y, T* dy) {
+  gemm_bias<T, Tangent>(x, dx, ldx, rows, P, y, dy);
+  const int nop = P.nop, ni = P.n_in, no = P.n_out;
+  const T* idt = P.idt.data();
+  for (int r = 0; r < rows; ++r) {
+    T* yr = y + int64_t(r) * nop;
+    T* dyr = Tangent ? dy + int64_t(r) * nop : nullptr;
 #pragma omp simd
-    for (int c = 0; c < no; ++c) {
+    for (int c = 0; c < nop; ++c) {
       const T t = tanh_fast(yr[c]);
-      const T s = L.idt ? L.idt[c] : T(1);
-      if (dyr) dyr[c] = (T(1) - t * t) * dyr[c] * s;
-      yr[c] = t * s;
+      if (Tangent) dyr[c] = (T(1) - t * t) * dyr[c] * idt[c];
+      yr[c] = t * idt[c];
     }
     if (no == ni || no == 2 * ni) {
-      for (int c = 0; c < no; ++c) {
-        yr[c] += xr[c % ni];
-        if (dyr) dyr[c] += dx[int64_t(r) * ni + c % ni];
+      const T* xr = x + int64_t(r) * ldx;
+      for (int c = 0; c < no; ++c) yr[c] += xr[c % ni];
+      if (Tangent) {
+        const T* dxr = dx + int64_t(r) * ldx;
+        for (int c = 0; c < no; ++c) dyr[c] += dxr[c % ni];
       }
     }
   }
 }
 
-// G (and G' = dG/ds when dg != nullptr) for `rows` scalar inputs s (stride `s_stride`).
-// work: 4 buffers of rows x max width each.
+// G (and G' = dG/ds when dg != nullptr) for `rows` inputs s (stride `s_stride`); G rows have
+// length ldg = the padded width of the last layer. work: 4 buffers of rows x max padded width.
 template <typename T>
-void embed_net(const EmbedNet<T>& net, int rows, const T* s, int s_stride, T* g, T* dg, T* work, int64_t wsize) {
+void embed_net(const std::vector<PackedLayer<T>>& net, int rows, const T* s, int s_stride, T* g, T* dg, T* work,
+               int64_t wsize) {
   T* a = work;
   T* da = work + wsize;
   T* b = work + 2 * wsize;
@@ -92,12 +182,15 @@ void embed_net(const EmbedNet<T>& net, int rows, const T* s, int s_stride, T* g,
     a[r] = s[int64_t(r) * s_stride];
     da[r] = T(1);
   }
+  int ld = 1;
   const int nl = int(net.size());
   for (int l = 0; l < nl; ++l) {
     const bool last = l == nl - 1;
     T* out = last ? g : b;
-    T* dout = last ? dg : (dg ? db : nullptr);
-    embed_layer(net[l], rows, a, dg ? da : nullptr, out, dout);
+    T* dout = last ? dg : db;
+    if (dg) embed_layer<T, true>(net[l], rows, a, da, ld, out, dout);
+    else embed_layer<T, false>(net[l], rows, a, nullptr, ld, out, nullptr);
+    ld = net[l].nop;
     if (!last) {
       std::swap(a, b);
       std::swap(da, db);
@@ -118,12 +211,15 @@ void se_a_embed_forward(const T* env, int64_t nat, const std::vector<int>& sel, 
   int nnei = 0;
   for (int s : sel) nnei += s;
   const T scale = T(1) / T(nnei);
+  std::vector<std::vector<PackedLayer<T>>> packed;
+  for (const auto& n : nets) packed.push_back(pack_net(n));
+  const int wpad = pad_to(width, kLanes<T>), ldg = pad_to(ng, kLanes<T>);
 #pragma omp parallel
   {
     int maxsel = 0;
     for (int s : sel) maxsel = s > maxsel ? s : maxsel;
-    const int64_t wsize = int64_t(maxsel) * width;
-    std::vector<T> work(4 * wsize), g(int64_t(maxsel) * ng);
+    const int64_t wsize = int64_t(maxsel) * wpad;
+    std::vector<T> work(4 * wsize), g(int64_t(maxsel) * ldg);
 #pragma omp for schedule(dynamic, 4)
     for (int64_t i = 0; i < nat; ++i) {
       T* ti = out + i * ng * 4;
@@ -131,9 +227,9 @@ void se_a_embed_forward(const T* env, int64_t nat, const std::vector<int>& sel, 
       int off = 0;
       for (std::size_t t = 0; t < sel.size(); ++t) {
         const T* e = env + (i * nnei + off) * 4;
-        embed_net(nets[t], sel[t], e, 4, g.data(), (T*)nullptr, work.data(), wsize);
+        embed_net(packed[t], sel[t], e, 4, g.data(), (T*)nullptr, work.data(), wsize);
         for (int j = 0; j < sel[t]; ++j) {
-          const T* gj = g.data() + int64_t(j) * ng;
+          const T* gj = g.data() + int64_t(j) * ldg;
           const T r0 = e[j * 4] * scale, r1 = e[j * 4 + 1] * scale, r2 = e[j * 4 + 2] * scale, r3 = e[j * 4 + 3] * scale;
 #pragma omp simd
           for (int k = 0; k < ng; ++k) {
@@ -155,12 +251,15 @@ void se_a_embed_backward(const T* env, const T* gT, int64_t nat, const std::vect
   int nnei = 0;
   for (int s : sel) nnei += s;
   const T scale = T(1) / T(nnei);
+  std::vector<std::vector<PackedLayer<T>>> packed;
+  for (const auto& n : nets) packed.push_back(pack_net(n));
+  const int wpad = pad_to(width, kLanes<T>), ldg = pad_to(ng, kLanes<T>);
 #pragma omp parallel
   {
     int maxsel = 0;
     for (int s : sel) maxsel = s > maxsel ? s : maxsel;
-    const int64_t wsize = int64_t(maxsel) * width;
-    std::vector<T> work(4 * wsize), g(int64_t(maxsel) * ng), dg(int64_t(maxsel) * ng);
+    const int64_t wsize = int64_t(maxsel) * wpad;
+    std::vector<T> work(4 * wsize), g(int64_t(maxsel) * ldg), dg(int64_t(maxsel) * ldg);
 #pragma omp for schedule(dynamic, 4)
     for (int64_t i = 0; i < nat; ++i) {
       const T* gti = gT + i * ng * 4;
@@ -168,10 +267,10 @@ void se_a_embed_backward(const T* env, const T* gT, int64_t nat, const std::vect
       for (std::size_t t = 0; t < sel.size(); ++t) {
         const T* e = env + (i * nnei + off) * 4;
         T* ge = genv + (i * nnei + off) * 4;
-        embed_net(nets[t], sel[t], e, 4, g.data(), dg.data(), work.data(), wsize);
+        embed_net(packed[t], sel[t], e, 4, g.data(), dg.data(), work.data(), wsize);
         for (int j = 0; j < sel[t]; ++j) {
-          const T* gj = g.data() + int64_t(j) * ng;
-          const T* dgj = dg.data() + int64_t(j) * ng;
+          const T* gj = g.data() + int64_t(j) * ldg;
+          const T* dgj = dg.data() + int64_t(j) * ldg;
           const T e0 = e[j * 4], e1 = e[j * 4 + 1], e2 = e[j * 4 + 2], e3 = e[j * 4 + 3];
           T a0 = 0, a1 = 0, a2 = 0, a3 = 0, ds = 0;
 #pragma omp simd reduction(+ : a0, a1, a2, a3, ds)

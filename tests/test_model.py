@@ -218,6 +218,7 @@ def test_fused_embedding_matches_layers(type_one_side, resnet_dt):
         grads = paddle.grad(loss, list(m.parameters()))
         for p in m.parameters():
             p.stop_gradient = True
+        m.set_use_op(True if fused else False)
         assert m._embedding_mode(c, False) == ("infer" if fused else None)
         frozen = m(c, a, b, do_atomic_virial=True)
         results.append((float(loss), [g.numpy() for g in grads], {k: v.numpy() for k, v in frozen.items()}))

@@ -108,20 +108,21 @@ class EnergyModel(paddle.nn.Layer):
             out["atom_virial"] = self._scatter_to_neighbors(pair, nlist)
         return out
 
-    # Which embedding path serves a call. The fused C++ operators (se_a_embed, se_a_embed_train)
-    # are exact (tests hold them to the Paddle layers to 1e-14) but their loops were measured
-    # slower than Paddle's GEMMs with the fused bias_tanh (CPU ms, water 192 atoms, 1 thread:
-    # train 776 vs 297, evaluation 214 vs 110); set this to True to use them anyway.
+    # Which embedding path serves a call. With frozen weights (DeepPot, exported graphs) the
+    # fused C++ evaluation operator serves: in cache per atom, memory O(threads), and faster
+    # than Paddle's layers (CPU ms, water 192 atoms, 1 thread: 92 vs 137). For training the
+    # Paddle layers with the fused bias_tanh are faster than se_a_embed_train's loops (352 vs
+    # 722), so that operator (exact, tested) is used only when this flag asks for it.
     prefer_fused_embedding = False
 
     def _embedding_mode(self, coord, create_graph):
-        """How the embedding nets run: the fused C++ operators when preferred and they give every
-        derivative this call needs, the Paddle layers otherwise (see DescrptSeA.forward)."""
-        if not self.prefer_fused_embedding or self.descriptor.fused_op() is None:
+        """How the embedding nets run: a fused C++ operator when it gives every derivative this
+        call needs and is the faster choice, the Paddle layers otherwise (DescrptSeA.forward)."""
+        if self.descriptor.fused_op() is None:
             return None
         if not any(not p.stop_gradient for p in self.descriptor.parameters()):
-            return "infer"  # frozen weights (DeepPot, exported graphs): values and forces only
-        if create_graph and not coord.stop_gradient:
+            return "infer"  # frozen weights: values and forces only
+        if not self.prefer_fused_embedding or (create_graph and not coord.stop_gradient):
             return None  # second derivatives in the positions: only the Paddle layers give them
         return "train"
 
