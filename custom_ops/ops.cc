@@ -7,6 +7,7 @@
 // keep a wrong call from reading out of bounds.
 // Cutoffs travel as decimal strings (Python's repr, which round-trips exactly): Paddle 3.3's
 // PIR backward rejects `double` custom attributes, and `float` would round them.
+#include <cstdlib>
 #include <locale>
 #include <sstream>
 #include <string>
@@ -15,6 +16,10 @@
 #include "env_mat.h"
 #include "neighbor_list.h"
 #include "paddle/extension.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace {
 
@@ -34,6 +39,19 @@ double parse_double(const std::string& text, const char* name) {
   return v;
 }
 
+// Importing Paddle sets OMP_NUM_THREADS=1 (when unset) before this library starts its OpenMP
+// runtime; the kernels use every available core instead, or DEEPMD_PADDLE_NUM_THREADS.
+void use_kernel_threads() {
+#ifdef _OPENMP
+  static const int n = [] {
+    const char* env = std::getenv("DEEPMD_PADDLE_NUM_THREADS");
+    const int v = env ? std::atoi(env) : 0;
+    return v > 0 ? v : omp_get_num_procs();
+  }();
+  omp_set_num_threads(n);
+#endif
+}
+
 void check_cpu(const paddle::Tensor& t, const char* name) {
   PD_CHECK(t.is_cpu(), "deepmd_paddle custom op: ", name, " must be on the CPU");
 }
@@ -46,6 +64,7 @@ std::vector<paddle::Tensor> NeighborListForward(const paddle::Tensor& coord,
                                                 const paddle::Tensor& atype, const std::string& rcut_attr,
                                                 const std::vector<int>& sel, bool pbc) {
   const double rcut = parse_double(rcut_attr, "rcut");
+  use_kernel_threads();
   check_cpu(coord, "coord");
   check_cpu(box, "box");
   check_cpu(atype, "atype");
@@ -131,6 +150,7 @@ std::vector<paddle::Tensor> EnvMatForward(const paddle::Tensor& rij, const paddl
                                           const std::string& rcut_smth_attr) {
   const double rcut = parse_double(rcut_attr, "rcut");
   const double rcut_smth = parse_double(rcut_smth_attr, "rcut_smth");
+  use_kernel_threads();
   const EnvDims d = env_dims(rij, nlist, atype, dstd);
   PD_CHECK(davg.shape() == dstd.shape() && davg.dtype() == dstd.dtype(),
            "davg must match dstd in shape and dtype");
@@ -153,6 +173,7 @@ std::vector<paddle::Tensor> EnvMatBackward(const paddle::Tensor& rij, const padd
                                            const std::string& rcut_smth_attr) {
   const double rcut = parse_double(rcut_attr, "rcut");
   const double rcut_smth = parse_double(rcut_smth_attr, "rcut_smth");
+  use_kernel_threads();
   const EnvDims d = env_dims(rij, nlist, atype, dstd);
   PD_CHECK(g_env.numel() == d.natoms * d.nnei * 4, "Grad(env) has the wrong size");
   auto g_rij = paddle::empty(rij.shape(), rij.dtype(), paddle::CPUPlace());
@@ -172,6 +193,7 @@ std::vector<paddle::Tensor> EnvMatDoubleBackward(
     const std::string& rcut_attr, const std::string& rcut_smth_attr) {
   const double rcut = parse_double(rcut_attr, "rcut");
   const double rcut_smth = parse_double(rcut_smth_attr, "rcut_smth");
+  use_kernel_threads();
   const EnvDims d = env_dims(rij, nlist, atype, dstd);
   PD_CHECK(g_env.numel() == d.natoms * d.nnei * 4, "Grad(env) has the wrong size");
   PD_CHECK(gg_rij.numel() == d.natoms * d.nnei * 3, "Grad(Grad(rij)) has the wrong size");
