@@ -20,6 +20,9 @@ operators (``lib.deepmd_env_mat(...)``, ``lib.bias_tanh(...)``, ...). Without a 
 when the build fails, one warning names the cause and ``load_op()`` returns None: the
 plain-Paddle twins in ``deepmd_paddle.model.env_mat`` take over. ``DEEPMD_PADDLE_NO_CUSTOM_OP=1`` skips the build.
 
+The kernels run on every available core (OpenMP), whatever OMP_NUM_THREADS Paddle set for
+itself; ``DEEPMD_PADDLE_NUM_THREADS=n`` caps them.
+
 The wrappers trace under ``paddle.jit.to_static``: value checks that need NumPy live in
 ``check_inputs``, which the wrappers call in eager mode only.
 """
