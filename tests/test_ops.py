@@ -233,6 +233,18 @@ def test_env_mat_float32():
     assert got.dtype == paddle.float32
     want = env_mat_np(rij.astype(np.float64), nl, atype, davg.astype(np.float64), dstd.astype(np.float64), rcut, RCUT_SMTH)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+    # gradient and double gradient kernels in float32 against float64
+    W = np.random.default_rng(0).standard_normal(rij.shape[:-1] + (4,))
+    grads = []
+    for dt in ("float32", "float64"):
+        r = paddle.to_tensor(rij.astype(dt), stop_gradient=False)
+        w = paddle.to_tensor(W.astype(dt), stop_gradient=False)
+        env = run_env(r, nl, atype, davg.astype(dt), dstd.astype(dt), rcut)
+        (g,) = paddle.grad((env * w).sum(), r, create_graph=True)
+        (g * g).sum().backward()
+        grads.append((g.numpy().astype(np.float64), w.grad.numpy().astype(np.float64), r.grad.numpy().astype(np.float64)))
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
 
 
 def test_full_pipeline_matches_numpy_and_plain_paddle():
