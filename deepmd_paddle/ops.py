@@ -20,8 +20,12 @@ operators (``lib.deepmd_env_mat(...)``, ``lib.bias_tanh(...)``, ...). Without a 
 when the build fails, one warning names the cause and ``load_op()`` returns None: the
 plain-Paddle twins in ``deepmd_paddle.model.env_mat`` take over. ``DEEPMD_PADDLE_NO_CUSTOM_OP=1`` skips the build.
 
-The kernels run on every available core (OpenMP), whatever OMP_NUM_THREADS Paddle set for
-itself; ``DEEPMD_PADDLE_NUM_THREADS=n`` caps them.
+Threads: the kernels run on every available core (OpenMP; calls below ~1 ms of work run
+serially), whatever OMP_NUM_THREADS Paddle set for itself; ``DEEPMD_PADDLE_NUM_THREADS=n``
+caps them (use 1 with one process per core, e.g. MPI). Idle OpenMP threads spin for a while
+before sleeping; on a shared or oversubscribed machine start Python with
+``OMP_WAIT_POLICY=passive`` (measured on a busy 2-core machine, 192 atoms: 5x faster). Paddle
+starts the runtime at import, so setting it from Python is too late.
 
 The wrappers trace under ``paddle.jit.to_static``: value checks that need NumPy live in
 ``check_inputs``, which the wrappers call in eager mode only.
