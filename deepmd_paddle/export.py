@@ -181,6 +181,8 @@ def _tracing(model: EnergyModel, use_op: bool):
     - ``ops.load_op()`` returns the library restricted to ``STATIC_OPS`` (see there).
     - ``nmax`` and ``mindist`` of the neighbour search are recorded so that the full programs
       can return them (the model's outputs are energies and derivatives only).
+    - The parameters are constants (``stop_gradient``): the backward pass for forces then
+      computes no weight gradients (half of every matmul_grad, all the bias reductions).
     """
     from . import ops
 
@@ -193,6 +195,9 @@ def _tracing(model: EnergyModel, use_op: bool):
     load_op = ops.load_op
     lib = load_op() if use_op else None
     ops.load_op = paddle.jit.not_to_static(lambda: None if lib is None else _StaticOps(lib))
+    frozen = [p for p in model.parameters() if not p.stop_gradient]
+    for p in frozen:
+        p.stop_gradient = True
     desc = model.descriptor
     seen: dict = {}
     search = desc.neighbor_list
@@ -201,6 +206,8 @@ def _tracing(model: EnergyModel, use_op: bool):
     try:
         yield seen
     finally:
+        for p in frozen:
+            p.stop_gradient = False
         ops.load_op = load_op
         for layer, name in patched:
             if name in layer.__dict__:

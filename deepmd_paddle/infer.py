@@ -36,6 +36,7 @@ from .model.checks import MIN_PAIR_DISTANCE, check_inputs, check_neighbors
 ATOM_BUDGET_ENV = "DEEPMD_PADDLE_ATOM_BUDGET"
 BACKEND_ENV = "DEEPMD_PADDLE_INFER_BACKEND"
 THREADS_ENV = "DP_INTRA_OP_PARALLELISM_THREADS"  # DeePMD-kit's name; default: all usable cores
+# (for the dynamic and jit backends it sets Paddle's process-wide CPU math threads, as training does)
 DEFAULT_ATOM_BUDGET = 16384
 BACKENDS = ("auto", "predictor", "jit", "dynamic")
 
@@ -46,10 +47,15 @@ class ModelFileError(ValueError):
 
 # ----------------------------------------------------------------------------- runners
 class _DynamicRunner:
-    """The ``EnergyModel`` itself, in dynamic mode (its own input checks run)."""
+    """The ``EnergyModel`` itself, in dynamic mode (its own input checks run). A model read
+    from a file gets constant weights: the backward pass for forces then computes no weight
+    gradients (a model object passed in is left trainable)."""
 
-    def __init__(self, model):
+    def __init__(self, model, owned: bool):
         self.model = model.eval()
+        if owned:
+            for p in self.model.parameters():
+                p.stop_gradient = True
         self.lower_layer = export.LowerProgram(self.model)
         self.desc_layer = export.DescriptorProgram(self.model)
 
@@ -166,6 +172,8 @@ class DeepPot:
             self.backend = "predictor" if backend == "auto" else backend
             self._runner = (_JitRunner(prefix) if self.backend == "jit"
                             else _PredictorRunner(prefix, self.meta, _threads()))
+            if self.backend == "jit":
+                paddle.base.core.set_num_threads(_threads())  # Paddle's default is 1
         else:
             if backend not in ("auto", "dynamic"):
                 raise ValueError(f"{self.model_file or 'the model'} is not frozen: backend {backend!r} needs "
@@ -181,7 +189,8 @@ class DeepPot:
 
             self._use_op = m.descriptor.use_op is not False and ops.load_op() is not None
             self.backend = "dynamic"
-            self._runner = _DynamicRunner(m)
+            self._runner = _DynamicRunner(m, owned=self.model_file is not None)
+            paddle.base.core.set_num_threads(_threads())  # Paddle's default is 1
         self.type_map = list(self.meta["type_map"])
 
     # ---------------------------------------------------------------- getters (DeePMD-kit's)
@@ -298,11 +307,11 @@ class DeepPot:
 
     def _neighbor_list(self, coord, atype, box):
         """(nlist [nf,na,nnei] int32, shift [nf,na,nnei,3]) for the whole frames, checked."""
+        from . import ops
+
         t = paddle.to_tensor
         c, a, b = t(coord), t(atype), None if box is None else t(box)
-        if self._use_op:
-            from . import ops
-
+        if self._use_op or ops.load_op() is not None:  # the same list; O(N) instead of O(N^2)
             nlist, shift, nmax, mindist = ops.neighbor_list(c, b, a, self.get_rcut(), self.get_sel())
         else:
             from .model.env_mat import neighbor_list_paddle
