@@ -380,7 +380,8 @@ def env_mat(rij, nlist, atype, davg, dstd, rcut: float, rcut_smth: float):
 
     rij: nf x nloc x nnei x 3 (float32/float64, differentiable; padded slots ignored);
     nlist: int32 nf x nloc x nnei (-1 = padded); atype: nf x nloc; davg, dstd: ntypes x nnei x 4
-    of rij's dtype (constants). Gradient and double gradient wrt rij are exact.
+    (constants, cast to rij's dtype). The result has rij's dtype. Gradient and double gradient
+    wrt rij are exact.
     """
     _require_op()
     _check_cutoffs(rcut, None, rcut_smth)
@@ -391,11 +392,15 @@ def env_mat(rij, nlist, atype, davg, dstd, rcut: float, rcut_smth: float):
         raise ValueError(f"nlist must have shape [nf, nloc, nnei] = {rs[:3]}, got {_shape(nlist)}")
     if not _dims_match(_shape(atype), rs[:2]):
         raise ValueError(f"atype must have shape [nf, nloc] = {rs[:2]}, got {_shape(atype)}")
+    if rij.dtype not in (paddle.float32, paddle.float64):
+        raise ValueError(f"rij must be float32 or float64, got {rij.dtype}")
     for name, t in (("davg", davg), ("dstd", dstd)):
         if len(_shape(t)) != 3 or not _dims_match(_shape(t)[1:], [rs[2], 4]):
             raise ValueError(f"{name} must have shape [ntypes, nnei = {rs[2]}, 4], got {_shape(t)}")
-        if t.dtype != rij.dtype:
-            raise ValueError(f"{name} must have the dtype of rij ({rij.dtype}), got {t.dtype}")
+    if davg.dtype != rij.dtype:  # statistics are often kept in float64: env follows rij
+        davg = davg.astype(rij.dtype)
+    if dstd.dtype != rij.dtype:
+        dstd = dstd.astype(rij.dtype)
     if nlist.dtype != paddle.int32:
         nlist = nlist.astype("int32")
     if atype.dtype != paddle.int32:
