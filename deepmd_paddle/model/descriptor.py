@@ -94,7 +94,9 @@ class DescrptSeA(paddle.nn.Layer):
     @paddle.no_grad()
     def env_mat_raw(self, coord, atype, box):
         """Unnormalised R (padded slots 0), nlist, nmax, mindist: what statistics need."""
-        nlist, shift, nmax, mindist = self.neighbor_list(coord, atype, box)
+        coord = coord.astype("float64")  # like the model: geometry is always float64
+        box = None if box is None else box.astype("float64")
+        nlist, shift, nmax, mindist = self.neighbor_list(coord, atype.astype("int32"), box)
         rij = build_rij(coord, nlist, shift)
         zero = paddle.zeros_like(self.davg)
         env = self.env_mat(rij, nlist, atype, zero, paddle.ones_like(self.dstd))
