@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import hashlib
 import inspect
 import json
 import os
@@ -309,17 +308,23 @@ def _save(layer: paddle.nn.Layer, name: str, prefix: str) -> None:
 
 
 # ----------------------------------------------------------------------------- freeze
-def custom_op_fingerprint() -> str:
-    """Hash of the C++ operator sources: a graph frozen with other sources may not run here
-    (an operator whose attributes changed aborts the process inside Paddle)."""
-    from . import ops
+def custom_op_signatures() -> dict:
+    """``{operator: [inputs, outputs, [attribute, type code]...]}`` of the registered operators in
+    ``STATIC_OPS`` and their gradients. A graph holds an operator's attributes by name and type:
+    when they change, Paddle aborts the process while running it (no exception), so a frozen
+    model records them and ``DeepPot`` compares before loading."""
+    from paddle.base.framework import OpProtoHolder
 
-    h = hashlib.sha256()
-    src = ops.source_dir()
-    for path in sorted(src.glob("*.cc")) + sorted(src.glob("*.h")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+    out = {}
+    for name in STATIC_OPS:
+        for op in (name, name + "_grad"):
+            try:
+                proto = OpProtoHolder.instance().get_op_proto(op)
+            except ValueError:
+                continue
+            attrs = sorted([a.name, int(a.type)] for a in proto.attrs if not a.name.startswith(("op_", "with_quant")))
+            out[op] = [[i.name for i in proto.inputs], [o.name for o in proto.outputs], attrs]
+    return out
 
 
 def freeze(source, output_prefix: str, portable: bool = False) -> dict:
@@ -362,7 +367,7 @@ def freeze(source, output_prefix: str, portable: bool = False) -> dict:
         "type_map": list(model.type_map), "ntypes": model.ntypes, "rcut": d.rcut, "rcut_smth": d.rcut_smth,
         "sel": list(d.sel), "nnei": d.nnei, "dim_descriptor": d.get_dim_out(),
         "precision": {"descriptor": d.precision, "fitting": model.fitting.precision, "io": "float64"},
-        "uses_custom_op": not portable, "custom_op_sources": None if portable else custom_op_fingerprint(),
+        "uses_custom_op": not portable, "custom_ops": {} if portable else custom_op_signatures(),
         "dim_fparam": 0, "dim_aparam": 0,
         "min_nbor_dist": getattr(model, "min_nbor_dist", None),
         "programs": {name: {"file": os.path.basename(prefix) + suffix + ".json", "inputs": inputs, "outputs": outputs}

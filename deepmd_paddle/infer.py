@@ -25,8 +25,6 @@ import json
 import os
 import shutil
 import tempfile
-import warnings
-
 import numpy as np
 import paddle
 
@@ -388,10 +386,12 @@ def _register_op(prefix: str, meta: dict) -> None:
         raise RuntimeError(f"{prefix}: this model was frozen with the C++ operator, which is not available in "
                            "this process (see the warning above). Freeze it again with `dpp freeze --portable` "
                            "for a plain-Paddle graph, or make a C++ compiler available.")
-    frozen_with = meta.get("custom_op_sources")
-    if frozen_with and frozen_with != export.custom_op_fingerprint():
-        warnings.warn(f"{prefix}: the C++ operator's sources changed since this model was frozen; if it fails "
-                      "to run (operator attributes changed), freeze it again", RuntimeWarning, stacklevel=3)
+    current = export.custom_op_signatures()
+    changed = sorted(op for op, sig in meta.get("custom_ops", {}).items() if current.get(op) != sig)
+    if changed:
+        raise ModelFileError(f"{prefix}: frozen with another version of the C++ operator(s) {changed} (inputs or "
+                             "attributes differ, and Paddle would abort running it); freeze the model again "
+                             "with this version of deepmd_paddle")
 
 
 def _atom_budget(value) -> int:

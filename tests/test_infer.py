@@ -1,6 +1,7 @@
 """DeepPot (deepmd_paddle.infer): DeePMD-kit's signatures and shapes, the atom budget, every
 backend against DeePMD-kit's reference, clear errors; model deviation (deepmd_paddle.model_devi)."""
 import argparse
+import json
 import shutil
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from conftest import REFERENCE, WATER, needs_shared
 from test_export import MODEL, frozen_reference, graphs, needs_op
 
-from deepmd_paddle import infer, model_devi
+from deepmd_paddle import export, infer, model_devi
 from deepmd_paddle.infer import DeepPot, ModelFileError
 
 pytestmark = needs_shared
@@ -131,6 +132,15 @@ def test_frozen_errors(ref, portable, tmp_path):
         shutil.copy(prefix + suffix, tmp_path / ("m" + suffix))
     with pytest.raises(ModelFileError, match="incomplete"):
         DeepPot(str(tmp_path / "m"))
+    for suffix, _, _ in export.PROGRAMS.values():
+        for ext in (".json", ".pdiparams"):
+            shutil.copy(prefix + suffix + ext, tmp_path / ("m" + suffix + ext))
+    meta = json.loads((tmp_path / "m.meta").read_text())
+    if not portable:  # an operator whose attributes changed since freezing: refused, not run
+        meta["custom_ops"]["deepmd_env_mat"][2][0][1] = 15
+        (tmp_path / "m.meta").write_text(json.dumps(meta))
+        with pytest.raises(ModelFileError, match=r"another version of the C\+\+ operator\(s\) \['deepmd_env_mat'\]"):
+            DeepPot(str(tmp_path / "m"))
     (tmp_path / "m.meta").write_text("{}")
     with pytest.raises(ModelFileError, match="format"):
         DeepPot(str(tmp_path / "m"))
