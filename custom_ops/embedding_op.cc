@@ -1,7 +1,8 @@
 // Paddle binding of embedding.h: se_a_embed(Env, Params) -> T, with a gradient wrt Env.
 // Env: nat x nnei x 4 (normalised environment of atoms of one centre type);
 // Params: for each neighbour type t, for each layer: W (n_in x n_out), b (n_out) and, when
-// `timestep`, idt (n_out); `nlayer` layers per net. T: nat x ng x 4.
+// `timestep` and the layer has a skip connection, idt (n_out); `nlayer` layers per net.
+// T: nat x ng x 4.
 #include <vector>
 
 #include "embedding.h"
@@ -12,22 +13,27 @@ namespace {
 template <typename T>
 std::vector<dpp::EmbedNet<T>> make_nets(const std::vector<paddle::Tensor>& params, int ntypes, int nlayer,
                                         bool timestep, int* ng, int* width) {
-  const int per = timestep ? 3 : 2;
-  PD_CHECK(int(params.size()) == ntypes * nlayer * per, "se_a_embed: expected ", ntypes * nlayer * per,
-           " parameter tensors, got ", params.size());
+  // with `timestep`, a layer has idt exactly when it has a skip connection (DeePMD-kit's rule)
   std::vector<dpp::EmbedNet<T>> nets(ntypes);
   *width = 1;
+  size_t idx = 0;
   for (int t = 0; t < ntypes; ++t) {
     for (int l = 0; l < nlayer; ++l) {
-      const auto& w = params[(t * nlayer + l) * per];
-      const auto& b = params[(t * nlayer + l) * per + 1];
+      PD_CHECK(idx + 2 <= params.size(), "se_a_embed: too few parameter tensors");
+      const auto& w = params[idx];
+      const auto& b = params[idx + 1];
+      idx += 2;
       PD_CHECK(w.shape().size() == 2, "se_a_embed: weights must be 2-D");
       dpp::EmbedLayer<T> L;
       L.w = w.data<T>();
       L.b = b.data<T>();
-      L.idt = timestep ? params[(t * nlayer + l) * per + 2].data<T>() : nullptr;
       L.n_in = int(w.shape()[0]);
       L.n_out = int(w.shape()[1]);
+      L.idt = nullptr;
+      if (timestep && (L.n_out == L.n_in || L.n_out == 2 * L.n_in)) {
+        PD_CHECK(idx < params.size(), "se_a_embed: missing idt");
+        L.idt = params[idx++].data<T>();
+      }
       PD_CHECK(b.numel() == L.n_out, "se_a_embed: bias length must equal the layer width");
       *width = std::max(*width, L.n_out);
       nets[t].push_back(L);
@@ -36,6 +42,7 @@ std::vector<dpp::EmbedNet<T>> make_nets(const std::vector<paddle::Tensor>& param
     if (t == 0) *ng = nets[t].back().n_out;
     PD_CHECK(nets[t].back().n_out == *ng, "se_a_embed: all nets must end with the same width");
   }
+  PD_CHECK(idx == params.size(), "se_a_embed: expected ", idx, " parameter tensors, got ", params.size());
   return nets;
 }
 

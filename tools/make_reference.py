@@ -9,8 +9,9 @@ For each variant it writes ``<name>.dp`` (DeePMD-kit's backend-neutral model fil
 from the frozen TensorFlow graph by ``dp convert-backend``), ``<name>.input.json`` and
 ``<name>_ref.npz`` with the frozen TF model's energy, force, virial, atom energy, atom virial
 on the first 3 frames of ``data_3``, its descriptor on frame 0, and an open cluster (the atoms
-within 5 A of atom 0). ``--eval-only MODEL.dp`` evaluates a ``.dp`` file written by us instead
-(the export check of the interop issue).
+within 5 A of atom 0). ``--eval-only MODEL.dp`` evaluates a ``.dp`` file written by us instead, converted to a
+TensorFlow graph with ``dp convert-backend`` (the export check of the interop issue, see
+``tools/check_dp_export.py``).
 """
 import argparse
 import json
@@ -78,11 +79,16 @@ def main():
     args = ap.parse_args()
     data, out = os.path.abspath(args.data), os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
-    if args.eval_only:
-        stem = os.path.splitext(os.path.basename(args.eval_only))[0]
-        evaluate(os.path.abspath(args.eval_only), data, os.path.join(out, f"{stem}_dpkit_eval.npz"))
-        return
     dp = os.path.join(os.path.dirname(sys.executable), "dp")
+    if args.eval_only:
+        # through the TensorFlow backend (the original implementation, which also has
+        # eval_descriptor): convert the .dp file to a frozen graph first
+        stem = os.path.splitext(os.path.basename(args.eval_only))[0]
+        work = tempfile.mkdtemp(prefix="eval")
+        subprocess.run([dp, "convert-backend", os.path.abspath(args.eval_only), os.path.join(work, "model.pb")],
+                       check=True)
+        evaluate(os.path.join(work, "model.pb"), data, os.path.join(out, f"{stem}_dpkit_eval.npz"))
+        return
     for name, (one_side, precision) in VARIANTS.items():
         cfg = config(data, one_side, precision)
         with open(os.path.join(out, f"{name}.input.json"), "w") as fh:

@@ -125,7 +125,7 @@ class DescrptSeA(paddle.nn.Layer):
         if fused:
             nets = [self.embeddings[t if self.type_one_side else ti + t * self.ntypes] for t in range(self.ntypes)]
             params = [p for net in nets for layer in net.layers
-                      for p in ((layer.w, layer.b, layer.idt) if self.resnet_dt else (layer.w, layer.b))]
+                      for p in ((layer.w, layer.b) if layer.idt is None else (layer.w, layer.b, layer.idt))]
             op = self.fused_op()
             run = op.se_a_embed_train if fused == "train" else op.se_a_embed
             xyz = run(env, params, self.sel, len(self.neuron), self.resnet_dt)

@@ -2,7 +2,7 @@
 
 A layer is ``y = act(x W + b)``; with ``resnet`` it adds the input back when the width stays the
 same (``y = x + y``) or doubles (``y = [x, x] + y``); ``use_timestep`` multiplies the residual
-branch by a trainable vector ``idt`` (``resnet_dt``). An embedding net maps 1 -> neuron[-1];
+branch by a trainable vector ``idt`` (``resnet_dt``; only on layers with a skip connection). An embedding net maps 1 -> neuron[-1];
 a fitting net maps the descriptor to one atomic energy through tanh layers and a linear output.
 
 Each class serializes to DeePMD-kit's backend-neutral dict (``@class``/``@version``/
@@ -41,13 +41,14 @@ class Dense(paddle.nn.Layer):
         self.activation_function = activation
         self.act = get_activation(activation)
         self.resnet = resnet
-        self.use_timestep = use_timestep
+        # DeePMD-kit puts the timestep only where a skip connection exists
+        self.use_timestep = use_timestep and (n_out == n_in or n_out == 2 * n_in)
         self.precision = precision
         w = rng.normal(0.0, 1.0 / np.sqrt(n_in + n_out), (n_in, n_out))
         b = rng.normal(bias_mean, bias_std, (n_out,))
         self.w = self._param(w)
         self.b = self._param(b)
-        self.idt = self._param(rng.normal(0.1, 0.001, (n_out,))) if use_timestep else None
+        self.idt = self._param(rng.normal(0.1, 0.001, (n_out,))) if self.use_timestep else None
         self.use_op = None  # None: fused C++ activation when available; False: plain Paddle
 
     def _param(self, value):
