@@ -54,6 +54,7 @@ class DescrptSeA(paddle.nn.Layer):
         self.register_buffer("davg", paddle.zeros([ntypes, self.nnei, 4], "float64"))
         self.register_buffer("dstd", paddle.ones([ntypes, self.nnei, 4], "float64"))
         self.use_op = None  # None: the operator when available
+        self.uniform_stats = True
 
     # ---------------------------------------------------------------- environment
     def get_nnei(self):
@@ -63,8 +64,15 @@ class DescrptSeA(paddle.nn.Layer):
         return self.neuron[-1] * self.axis_neuron
 
     def set_stat(self, davg, dstd):
-        self.davg.set_value(np.asarray(davg, "float64").reshape(self.ntypes, self.nnei, 4))
-        self.dstd.set_value(np.asarray(dstd, "float64").reshape(self.ntypes, self.nnei, 4))
+        davg = np.asarray(davg, "float64").reshape(self.ntypes, self.nnei, 4)
+        dstd = np.asarray(dstd, "float64").reshape(self.ntypes, self.nnei, 4)
+        self.davg.set_value(davg)
+        self.dstd.set_value(dstd)
+        # padded slots of a block all hold the same R~ row when the statistics do not vary
+        # over the block's slots (DeePMD-kit's statistics never do): see _contract
+        self.uniform_stats = all(
+            (a[:, lo:hi] == a[:, lo:lo + 1]).all() for a in (davg, dstd) for lo, hi in zip(self.sec, self.sec[1:])
+        )
 
     def _op(self):
         """The compiled operator module, or None for the plain-Paddle path."""
@@ -110,7 +118,7 @@ class DescrptSeA(paddle.nn.Layer):
         op = self._op()
         return op if op is not None and hasattr(op, "se_a_embed") and hasattr(op, "se_a_embed_train") else None
 
-    def forward(self, env, ti: int | None = None, fused: str | None = None):
+    def forward(self, env, ti: int | None = None, fused: str | None = None, keep: list | None = None):
         """D for a block of atoms whose normalised environment is ``env`` (nat x nnei x 4).
 
         ``ti`` is the centre type of the block (needed when ``type_one_side`` is false).
@@ -118,6 +126,8 @@ class DescrptSeA(paddle.nn.Layer):
         (``se_a_embed``: no gradient reaches the weights) or ``"train"`` (``se_a_embed_train``:
         gradients and the force-loss double gradient reach the weights, but second derivatives
         do not flow back into R~). None: the Paddle layers (every derivative).
+        ``keep[t]``: the largest number of real type-t neighbours of any atom in the block (the
+        Paddle layers then embed only those slots; see ``_contract``).
         Returns nat x (ng * axis_neuron).
         """
         if self.precision != "float64":
@@ -130,18 +140,30 @@ class DescrptSeA(paddle.nn.Layer):
             run = op.se_a_embed_train if fused == "train" else op.se_a_embed
             xyz = run(env, params, self.sel, len(self.neuron), self.resnet_dt)
         else:
-            xyz = self._contract(env, ti)
+            xyz = self._contract(env, ti, keep if self.uniform_stats else None)
         d = paddle.matmul(xyz, xyz[:, : self.axis_neuron, :], transpose_y=True)  # nat x ng x axis
         return d.reshape([d.shape[0], -1])
 
-    def _contract(self, env, ti):
-        """T = (1/nnei) sum_j G_j^T R~_j with the Paddle layers: nat x ng x 4."""
+    def _contract(self, env, ti, keep=None):
+        """T = (1/nnei) sum_j G_j^T R~_j with the Paddle layers: nat x ng x 4.
+
+        Neighbours are nearest first and padded slots come last in each type block, all with
+        the same row r = -davg/dstd. With ``keep[t]`` real slots at most, the slots past it
+        add (sel_t - keep_t) G(r_0)^T r exactly: one net evaluation instead of one per slot.
+        """
         xyz = None
         for t in range(self.ntypes):
-            e_t = env[:, self.sec[t]:self.sec[t + 1], :]  # nat x sel_t x 4
+            lo, hi = self.sec[t], self.sec[t + 1]
             net = self.embeddings[t if self.type_one_side else ti + t * self.ntypes]
-            g = net(e_t[:, :, :1])  # nat x sel_t x ng
-            part = paddle.matmul(g, e_t, transpose_x=True)  # nat x ng x 4
+            k = hi - lo if keep is None else min(int(keep[t]), hi - lo)
+            part = None
+            if k > 0:
+                e_t = env[:, lo:lo + k, :]  # nat x k x 4
+                part = paddle.matmul(net(e_t[:, :, :1]), e_t, transpose_x=True)  # nat x ng x 4
+            if k < hi - lo:
+                pad = (-self.davg[ti, lo] / self.dstd[ti, lo]).astype(env.dtype).reshape([1, 1, 4])
+                tail = paddle.matmul(net(pad[:, :, :1]), pad, transpose_x=True) * float(hi - lo - k)
+                part = tail if part is None else part + tail  # broadcast over the block's atoms
             xyz = part if xyz is None else xyz + part
         return xyz * const(xyz, 1.0 / self.nnei)
 

@@ -95,7 +95,10 @@ class EnergyModel(paddle.nn.Layer):
         if rij.stop_gradient:
             rij.stop_gradient = False
         env = self.descriptor.env_mat(rij, nlist, atype)  # nf x nloc x nnei x 4
-        atom_e = self.atomic_energy(env, atype, self._embedding_mode(coord, create_graph))  # nf x nloc x 1
+        keep = None
+        if paddle.in_dynamic_mode():  # the largest real neighbour counts: padded slots need no net
+            keep = np.minimum(nmax.numpy().max(axis=0), self.descriptor.sel).tolist()
+        atom_e = self.atomic_energy(env, atype, self._embedding_mode(coord, create_graph), keep)  # nf x nloc x 1
         energy = atom_e.sum(axis=1)  # nf x 1
         (g,) = paddle.grad(energy.sum(), rij, create_graph=create_graph)  # nf x nloc x nnei x 3
         out = {"energy": energy, "atom_energy": atom_e}
@@ -126,7 +129,7 @@ class EnergyModel(paddle.nn.Layer):
             return None  # second derivatives in the positions: only the Paddle layers give them
         return "train"
 
-    def atomic_energy(self, env, atype, fused: str | None = None):
+    def atomic_energy(self, env, atype, fused: str | None = None, keep: list | None = None):
         """E_i (nf x nloc x 1) from R~: atoms are grouped by centre type for the per-type nets."""
         nf, nloc, nnei = env.shape[0], env.shape[1], env.shape[2]
         flat = env.reshape([-1, nnei, 4])
@@ -136,7 +139,7 @@ class EnergyModel(paddle.nn.Layer):
             idx = paddle.nonzero(at == ti).reshape([-1])  # atoms of centre type ti
             if paddle.in_dynamic_mode() and idx.shape[0] == 0:
                 continue
-            d = self.descriptor(paddle.gather(flat, idx), ti, fused)
+            d = self.descriptor(paddle.gather(flat, idx), ti, fused, keep)
             e = self.fitting(d, ti) + self.out_bias[ti]
             parts.append(e)
             index.append(idx)
