@@ -1,12 +1,14 @@
 """``dpp``: the command line. Each subcommand is one row of ``COMMANDS``: (help, add_args, run).
 
     dpp train input.json [--restart CKPT | --init-model CKPT] [-o OUTDIR]
+    dpp freeze -c CKPT -o PREFIX            (deepmd_paddle.export)
     dpp test -m MODEL -s SYSTEM [-n N] [-d DETAIL_PREFIX]
     dpp neighbor-stat -s SYSTEM -r RCUT -t TYPE [TYPE ...]
     dpp plot lcurve.out -o lcurve.png
     dpp demo [-o DIR]
 
-Errors in the user's input (config, data, checkpoint) print one line and exit with code 1.
+Errors in the user's input (config, data, model files: ValueError and OSError) print one line
+and exit with code 1; ``-v DEBUG`` shows the traceback instead.
 """
 from __future__ import annotations
 
@@ -37,6 +39,19 @@ def _run_train(args) -> int:
     print(f"{'stopped' if result['interrupted'] else 'finished'} at step {result['step']}; "
           f"checkpoint {result['checkpoint']}")
     return 0
+
+
+# --------------------------------------------------------------------------- freeze
+def _args_freeze(p):
+    from deepmd_paddle.export import add_freeze_args
+
+    add_freeze_args(p)
+
+
+def _run_freeze(args) -> int:
+    from deepmd_paddle.export import freeze_main
+
+    return freeze_main(args)
 
 
 # --------------------------------------------------------------------------- test
@@ -227,12 +242,13 @@ def _args_demo(p):
 def _run_demo(args) -> int:
     from deepmd_paddle import config
     from deepmd_paddle.data.demo import demo_config, make_demo
+    from deepmd_paddle.export import freeze
     from deepmd_paddle.train.trainer import train
 
     out = args.output
     t0 = time.perf_counter()
     data = make_demo(os.path.join(out, "data"))
-    print(f"[1/4] data: {data['n_train']} training and {data['n_valid']} validation frames of EMT Cu/Ag "
+    print(f"[1/5] data: {data['n_train']} training and {data['n_valid']} validation frames of EMT copper "
           f"in {out}/data ({time.perf_counter() - t0:.0f} s)")
     raw = demo_config()
     if args.steps is not None:
@@ -241,11 +257,14 @@ def _run_demo(args) -> int:
         json.dump(raw, f, indent=2)
     t1 = time.perf_counter()
     result = train(config.load(os.path.join(out, "input.json")), out)
-    print(f"[2/4] trained {result['step']} steps in {time.perf_counter() - t1:.0f} s: {result['checkpoint']}")
-    print("[3/4] test on the validation frames:")
-    errors = test_model(load_evaluator(result["checkpoint"]), [data["valid"]], detail=os.path.join(out, "test", "demo"))
+    print(f"[2/5] trained {result['step']} steps in {time.perf_counter() - t1:.0f} s: {result['checkpoint']}")
+    frozen = os.path.join(out, "frozen_model")
+    freeze(result["checkpoint"], frozen)
+    print(f"[3/5] frozen: {frozen}.json")
+    print("[4/5] test of the frozen model on the validation frames:")
+    errors = test_model(load_evaluator(frozen), [data["valid"]], detail=os.path.join(out, "test", "demo"))
     plot = plot_lcurve(os.path.join(out, "lcurve.out"), os.path.join(out, "lcurve.png"))
-    print(f"[4/4] learning curve: {plot}; parity plot: {out}/test/demo.parity.png; "
+    print(f"[5/5] learning curve: {plot}; parity plot: {out}/test/demo.parity.png; "
           f"detail files: {out}/test/demo.*.out")
     print(f"force RMSE {errors['force']['rmse']:.4f} eV/A (target < 0.05); total {time.perf_counter() - t0:.0f} s")
     return 0
@@ -253,11 +272,12 @@ def _run_demo(args) -> int:
 
 COMMANDS = {
     "train": ("train a model from an input file", _args_train, _run_train),
+    "freeze": ("export a checkpoint to a static model", _args_freeze, _run_freeze),
     "test": ("errors of a model on labelled systems", _args_test, _run_test),
     "neighbor-stat": ("largest neighbour counts and smallest distance in the data", _args_neighbor_stat,
                       _run_neighbor_stat),
     "plot": ("plot lcurve.out to a PNG", _args_plot, _run_plot),
-    "demo": ("make EMT Cu/Ag data, train, test and plot, end to end", _args_demo, _run_demo),
+    "demo": ("make EMT copper data, train, freeze, test and plot, end to end", _args_demo, _run_demo),
 }
 
 
@@ -275,13 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
-    from deepmd_paddle.config import ConfigError
-    from deepmd_paddle.data.system import DataError
-    from deepmd_paddle.train.checkpoint import CheckpointError
-
     try:
         return args.run(args)
-    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as e:
+    except (ValueError, NotImplementedError, OSError) as e:  # bad input: config, data, model files
         if args.log_level == "DEBUG":
             raise
         print(f"dpp {args.command}: error: {e}", file=sys.stderr)

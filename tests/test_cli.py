@@ -85,7 +85,7 @@ def test_plot(trained, tmp_path):
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c["model"]["descriptor"].update(rcutt=5), "undefined key `rcutt`"),
     (lambda c: c["training"]["training_data"].update(systems=["missing"]), "'missing' does not exist"),
-    (lambda c: c["model"].update(type_map=["Cu", "Au"]), "['Ag'] are not in the model's type_map"),
+    (lambda c: c["model"].update(type_map=["Ag"]), "['Cu'] are not in the model's type_map"),
 ])
 def test_bad_input_is_one_line_exit_1(trained, tmp_path, capsys, edit, message):
     raw = json.loads((trained / "input.json").read_text())

@@ -15,7 +15,7 @@ from deepmd_paddle.data.system import DataError, expand_systems, load_system
 def emt(tmp_path_factory):
     """A small EMT Cu/Ag data set (train and valid systems)."""
     return make_demo(str(tmp_path_factory.mktemp("emt")), seed=5, segments=1, valid_segments=1,
-                     frames_per_segment=4, every=2)
+                     frames_per_segment=4, every=2, n_ag=4)
 
 
 def _toy_system(path, types=(0, 1, 1), names=("O", "H"), nframes=3, nan=False):

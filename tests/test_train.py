@@ -22,7 +22,7 @@ from deepmd_paddle.train.trainer import Trainer
 @pytest.fixture(scope="module")
 def emt(tmp_path_factory):
     return make_demo(str(tmp_path_factory.mktemp("emt")), seed=7, segments=2, valid_segments=1,
-                     frames_per_segment=5, every=2)
+                     frames_per_segment=5, every=2, n_ag=4)
 
 
 def tiny_config(data: dict, **training) -> dict:
@@ -231,6 +231,15 @@ def test_init_model_takes_weights_only(emt, tmp_path):
     for k, v in _params(b.model).items():
         np.testing.assert_array_equal(v, tensors[f"model.{k}"])
     assert b.opt.state_dict() == {} or all("moment" not in k for k in b.opt.state_dict())
+
+
+def test_float32_model_trains(emt, tmp_path):
+    cfg = tiny_config(emt, numb_steps=10, disp_freq=10)
+    for part in ("descriptor", "fitting_net"):
+        cfg["model"][part]["precision"] = "float32"
+    Trainer(cfg, str(tmp_path)).run()
+    lc = _lcurve(tmp_path)
+    assert np.isfinite(lc).all() and lc[-1, 1] < lc[0, 1]
 
 
 def test_checkpoint_is_plain_json_and_safetensors(emt, tmp_path):

@@ -1,8 +1,9 @@
-"""The embedded demo: a Cu/Ag alloy labelled by ASE's EMT, written as DeePMD npy systems.
+"""The embedded demo: FCC copper labelled by ASE's EMT, written as DeePMD npy systems.
 
-Frames come from Langevin MD (2 fs steps) of a 32-atom FCC cell (28 Cu + 4 Ag on random sites) at
-300, 600 and 900 K. Each trajectory segment starts from the perfect lattice under a fresh random
-strain (up to +-2 % per component), so the stress, hence the virial, varies between segments.
+Frames come from Langevin MD (2 fs steps) of a 32-atom FCC cell at 300, 600 and 900 K
+(``n_ag`` > 0 puts that many Ag atoms on random sites: the tests use it for a two-type set).
+Each trajectory segment starts from the perfect lattice under a fresh random strain (up to
++-2 % per component), so the stress, hence the virial, varies between segments.
 Labels: energy (eV), forces (eV/A) and the virial ``-V * stress`` (eV, DeePMD-kit's sign, ASE's
 stress). Validation segments are separate trajectories, never frames of the training ones.
 Everything follows from ``seed``: the same call writes the same numbers.
@@ -14,7 +15,7 @@ import warnings
 
 import numpy as np
 
-TYPE_MAP = ["Cu", "Ag"]
+TYPE_MAP = ["Cu", "Ag"]  # the names in type_map.raw; the demo model's type_map is ["Cu"]
 TEMPERATURES = (300.0, 600.0, 900.0)
 
 
@@ -22,19 +23,19 @@ def demo_config(train: str = "data/train", valid: str = "data/valid") -> dict:
     """The demo's input (DeePMD-kit keys); ``configs/demo.json`` is this with its comments."""
     return {
         "model": {
-            "type_map": TYPE_MAP,
-            "descriptor": {"type": "se_e2_a", "sel": "auto", "rcut": 5.5, "rcut_smth": 3.0,
+            "type_map": ["Cu"],
+            "descriptor": {"type": "se_e2_a", "sel": "auto", "rcut": 5.5, "rcut_smth": 2.0,
                            "neuron": [8, 16, 32], "axis_neuron": 8, "type_one_side": True, "resnet_dt": False,
                            "precision": "float64", "seed": 1},
             "fitting_net": {"neuron": [64, 64, 64], "resnet_dt": True, "precision": "float64", "seed": 1},
         },
-        "learning_rate": {"type": "exp", "start_lr": 2e-3, "stop_lr": 1e-5, "decay_steps": 200},
-        "loss": {"type": "ener", "start_pref_e": 0.2, "limit_pref_e": 2.0, "start_pref_f": 100, "limit_pref_f": 1,
-                 "start_pref_v": 0.02, "limit_pref_v": 0.5},
+        "learning_rate": {"type": "exp", "start_lr": 4e-3, "stop_lr": 1e-5, "decay_steps": 100},
+        "loss": {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1, "start_pref_f": 1000, "limit_pref_f": 1,
+                 "start_pref_v": 0.02, "limit_pref_v": 1},
         "training": {
-            "training_data": {"systems": [train], "batch_size": 2},
+            "training_data": {"systems": [train], "batch_size": 1},
             "validation_data": {"systems": [valid], "batch_size": 4, "numb_btch": 2},
-            "numb_steps": 4000, "seed": 1, "disp_file": "lcurve.out", "disp_freq": 200, "save_freq": 1000,
+            "numb_steps": 1500, "seed": 1, "disp_file": "lcurve.out", "disp_freq": 100, "save_freq": 500,
             "save_ckpt": "model.ckpt", "max_ckpt_keep": 2,
         },
     }
@@ -87,7 +88,7 @@ def write_system(path: str, arrays: dict, types: np.ndarray, type_map: list[str]
 
 
 def make_demo(outdir: str, seed: int = 2024, segments: int = 6, valid_segments: int = 1,
-              frames_per_segment: int = 20, every: int = 5, n_ag: int = 4) -> dict:
+              frames_per_segment: int = 20, every: int = 5, n_ag: int = 0) -> dict:
     """Write ``outdir/train`` and ``outdir/valid``; returns their paths and frame counts."""
     rng = np.random.default_rng(seed)
     parts = {"train": [], "valid": []}
@@ -98,7 +99,7 @@ def make_demo(outdir: str, seed: int = 2024, segments: int = 6, valid_segments: 
     out = {}
     for name, segs in parts.items():
         arrays = {k: np.concatenate([s[0][k] for s in segs]) for k in segs[0][0]}
-        # Ag sites differ between segments, but atoms are ordered Cu first, so types agree
+        # with Ag, its sites differ between segments, but atoms are ordered Cu first, so types agree
         types = segs[0][1]
         path = os.path.join(outdir, name)
         write_system(path, arrays, types, TYPE_MAP)

@@ -47,13 +47,14 @@ def set_threads() -> int:
 
 
 def to_paddle(batch: dict, dtype: str) -> dict:
-    """Numpy batch -> Paddle tensors (floats in the model's precision)."""
-    out = {}
+    """Numpy batch -> Paddle tensors: coord and box in the model's precision, labels in float64
+    (the model's outputs are float64 whatever its precision)."""
+    out = dict(batch)
     for k, v in batch.items():
-        if isinstance(v, np.ndarray):
-            out[k] = paddle.to_tensor(v if v.dtype == np.int32 else v.astype(dtype))
-        else:
-            out[k] = v
+        if isinstance(v, np.ndarray) and v.dtype != np.int32:
+            out[k] = paddle.to_tensor(v.astype(dtype if k in ("coord", "box") else np.float64))
+        elif isinstance(v, np.ndarray):
+            out[k] = paddle.to_tensor(v)
     return out
 
 
