@@ -133,11 +133,21 @@ def _register(lib: Path) -> list:
 
 def _build(name: str, sources: list, target: Path) -> list:
     """Compile into a private folder, register it, move the library to ``target``; op names."""
-    from paddle.utils.cpp_extension import load
     from paddle.utils.cpp_extension.extension_utils import parse_op_name_from
 
     sources = [str(p) for p in sources]
     work = Path(tempfile.mkdtemp(prefix="build-", dir=target.parent))
+    try:
+        _compile_and_register(name, sources, work)
+        os.replace(work / name / f"{name}.so", target)  # atomic: readers never see half a file
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return sorted(parse_op_name_from(sources))
+
+
+def _compile_and_register(name: str, sources: list, work: Path) -> None:
+    from paddle.utils.cpp_extension import load
+
     try:
         load(
             name=name,
@@ -148,10 +158,9 @@ def _build(name: str, sources: list, target: Path) -> list:
             build_directory=str(work),
             verbose=False,
         )  # also registers the operators in this process
-        os.replace(work / name / f"{name}.so", target)  # atomic: readers never see half a file
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return sorted(parse_op_name_from(sources))
+    except RuntimeError as err:  # Paddle's message names no cause; the compiler printed it
+        files = ", ".join(Path(p).name for p in sources)
+        raise RuntimeError(f"compiling {files} failed (the compiler's messages are above)") from err
 
 
 def _load_library(name: str, sources: list, headers: list, remember_failure: bool) -> list:
@@ -182,8 +191,7 @@ def _load_library(name: str, sources: list, headers: list, remember_failure: boo
                     if not remember_failure:
                         raise
                     lines = str(err).strip().splitlines()
-                    failed.write_text(f"building {', '.join(p.name for p in sources)} failed: "
-                                      f"{lines[-1] if lines else type(err).__name__}")
+                    failed.write_text(lines[-1] if lines else f"building {name} failed")
                     raise
     return _register(target)
 
