@@ -120,3 +120,20 @@ def test_not_a_model_file(tmp_path):
         load_dp(str(p))
     with pytest.raises(FileNotFoundError):
         load_dp(str(tmp_path / "missing.dp"))
+
+
+def test_new_model_has_deepmd_layer_structure():
+    """A model built here serializes with DeePMD-kit's layer structure: a timestep (idt) only
+    on layers with a skip connection, none on the output layer (DeePMD-kit ignores any other)."""
+    from conftest import small_model_config
+    from deepmd_paddle.model import EnergyModel
+
+    model = EnergyModel.from_config(small_model_config(resnet_dt=True))
+    d, _ = model.serialize()
+    nets = d["descriptor"]["embeddings"]["networks"] + d["fitting"]["nets"]["networks"]
+    for net in nets:
+        dims = [net["in_dim"]] + net["neuron"] + ([1] if net["@class"] == "FittingNetwork" else [])
+        for layer, (n_in, n_out) in zip(net["layers"], zip(dims, dims[1:])):
+            skip = layer["resnet"] and n_out in (n_in, 2 * n_in)
+            assert layer["use_timestep"] == skip, (net["@class"], n_in, n_out)
+            assert (layer["@variables"]["idt"] is not None) == skip
