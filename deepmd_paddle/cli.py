@@ -270,6 +270,26 @@ def _run_demo(args) -> int:
     return 0
 
 
+def _args_convert(p):
+    from .interop.convert import add_convert_args
+    add_convert_args(p)
+
+
+def _run_convert(args):
+    from .interop.convert import convert_main
+    return convert_main(args)
+
+
+def _args_model_devi(p):
+    from .model_devi import add_model_devi_args
+    add_model_devi_args(p)
+
+
+def _run_model_devi(args):
+    from .model_devi import model_devi_main
+    return model_devi_main(args)
+
+
 COMMANDS = {
     "train": ("train a model from an input file", _args_train, _run_train),
     "freeze": ("export a checkpoint to a static model", _args_freeze, _run_freeze),
@@ -278,6 +298,10 @@ COMMANDS = {
                       _run_neighbor_stat),
     "plot": ("plot lcurve.out to a PNG", _args_plot, _run_plot),
     "demo": ("make EMT copper data, train, freeze, test and plot, end to end", _args_demo, _run_demo),
+    "convert": ("convert between DeePMD-kit .dp/.yaml, checkpoints and frozen models", _args_convert,
+                _run_convert),
+    "model-devi": ("model deviation of several models on a system (DeePMD-kit's model_devi.out)",
+                   _args_model_devi, _run_model_devi),
 }
 
 
