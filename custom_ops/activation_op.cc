@@ -76,12 +76,32 @@ std::vector<paddle::Tensor> BiasTanhDoubleBackward(const paddle::Tensor& y, cons
   return {g_y, gg_y};
 }
 
-PD_BUILD_OP(bias_tanh).Inputs({"Z", "B"}).Outputs({"Out"}).SetKernelFn(PD_KERNEL(BiasTanhForward));
+// Static graphs need these (Paddle aborts tracing an operator with several inputs without them).
+std::vector<std::vector<int64_t>> BiasTanhShape(const std::vector<int64_t>& z, const std::vector<int64_t>& b) {
+  return {z};
+}
+std::vector<paddle::DataType> BiasTanhDtype(const paddle::DataType& z, const paddle::DataType& b) { return {z}; }
+
+PD_BUILD_OP(bias_tanh)
+    .Inputs({"Z", "B"})
+    .Outputs({"Out"})
+    .SetKernelFn(PD_KERNEL(BiasTanhForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(BiasTanhShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(BiasTanhDtype));
+
+std::vector<std::vector<int64_t>> BiasTanhGradShape(const std::vector<int64_t>& out, const std::vector<int64_t>& gout) {
+  return {out, {out.back()}};
+}
+std::vector<paddle::DataType> BiasTanhGradDtype(const paddle::DataType& out, const paddle::DataType& gout) {
+  return {out, out};
+}
 
 PD_BUILD_GRAD_OP(bias_tanh)
     .Inputs({"Out", paddle::Grad("Out")})
     .Outputs({paddle::Grad("Z"), paddle::Grad("B")})
-    .SetKernelFn(PD_KERNEL(BiasTanhBackward));
+    .SetKernelFn(PD_KERNEL(BiasTanhBackward))
+    .SetInferShapeFn(PD_INFER_SHAPE(BiasTanhGradShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(BiasTanhGradDtype));
 
 PD_BUILD_DOUBLE_GRAD_OP(bias_tanh)
     .Inputs({"Out", paddle::Grad("Out"), paddle::Optional(paddle::Grad(paddle::Grad("Z"))),

@@ -106,6 +106,25 @@ void check(const paddle::Tensor& env, const std::vector<int>& sel) {
 
 }  // namespace
 
+// Output shape for static graphs: nat x ng x 4, ng = width of the first net's last layer.
+std::vector<std::vector<int64_t>> SeAEmbedShape(const std::vector<int64_t>& env,
+                                                const std::vector<std::vector<int64_t>>& params,
+                                                const std::vector<int>& sel, int nlayer, bool timestep) {
+  size_t idx = 0;
+  int64_t ng = 0;
+  for (int l = 0; l < nlayer && idx < params.size(); ++l) {
+    const auto& w = params[idx];
+    idx += 2;
+    ng = w.size() == 2 ? w[1] : -1;
+    if (timestep && w.size() == 2 && (w[1] == w[0] || w[1] == 2 * w[0])) ++idx;
+  }
+  return {{env[0], ng, 4}};
+}
+
+std::vector<paddle::DataType> SeAEmbedDtype(const paddle::DataType& env, const std::vector<paddle::DataType>& params) {
+  return {env};
+}
+
 std::vector<paddle::Tensor> SeAEmbedForward(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
                                             const std::vector<int>& sel, int nlayer, bool timestep) {
   check(env, sel);
@@ -129,7 +148,9 @@ PD_BUILD_OP(se_a_embed)
     .Inputs({"Env", paddle::Vec("Params")})
     .Outputs({"T"})
     .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
-    .SetKernelFn(PD_KERNEL(SeAEmbedForward));
+    .SetKernelFn(PD_KERNEL(SeAEmbedForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(SeAEmbedShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(SeAEmbedDtype));
 
 PD_BUILD_GRAD_OP(se_a_embed)
     .Inputs({"Env", paddle::Vec("Params"), paddle::Grad("T")})
@@ -165,7 +186,9 @@ PD_BUILD_OP(se_a_embed_train)
     .Inputs({"Env", paddle::Vec("Params")})
     .Outputs({"T"})
     .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
-    .SetKernelFn(PD_KERNEL(SeAEmbedForward));
+    .SetKernelFn(PD_KERNEL(SeAEmbedForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(SeAEmbedShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(SeAEmbedDtype));
 
 PD_BUILD_GRAD_OP(se_a_embed_train)
     .Inputs({"Env", paddle::Vec("Params"), paddle::Grad("T")})

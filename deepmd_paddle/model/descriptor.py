@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
+from .. import ops
 from .env_mat import build_rij, const, env_mat_paddle, neighbor_list_paddle
 from .network import EmbeddingNet, check_class
 
@@ -78,7 +79,6 @@ class DescrptSeA(paddle.nn.Layer):
         """The compiled operator module, or None for the plain-Paddle path."""
         if self.use_op is False:
             return None
-        from .. import ops
         op = ops.load_op()
         if op is None and self.use_op:
             raise RuntimeError("use_op=True but the C++ operator is not available (see the warning above)")
@@ -87,7 +87,6 @@ class DescrptSeA(paddle.nn.Layer):
     def neighbor_list(self, coord, atype, box):
         """(nlist, shift, nmax, mindist); see ``env_mat.neighbor_list_paddle``."""
         if self._op() is not None:
-            from .. import ops
             return ops.neighbor_list(coord, box, atype, self.rcut, self.sel)
         return neighbor_list_paddle(coord, box, atype, self.rcut, self.sel)
 
@@ -95,7 +94,6 @@ class DescrptSeA(paddle.nn.Layer):
         davg = self.davg if davg is None else davg
         dstd = self.dstd if dstd is None else dstd
         if self._op() is not None:
-            from .. import ops
             return ops.env_mat(rij, nlist, atype, davg, dstd, self.rcut, self.rcut_smth)
         return env_mat_paddle(rij, nlist, atype, davg, dstd, self.rcut, self.rcut_smth)
 

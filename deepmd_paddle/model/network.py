@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
+from .. import ops
+
 ACTIVATIONS = {
     "tanh": paddle.tanh,
     "relu": paddle.nn.functional.relu,
@@ -75,7 +77,6 @@ class Dense(paddle.nn.Layer):
     def _bias_act(self, z):
         """act(z + b); tanh runs in one fused C++ pass when the operator library is in use."""
         if self.activation_function == "tanh" and self.use_op is not False:
-            from .. import ops
             op = ops.load_op()
             if op is not None and hasattr(op, "bias_tanh"):
                 return op.bias_tanh(z, self.b)
