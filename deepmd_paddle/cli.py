@@ -181,7 +181,7 @@ def _args_neighbor_stat(p):
 
 
 def _run_neighbor_stat(args) -> int:
-    from deepmd_paddle.data.stats import neighbor_stat
+    from deepmd_paddle.data.stats import neighbor_stat, sel_from_counts
     from deepmd_paddle.data.system import expand_systems, load_system
 
     paths = expand_systems(args.system, os.getcwd(), args.fmt, "-s/--system")
@@ -190,7 +190,7 @@ def _run_neighbor_stat(args) -> int:
     print(f"systems: {len(systems)}, frames: {sum(s.nframes for s in systems)}")
     print(f"min_nbor_dist: {min_dist:.6f}")
     print(f"max_nbor_size: {max_nbor.tolist()}  ({', '.join(f'{t}: {m}' for t, m in zip(args.type_map, max_nbor))})")
-    print(f"sel for 'auto' (x1.1, multiple of 4): {[4 * ((int(m * 1.1) + 3) // 4) for m in max_nbor]}")
+    print(f"sel for 'auto' (x1.1, multiple of 4): {sel_from_counts(max_nbor, 1.1)}")
     return 0
 
 

@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 from dargs import Argument, Variant
 from dargs.dargs import ArgumentError
 
 PRECISIONS = ("default", "float64", "float32")  # "default" is DeePMD-kit's float64
-AUTO_PROB = ("prob_sys_size", "prob_uniform", "prob_sys_size;<start>:<end>:<weight>;...")
-_AUTO_BS = re.compile(r"^auto(:\d+)?$")
-_AUTO_SEL = re.compile(r"^auto(:[0-9.eE+-]+)?$")
 
 
 class ConfigError(ValueError):
@@ -165,7 +161,10 @@ def load(path: str) -> dict:
     if path.endswith((".yaml", ".yml")):
         import yaml
 
-        raw = yaml.safe_load(text)
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
     else:
         try:
             raw = json.loads(text)
@@ -187,13 +186,19 @@ def normalize(config: dict, base_dir: str | None = None) -> dict:
         raise ConfigError(_explain(e, schema)) from None
     _check_values(out)
     base_dir = os.getcwd() if base_dir is None else base_dir
-    from deepmd_paddle.data.system import expand_systems
+    from deepmd_paddle.data.batch import check_batch_size, system_probs
+    from deepmd_paddle.data.system import DataError, expand_systems
 
     for name in ("training_data", "validation_data"):
         data = out["training"][name]
         if data is not None:
             data["systems"] = expand_systems(data["systems"], base_dir, data["fmt"], f"training/{name}/systems")
-            _check_batch_size(data["batch_size"], len(data["systems"]), f"training/{name}/batch_size")
+            nsys = len(data["systems"])
+            try:  # the sampling rules live in data.batch; check them here, before any data is read
+                check_batch_size(data["batch_size"], nsys)
+                system_probs(data["auto_prob"], data["sys_probs"], [1] * nsys)
+            except DataError as e:
+                raise ConfigError(f"training/{name}/{e}") from None
     return out
 
 
@@ -220,9 +225,13 @@ def _check_values(cfg: dict) -> None:
             part["precision"] = "float64"
     sel = desc["sel"]
     if isinstance(sel, str):
-        if not _AUTO_SEL.match(sel):
+        from deepmd_paddle.data.stats import auto_sel_factor
+
+        try:
+            auto_sel_factor(sel)
+        except ValueError:
             raise ConfigError(f"model/descriptor/sel: got {sel!r}; allowed: a list of {ntypes} ints, "
-                              "'auto' or 'auto:<factor>'")
+                              "'auto' or 'auto:<factor>'") from None
     elif len(sel) != ntypes:
         raise ConfigError(f"model/descriptor/sel has {len(sel)} entries but model/type_map has {ntypes} types")
     if not 0 <= desc["rcut_smth"] < desc["rcut"]:
@@ -239,18 +248,3 @@ def _check_values(cfg: dict) -> None:
     for key in ("numb_steps", "disp_freq", "save_freq", "max_ckpt_keep"):
         if tr[key] < (0 if key == "numb_steps" else 1):
             raise ConfigError(f"training/{key} must be positive, got {tr[key]}")
-    for name in ("training_data", "validation_data"):
-        data = tr[name]
-        if data is not None and not (data["auto_prob"] in AUTO_PROB[:2] or data["auto_prob"].startswith(
-                "prob_sys_size;")):
-            raise ConfigError(f"training/{name}/auto_prob: got {data['auto_prob']!r}; allowed: "
-                              f"{', '.join(AUTO_PROB)}")
-
-
-def _check_batch_size(bs, nsys: int, key: str) -> None:
-    if isinstance(bs, str) and not _AUTO_BS.match(bs):
-        raise ConfigError(f"{key}: got {bs!r}; allowed: an int, a list of ints, 'auto' or 'auto:N'")
-    if isinstance(bs, list) and len(bs) != nsys:
-        raise ConfigError(f"{key}: {len(bs)} batch sizes for {nsys} systems")
-    if (isinstance(bs, int) and bs < 1) or (isinstance(bs, list) and min(bs) < 1):
-        raise ConfigError(f"{key}: batch sizes must be >= 1, got {bs}")

@@ -14,23 +14,31 @@ draws the same batches as one that was never stopped.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from deepmd_paddle.data.system import LABELS, DataError, System
 
 
+def check_batch_size(spec, nsystems: int) -> None:
+    """Raise ``DataError`` unless ``spec`` is a valid ``batch_size`` for ``nsystems`` systems."""
+    ok = (isinstance(spec, int) and spec >= 1) or (
+        isinstance(spec, list) and len(spec) == nsystems and all(isinstance(b, int) and b >= 1 for b in spec)) or (
+        isinstance(spec, str) and re.fullmatch(r"auto(:[1-9]\d*)?", spec) is not None)
+    if not ok:
+        raise DataError(f"batch_size: got {spec!r}; allowed: an int >= 1, a list of {nsystems} such ints "
+                        "(one per system), 'auto' or 'auto:N'")
+
+
 def batch_sizes(spec, natoms: list[int]) -> list[int]:
     """Frames per batch for each system (see the module docstring)."""
+    check_batch_size(spec, len(natoms))
     if isinstance(spec, int):
         return [spec] * len(natoms)
     if isinstance(spec, list):
-        if len(spec) != len(natoms):
-            raise DataError(f"batch_size: {len(spec)} values for {len(natoms)} systems")
         return list(spec)
-    words = spec.split(":")
-    if words[0] != "auto" or len(words) > 2:
-        raise DataError(f"batch_size: got {spec!r}; allowed: an int, a list of ints, 'auto' or 'auto:N'")
-    rule = int(words[1]) if len(words) == 2 else 32
+    rule = int(spec.split(":")[1]) if ":" in spec else 32
     return [max(1, -(-rule // n)) for n in natoms]
 
 
@@ -46,16 +54,20 @@ def system_probs(auto_prob: str, sys_probs, nbatches: list[int]) -> np.ndarray:
         return np.full(n, 1.0 / n)
     if auto_prob == "prob_sys_size":
         auto_prob = f"prob_sys_size;0:{n}:1.0"
-    if not auto_prob.startswith("prob_sys_size;"):
+    try:
+        if not auto_prob.startswith("prob_sys_size;"):
+            raise ValueError
+        blocks = [(int(a), int(b), float(w)) for a, b, w in (blk.split(":") for blk in auto_prob.split(";")[1:])]
+        if not all(0 <= a < b <= n and w >= 0 for a, b, w in blocks) or sum(w for *_, w in blocks) <= 0:
+            raise ValueError
+    except ValueError:
         raise DataError(f"auto_prob: got {auto_prob!r}; allowed: prob_sys_size, prob_uniform, "
-                        "prob_sys_size;start:end:weight;...")
+                        f"prob_sys_size;start:end:weight;... (0 <= start < end <= {n} systems)") from None
     p = np.zeros(n)
     nb = np.asarray(nbatches, dtype=np.float64)
-    blocks = [b.split(":") for b in auto_prob.split(";")[1:]]
-    weights = np.array([float(w) for _, _, w in blocks])
-    for (start, end, _), w in zip(blocks, weights / weights.sum()):
-        s, e = int(start), int(end)
-        p[s:e] = nb[s:e] / nb[s:e].sum() * w
+    total = sum(w for *_, w in blocks)
+    for start, end, w in blocks:
+        p[start:end] = nb[start:end] / nb[start:end].sum() * w / total
     return p
 
 

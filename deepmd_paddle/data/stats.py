@@ -75,13 +75,29 @@ def neighbor_stat(systems: list[System], rcut: float, type_map: list[str]) -> tu
     return min_dist, max_nbor
 
 
+def auto_sel_factor(sel: str) -> float:
+    """The factor of "auto" (1.1) or "auto:<factor>"; ValueError for anything else."""
+    words = sel.split(":")
+    if words[0] != "auto" or len(words) > 2:
+        raise ValueError(f"not 'auto' or 'auto:<factor>': {sel!r}")
+    factor = float(words[1]) if len(words) == 2 else 1.1
+    if not factor > 0:
+        raise ValueError(f"the factor of {sel!r} must be positive")
+    return factor
+
+
+def sel_from_counts(max_nbor, factor: float) -> list[int]:
+    """DeePMD-kit's rule: int(count x factor) rounded up to a multiple of 4."""
+    return [4 * ((int(m * factor) + 3) // 4) for m in max_nbor]
+
+
 def resolve_sel(sel, systems: list[System], rcut: float, type_map: list[str]) -> list[int]:
-    """``sel`` as a list of ints: "auto[:factor]" from the data, a given list checked against it."""
+    """``sel`` as a list of ints: "auto[:factor]" from the data, a given list as it is."""
     if not isinstance(sel, str):
         return [int(s) for s in sel]
-    factor = float(sel.split(":")[1]) if ":" in sel else 1.1
+    factor = auto_sel_factor(sel)
     _, max_nbor = neighbor_stat(systems, rcut, type_map)
-    out = [4 * ((int(m * factor) + 3) // 4) for m in max_nbor]
+    out = sel_from_counts(max_nbor, factor)
     log.info("sel %r -> %s (largest neighbour counts %s)", sel, out, max_nbor.tolist())
     return out
 
