@@ -56,17 +56,10 @@ def _run_freeze(args) -> int:
 
 # --------------------------------------------------------------------------- test
 def load_evaluator(path: str):
-    """An object with ``get_type_map()`` and DeePMD-kit's ``eval(coords, cells, atom_types)``.
+    """What ``dpp test`` evaluates: ``deepmd_paddle.infer.load_evaluator`` (a checkpoint, a frozen
+    model or a DeePMD-kit .dp file behind DeePMD-kit's ``DeepPot`` interface)."""
+    from deepmd_paddle.infer import load_evaluator as hook
 
-    ``deepmd_paddle.infer.load_evaluator`` when that module provides it (frozen models too),
-    otherwise the checkpoint's model evaluated directly.
-    """
-    try:
-        from deepmd_paddle.infer import load_evaluator as hook
-    except ImportError:
-        from deepmd_paddle.train.checkpoint import CheckpointEvaluator
-
-        return CheckpointEvaluator(path)
     return hook(path)
 
 

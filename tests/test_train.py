@@ -255,3 +255,5 @@ def test_checkpoint_is_plain_json_and_safetensors(emt, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
     with pytest.raises(checkpoint.CheckpointError, match="not found"):
         checkpoint.load(str(tmp_path / "model.ckpt-99"))
+    for name in ("", "model.ckpt", "model.ckpt-10", "model.ckpt-10.json", "model.ckpt-10.safetensors"):
+        assert checkpoint.resolve(str(tmp_path / name)) == str(tmp_path / "model.ckpt-10")

@@ -105,7 +105,8 @@ def list_checkpoints(prefix: str) -> list[str]:
 
 
 def resolve(path: str) -> str:
-    """The base ``<prefix>-<step>`` named by a folder (its pointer file), a base or either file."""
+    """The base ``<prefix>-<step>`` named by a folder (its pointer file), a base, either file, or
+    the prefix itself (``save_ckpt``, e.g. ``out/model.ckpt``: its newest checkpoint)."""
     if os.path.isdir(path):
         pointer = os.path.join(path, POINTER)
         if not os.path.isfile(pointer):
@@ -115,6 +116,8 @@ def resolve(path: str) -> str:
     for ext in (".safetensors", ".json"):
         if path.endswith(ext):
             path = path[: -len(ext)]
+    if not os.path.isfile(path + ".json") and list_checkpoints(path):
+        path = list_checkpoints(path)[-1]
     if not (os.path.isfile(path + ".safetensors") and os.path.isfile(path + ".json")):
         raise CheckpointError(f"checkpoint {path!r} not found (need {path}.safetensors and {path}.json)")
     return path
@@ -151,31 +154,3 @@ def load_model_tensors(model, tensors: dict) -> None:
                               f"unexpected {sorted(set(state) - expected)[:5]}")
     model.set_state_dict(state)
 
-
-class CheckpointEvaluator:
-    """A checkpoint's model behind DeePMD-kit's ``DeepPot.eval`` interface (numpy in and out)."""
-
-    def __init__(self, path: str, atoms_per_call: int = 4096):
-        self.model = load_model(path)
-        self.atoms_per_call = atoms_per_call
-
-    def get_type_map(self) -> list[str]:
-        return list(self.model.type_map)
-
-    def eval(self, coords, cells, atom_types):
-        """coords nf x natoms x 3 (or nf x natoms*3), cells nf x 9 or None, atom_types natoms ->
-        (energy nf x 1, force nf x natoms x 3, virial nf x 9)."""
-        atom_types = np.asarray(atom_types, dtype=np.int32).reshape(-1)
-        natoms = atom_types.size
-        coords = np.asarray(coords, dtype=np.float64).reshape(-1, natoms, 3)
-        nf = coords.shape[0]
-        step = max(1, self.atoms_per_call // natoms)
-        outs = {"energy": [], "force": [], "virial": []}
-        for s in range(0, nf, step):
-            c = coords[s:s + step]
-            box = None if cells is None else paddle.to_tensor(np.asarray(cells, np.float64).reshape(-1, 9)[s:s + step])
-            atype = paddle.to_tensor(np.broadcast_to(atom_types, (c.shape[0], natoms)).copy())
-            out = self.model(paddle.to_tensor(c), atype, box=box)
-            for k in outs:
-                outs[k].append(out[k].numpy())
-        return tuple(np.concatenate(outs[k]) for k in ("energy", "force", "virial"))
