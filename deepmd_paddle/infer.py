@@ -16,8 +16,11 @@ Memory is bounded by an atom budget (``atom_budget=`` or ``$DEEPMD_PADDLE_ATOM_B
 x frames per call, default ``DEFAULT_ATOM_BUDGET``): frames are batched up to it, and a frame
 larger than it is cut into blocks of centre atoms: the neighbour list is built once for the
 frame, each block's energy and its share of forces and virials come from the ``lower``
-program (``deepmd_paddle.export``), and the shares add up. Peak memory grows with the budget
-(about 40 kB per atom of the budget for the standard water model), time per atom does not.
+program (``deepmd_paddle.export``), and the shares add up. Peak memory grows with the budget:
+the backward pass keeps every embedding activation, about 0.75 MB per atom for the standard
+water model (138 neighbours x widths 25+50+100, several copies), so 2,048 atoms take ~1.5 GB
+and a frame of 98,304 atoms stays near 2.5 GB; time per atom does not improve with larger
+calls (measured: benchmarks/RESULTS_infer.md).
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ ATOM_BUDGET_ENV = "DEEPMD_PADDLE_ATOM_BUDGET"
 BACKEND_ENV = "DEEPMD_PADDLE_INFER_BACKEND"
 THREADS_ENV = "DP_INTRA_OP_PARALLELISM_THREADS"  # DeePMD-kit's name; default: all usable cores
 # (for the dynamic and jit backends it sets Paddle's process-wide CPU math threads, as training does)
-DEFAULT_ATOM_BUDGET = 16384
+DEFAULT_ATOM_BUDGET = 2048  # ~1.5 GB of activations for the standard water model
 BACKENDS = ("auto", "predictor", "jit", "dynamic")
 
 

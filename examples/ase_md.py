@@ -1,11 +1,13 @@
 """Molecular dynamics of liquid water with the ASE calculator ``deepmd_paddle.calculator.DP``.
 
 64 H2O (192 atoms, frame 0 of ../shared/data/water/data_0, box 12.44 A), velocities drawn at
-300 K, then NVE (velocity Verlet) or NVT (Langevin) steps. In NVE the total energy must stay
-constant: the script reports its drift per atom (the slope of a straight-line fit, and the
-largest excursion from the start).
+300 K, optionally ``--equilibrate`` Langevin steps at that temperature (the DFT frame is not at
+equilibrium for the model), then NVE (velocity Verlet) or NVT (Langevin) steps. In NVE the
+total energy must stay constant: the script reports its drift per atom (the slope of a
+straight-line fit, and the largest excursion from the start of the run).
 
     python examples/ase_md.py                                   # NVE, 1,000 steps of 0.5 fs
+    python examples/ase_md.py --equilibrate 400                 # after 200 fs of NVT at 300 K
     python examples/ase_md.py --model frozen_model.json --ensemble nvt --steps 20000
     python examples/ase_md.py --freeze                          # freeze the .dp first (faster)
 
@@ -47,6 +49,7 @@ def main(argv=None):
     ap.add_argument("--freeze", action="store_true", help="freeze --model first and run the frozen model")
     ap.add_argument("--ensemble", choices=["nve", "nvt"], default="nve")
     ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--equilibrate", type=int, default=0, help="Langevin steps at --temperature before the run")
     ap.add_argument("--dt", type=float, default=0.5, help="time step, fs")
     ap.add_argument("--temperature", type=float, default=300.0, help="K: initial velocities, NVT target")
     ap.add_argument("--friction", type=float, default=0.01, help="NVT Langevin friction, 1/fs")
@@ -76,6 +79,8 @@ def main(argv=None):
     thermalize(atoms, temperature_K=args.temperature, rng=rng)
     vd.Stationary(atoms)
     dt = args.dt * units.fs
+    if args.equilibrate:
+        Langevin(atoms, dt, temperature_K=args.temperature, friction=args.friction / units.fs, rng=rng).run(args.equilibrate)
     if args.ensemble == "nve":
         dyn = VelocityVerlet(atoms, dt)
     else:
@@ -96,7 +101,8 @@ def main(argv=None):
         log.flush()
 
     with open(args.log, "w") as log:
-        log.write(f"# {args.ensemble.upper()} water, {n} atoms, dt {args.dt} fs, model {model}\n")
+        log.write(f"# {args.ensemble.upper()} water, {n} atoms, dt {args.dt} fs, model {model}, "
+                  f"after {args.equilibrate} NVT steps\n")
         log.write(f"# {'time_fs':>8} {'Epot_eV':>16} {'Ekin_eV':>12} {'Etot_eV':>16} {'T_K':>9}\n")
         dyn.attach(record, interval=args.every)
         dyn.run(args.steps)
