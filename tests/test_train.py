@@ -182,26 +182,34 @@ def test_training_lowers_validation_loss_and_writes_lcurve(emt, tmp_path):
     assert (tmp_path / "checkpoint").read_text().strip() == "model.ckpt-60"
 
 
-def test_restart_continues_bit_for_bit(emt, tmp_path):
-    full = Trainer(tiny_config(emt, max_ckpt_keep=3), str(tmp_path / "full"))
-    full.run()
-    resumed = Trainer(tiny_config(emt), str(tmp_path / "resumed"), restart=str(tmp_path / "full" / "model.ckpt-10"))
+@pytest.fixture(scope="module")
+def uninterrupted(emt, tmp_path_factory):
+    """The reference run: 20 steps without a stop (checkpoints at 10 and 20)."""
+    out = tmp_path_factory.mktemp("full")
+    trainer = Trainer(tiny_config(emt), str(out))
+    trainer.run()
+    return out, _params(trainer.model), _lcurve(out)
+
+
+def _assert_same_run(reference, trainer, outdir):
+    _, params, lcurve = reference
+    for k, v in _params(trainer.model).items():
+        np.testing.assert_array_equal(v, params[k], err_msg=k)
+    np.testing.assert_array_equal(_lcurve(outdir), lcurve)
+
+
+def test_restart_continues_bit_for_bit(emt, uninterrupted, tmp_path):
+    resumed = Trainer(tiny_config(emt), str(tmp_path), restart=str(uninterrupted[0] / "model.ckpt-10"))
     assert resumed.start_step == 10
-    # the restarted run keeps the lcurve rows before its step: copy them to its folder first
-    os.makedirs(tmp_path / "resumed", exist_ok=True)
-    lines = open(tmp_path / "full" / "lcurve.out").readlines()
-    (tmp_path / "resumed" / "lcurve.out").write_text("".join(lines[:4]))  # header x2, steps 0 and 5
+    # a restart keeps the lcurve rows before its step; this one writes to a new folder: copy them
+    lines = (uninterrupted[0] / "lcurve.out").read_text().splitlines(keepends=True)
+    (tmp_path / "lcurve.out").write_text("".join(lines[:4]))  # header x2, steps 0 and 5
     resumed.run()
-    a, b = _params(full.model), _params(resumed.model)
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    np.testing.assert_array_equal(_lcurve(tmp_path / "full"), _lcurve(tmp_path / "resumed"))
+    _assert_same_run(uninterrupted, resumed, tmp_path)
 
 
-def test_ctrl_c_saves_and_restart_matches(emt, tmp_path):
-    full = Trainer(tiny_config(emt), str(tmp_path / "full"))
-    full.run()
-    stopped = Trainer(tiny_config(emt), str(tmp_path / "stopped"))
+def test_ctrl_c_saves_and_restart_matches(emt, uninterrupted, tmp_path):
+    stopped = Trainer(tiny_config(emt), str(tmp_path))
     draw, calls = stopped.train_data.next_batch, []
 
     def interrupting_next_batch():  # Ctrl-C while step 7 is being computed
@@ -212,15 +220,11 @@ def test_ctrl_c_saves_and_restart_matches(emt, tmp_path):
 
     stopped.train_data.next_batch = interrupting_next_batch
     result = stopped.run()
-    assert result == {"step": 8, "checkpoint": str(tmp_path / "stopped" / "model.ckpt-8.safetensors"),
-                      "interrupted": True}
+    assert result == {"step": 8, "checkpoint": str(tmp_path / "model.ckpt-8.safetensors"), "interrupted": True}
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    again = Trainer(tiny_config(emt), str(tmp_path / "stopped"), restart=str(tmp_path / "stopped"))
+    again = Trainer(tiny_config(emt), str(tmp_path), restart=str(tmp_path))
     again.run()
-    a, b = _params(full.model), _params(again.model)
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    np.testing.assert_array_equal(_lcurve(tmp_path / "full"), _lcurve(tmp_path / "stopped"))
+    _assert_same_run(uninterrupted, again, tmp_path)
 
 
 def test_init_model_takes_weights_only(emt, tmp_path):
