@@ -198,28 +198,34 @@ void embed_net(const std::vector<PackedLayer<T>>& net, int rows, const T* s, int
   }
 }
 
-inline int embed_max_width(const std::vector<int>& widths) {
-  int m = 1;
-  for (int w : widths) m = w > m ? w : m;
-  return m;
-}
+// What the evaluation kernels share: packed nets, slot counts and per-thread buffer sizes.
+template <typename T>
+struct EmbedPlan {
+  std::vector<std::vector<PackedLayer<T>>> packed;
+  int nnei = 0, maxsel = 0, ldg = 0;
+  int64_t wsize = 0;  // one work buffer: maxsel rows of the widest padded layer
+  T scale;            // 1 / nnei
+  EmbedPlan(const std::vector<int>& sel, const std::vector<EmbedNet<T>>& nets, int ng, int width) {
+    for (int s : sel) { nnei += s; maxsel = std::max(maxsel, s); }
+    scale = T(1) / T(nnei);
+    for (const auto& n : nets) packed.push_back(pack_net(n));
+    ldg = pad_to(ng, kLanes<T>);
+    wsize = int64_t(maxsel) * pad_to(width, kLanes<T>);
+  }
+};
 
 // env: nat x nnei x 4; nets[t] for neighbour type t with sel[t] slots; T: nat x ng x 4.
 template <typename T>
 void se_a_embed_forward(const T* env, int64_t nat, const std::vector<int>& sel, const std::vector<EmbedNet<T>>& nets,
                         int ng, int width, T* out) {
-  int nnei = 0;
-  for (int s : sel) nnei += s;
-  const T scale = T(1) / T(nnei);
-  std::vector<std::vector<PackedLayer<T>>> packed;
-  for (const auto& n : nets) packed.push_back(pack_net(n));
-  const int wpad = pad_to(width, kLanes<T>), ldg = pad_to(ng, kLanes<T>);
+  const EmbedPlan<T> plan(sel, nets, ng, width);
+  const int nnei = plan.nnei, ldg = plan.ldg;
+  const int64_t wsize = plan.wsize;
+  const T scale = plan.scale;
+  const auto& packed = plan.packed;
 #pragma omp parallel
   {
-    int maxsel = 0;
-    for (int s : sel) maxsel = s > maxsel ? s : maxsel;
-    const int64_t wsize = int64_t(maxsel) * wpad;
-    std::vector<T> work(4 * wsize), g(int64_t(maxsel) * ldg);
+    std::vector<T> work(4 * wsize), g(int64_t(plan.maxsel) * ldg);
 #pragma omp for schedule(dynamic, 4)
     for (int64_t i = 0; i < nat; ++i) {
       T* ti = out + i * ng * 4;
@@ -248,18 +254,14 @@ void se_a_embed_forward(const T* env, int64_t nat, const std::vector<int>& sel, 
 template <typename T>
 void se_a_embed_backward(const T* env, const T* gT, int64_t nat, const std::vector<int>& sel,
                          const std::vector<EmbedNet<T>>& nets, int ng, int width, T* genv) {
-  int nnei = 0;
-  for (int s : sel) nnei += s;
-  const T scale = T(1) / T(nnei);
-  std::vector<std::vector<PackedLayer<T>>> packed;
-  for (const auto& n : nets) packed.push_back(pack_net(n));
-  const int wpad = pad_to(width, kLanes<T>), ldg = pad_to(ng, kLanes<T>);
+  const EmbedPlan<T> plan(sel, nets, ng, width);
+  const int nnei = plan.nnei, ldg = plan.ldg;
+  const int64_t wsize = plan.wsize;
+  const T scale = plan.scale;
+  const auto& packed = plan.packed;
 #pragma omp parallel
   {
-    int maxsel = 0;
-    for (int s : sel) maxsel = s > maxsel ? s : maxsel;
-    const int64_t wsize = int64_t(maxsel) * wpad;
-    std::vector<T> work(4 * wsize), g(int64_t(maxsel) * ldg), dg(int64_t(maxsel) * ldg);
+    std::vector<T> work(4 * wsize), g(int64_t(plan.maxsel) * ldg), dg(int64_t(plan.maxsel) * ldg);
 #pragma omp for schedule(dynamic, 4)
     for (int64_t i = 0; i < nat; ++i) {
       const T* gti = gT + i * ng * 4;

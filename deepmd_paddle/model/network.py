@@ -110,7 +110,16 @@ class Dense(paddle.nn.Layer):
         return layer
 
 
-class EmbeddingNet(paddle.nn.Layer):
+class _Stack(paddle.nn.Layer):
+    """Dense layers applied in order (``self.layers``)."""
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class EmbeddingNet(_Stack):
     """s -> G(s): 1 -> neuron[0] -> ... -> neuron[-1], tanh, residual where widths allow."""
 
     def __init__(self, neuron, activation="tanh", resnet_dt=False, precision="float64", rng=None):
@@ -121,11 +130,6 @@ class EmbeddingNet(paddle.nn.Layer):
         self.layers = paddle.nn.LayerList(
             [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, rng) for i in range(len(neuron))]
         )
-
-    def forward(self, x):
-        for layer in self.layers:
-            x = layer(x)
-        return x
 
     def serialize(self, arrays):
         return {
@@ -145,7 +149,7 @@ class EmbeddingNet(paddle.nn.Layer):
         return net
 
 
-class FittingNet(paddle.nn.Layer):
+class FittingNet(_Stack):
     """D_i -> E_i: hidden tanh layers (residual on equal widths) and a linear output layer."""
 
     def __init__(self, n_in, neuron, activation="tanh", resnet_dt=False, precision="float64", rng=None):
@@ -156,11 +160,6 @@ class FittingNet(paddle.nn.Layer):
         hidden = [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, rng) for i in range(len(neuron))]
         out = Dense(dims[-1], 1, "none", False, False, precision, rng)
         self.layers = paddle.nn.LayerList(hidden + [out])
-
-    def forward(self, x):
-        for layer in self.layers:
-            x = layer(x)
-        return x
 
     def serialize(self, arrays):
         return {
