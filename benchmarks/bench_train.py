@@ -104,6 +104,7 @@ def main() -> None:
         rows.append(f"| DeePMD-kit TF ({args.dp}) | {dp_s:.4f} | {dp_s / ours_s:.2f} |")
     lines = [f"Training speed, {args.steps} steps after {args.warmup} warm-up steps, "
              f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}:", "", *rows]
+    report(lines, args.write)
     if args.accuracy:
         acc = accuracy(args.accuracy_dir)
         lines += ["", "Accuracy on all of data_3 after 2,000 steps (decay_steps 200, otherwise DeePMD-kit's "
@@ -111,9 +112,14 @@ def main() -> None:
                   "| code | force RMSE (eV/A) | energy RMSE (eV/atom) | wall time |", "| --- | --- | --- | --- |",
                   f"| deepmd_paddle | {acc['f']:.3f} | {acc['e']:.2e} | {acc['wall']:.0f} s |",
                   "| DeePMD-kit TF (measured earlier on this machine class) | 0.228 | 2.6e-03 | |"]
+        report(lines, args.write)
+
+
+def report(lines: list[str], write: bool) -> None:
+    """Print the table now (the accuracy run takes long); with ``write`` also store it."""
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
+    print(text, flush=True)
+    if write:
         with open(os.path.join(REPO, "benchmarks", "RESULTS_train.md"), "w") as f:
             f.write("# Training benchmarks\n\n`python benchmarks/bench_train.py --accuracy --write`\n\n" + text)
 

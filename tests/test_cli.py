@@ -71,6 +71,13 @@ def test_test_writes_deepmd_detail_files_and_plot(trained, capsys):
     assert os.path.getsize(prefix + ".parity.png") > 1000
 
 
+def test_test_over_a_folder_of_systems(trained, capsys):
+    assert main(["test", "-m", str(trained / "out" / "model.ckpt-6.safetensors"), "-s", str(trained / "data"),
+                 "-n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(2 frames, 32 atoms)") == 2 and "# all 2 systems" in out
+
+
 def test_neighbor_stat(trained, capsys):
     assert main(["neighbor-stat", "-s", str(trained / "data"), "-r", "4.0", "-t", "Cu", "Ag"]) == 0
     out = capsys.readouterr().out
