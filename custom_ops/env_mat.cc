@@ -55,7 +55,7 @@ void env_mat_forward(const T* rij, const int32_t* nlist, const int32_t* atype, c
                      const T* dstd, int64_t natoms, int64_t nnei, int64_t ntypes, double rcut,
                      double rcut_smth, T* env) {
   const T rmin = T(rcut_smth), inv_width = T(1.0 / (rcut - rcut_smth));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < natoms; ++i) {
     T* out = env + i * nnei * 4;
     if (!type_ok<T>(atype[i], ntypes)) {
@@ -83,7 +83,7 @@ void env_mat_backward(const T* rij, const int32_t* nlist, const int32_t* atype, 
                       const T* g_env, int64_t natoms, int64_t nnei, int64_t ntypes, double rcut,
                       double rcut_smth, T* g_rij) {
   const T rmin = T(rcut_smth), inv_width = T(1.0 / (rcut - rcut_smth));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < natoms; ++i) {
     T* out = g_rij + i * nnei * 3;
     if (!type_ok<T>(atype[i], ntypes)) {
@@ -119,7 +119,7 @@ void env_mat_double_backward(const T* rij, const int32_t* nlist, const int32_t* 
                              int64_t nnei, int64_t ntypes, double rcut, double rcut_smth,
                              T* gg_env, T* g_rij) {
   const T rmin = T(rcut_smth), inv_width = T(1.0 / (rcut - rcut_smth));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < natoms; ++i) {
     if (!type_ok<T>(atype[i], ntypes)) {
       const T nan = std::numeric_limits<T>::quiet_NaN();

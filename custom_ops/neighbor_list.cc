@@ -120,7 +120,7 @@ bool build_grid(const T* x, const T* box, int64_t nloc, double rcut, bool pbc, G
       g.m[a] = static_cast<int>(reach);
     }
     if ((2.0 * g.m[0] + 1) * (2.0 * g.m[1] + 1) * (2.0 * g.m[2] + 1) > kMaxSearchCells) return false;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1024)
     for (int64_t i = 0; i < nloc; ++i) {
       const double xi[3] = {double(x[3 * i]), double(x[3 * i + 1]), double(x[3 * i + 2])};
       int64_t n[3];

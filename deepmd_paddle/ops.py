@@ -22,10 +22,9 @@ plain-Paddle twins in ``deepmd_paddle.model.env_mat`` take over. ``DEEPMD_PADDLE
 
 Threads: the kernels run on every available core (OpenMP; calls below ~1 ms of work run
 serially), whatever OMP_NUM_THREADS Paddle set for itself; ``DEEPMD_PADDLE_NUM_THREADS=n``
-caps them (use 1 with one process per core, e.g. MPI). Idle OpenMP threads spin for a while
-before sleeping; on a shared or oversubscribed machine start Python with
-``OMP_WAIT_POLICY=passive`` (measured on a busy 2-core machine, 192 atoms: 5x faster). Paddle
-starts the runtime at import, so setting it from Python is too late.
+caps them (use 1 with one process per core, e.g. MPI). Idle OpenMP threads should sleep at
+once rather than spin: importing this module before ``paddle`` sets ``GOMP_SPINCOUNT=0``
+(see below); otherwise start Python with ``OMP_WAIT_POLICY=passive`` on a shared machine.
 
 The wrappers trace under ``paddle.jit.to_static``: value checks that need NumPy live in
 ``check_inputs``, which the wrappers call in eager mode only.
@@ -36,12 +35,21 @@ import hashlib
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
-import paddle
+# Idle GNU OpenMP threads spin for milliseconds before they sleep; next to Paddle's serial
+# operators and other processes that takes the cores they need (measured: 1,536 atoms 2x and
+# 192 atoms 5x slower per step on a busy 2-core machine). libgomp reads this once, when Paddle
+# loads it, so it only helps when deepmd_paddle is imported before paddle; the user's
+# OMP_WAIT_POLICY / GOMP_SPINCOUNT win.
+if "paddle" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "0")
+
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
 
 _LIB_NAME = "deepmd_paddle_ops"
 _CORE_SOURCES = ("ops.cc", "neighbor_list.cc", "env_mat.cc")
