@@ -39,10 +39,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import inspect
 import json
 import os
-import re
 
 import paddle
 from paddle.static import InputSpec
@@ -121,96 +119,58 @@ class _Hook:
         return out
 
 
-class _PlainHook(_Hook):
-    @paddle.jit.not_to_static
-    def __call__(self, *args, **kwargs):
-        return _Hook.__call__(self, *args, **kwargs)
-
-
 @paddle.jit.not_to_static
 def _record(seen: dict, nlist_out) -> None:
+    """(AST conversion garbles item assignment to a captured dict: keep this plain Python.)"""
     seen["nmax"], seen["mindist"] = nlist_out[2], nlist_out[3]
-
-
-_LOCAL_RELATIVE_IMPORT = re.compile(r"^\s+from \.+\w* import ", re.M)
-
-
-def _local_import_methods(cls) -> list[str]:
-    """Methods of ``cls`` that import relatively inside their body (``from .. import ops``)."""
-    names = []
-    for name, fn in inspect.getmembers(cls, inspect.isfunction):
-        try:
-            src = inspect.getsource(fn)
-        except (OSError, TypeError):
-            continue
-        if _LOCAL_RELATIVE_IMPORT.search(src):
-            names.append(name)
-    return names
 
 
 # Operators that may enter a frozen graph: they set InferShape/InferDtype functions. Paddle aborts
 # the whole process (SIGABRT, not an exception) when an operator with several inputs and
-# without them is traced into a static graph (bias_tanh, se_a_embed today). While tracing, the
-# model sees only these; its optional fused paths fall back to plain Paddle. Add an operator
-# here once it has both functions.
-STATIC_OPS = ("deepmd_neighbor_list", "deepmd_env_mat")
+# without them is traced into a static graph. While tracing, the model sees only these
+# (``hasattr(lib, name)`` is False for the others), so an optional fused path whose operator
+# is not listed falls back to plain Paddle. Add an operator here once it has both functions.
+STATIC_OPS = ("deepmd_neighbor_list", "deepmd_env_mat", "bias_tanh", "se_a_embed", "se_a_embed_train")
 
 
 class _StaticOps:
-    """The operator library restricted to ``STATIC_OPS`` (``hasattr`` is False for the rest)."""
+    """The operator library restricted to ``STATIC_OPS``."""
 
     def __init__(self, lib):
-        for name in STATIC_OPS:
+        self.names = tuple(n for n in STATIC_OPS if hasattr(lib, n))
+        for name in self.names:
             setattr(self, name, getattr(lib, name))
-        self.names = STATIC_OPS
 
 
 @contextlib.contextmanager
 def _tracing(model: EnergyModel, use_op: bool):
     """Prepare the model instance for ``to_static``; it is unchanged afterwards.
 
-    - Paddle's AST conversion cannot compile a function that imports relatively (it drops
-      ``__package__``: "attempted relative import with no known parent package"), and the
-      model's operator branches do ``from .. import ops`` in the method. With the operator,
-      such methods run as plain Python (``paddle.jit.not_to_static``), which adds their
-      operators to the program unchanged; their branching is on Python values only. Without
-      the operator those branches are not taken, and the methods keep the conversion (the
-      plain-Paddle neighbour search needs it for dynamic shapes).
-      Remove this when the model imports ``ops`` at module level.
     - ``ops.load_op()`` returns the library restricted to ``STATIC_OPS`` (see there).
+    - The parameters are constants (``stop_gradient``): the backward pass for forces then
+      computes no weight gradients (half of every matmul_grad, all the bias reductions), and
+      the model picks its evaluation-only fused embedding.
     - ``nmax`` and ``mindist`` of the neighbour search are recorded so that the full programs
       can return them (the model's outputs are energies and derivatives only).
-    - The parameters are constants (``stop_gradient``): the backward pass for forces then
-      computes no weight gradients (half of every matmul_grad, all the bias reductions).
     """
     from . import ops
 
-    patched = []
-    if use_op:
-        for layer in [model] + model.sublayers():
-            for name in _local_import_methods(type(layer)):
-                setattr(layer, name, _PlainHook(getattr(layer, name)))
-                patched.append((layer, name))
     load_op = ops.load_op
     lib = load_op() if use_op else None
     ops.load_op = paddle.jit.not_to_static(lambda: None if lib is None else _StaticOps(lib))
-    frozen = [p for p in model.parameters() if not p.stop_gradient]
-    for p in frozen:
+    constants = [p for p in model.parameters() if not p.stop_gradient]
+    for p in constants:
         p.stop_gradient = True
     desc = model.descriptor
     seen: dict = {}
-    search = desc.neighbor_list
-    desc.neighbor_list = (_PlainHook if isinstance(search, _PlainHook) else _Hook)(search, seen)
-    patched.append((desc, "neighbor_list"))
+    desc.neighbor_list = _Hook(desc.neighbor_list, seen)
     try:
         yield seen
     finally:
-        for p in frozen:
+        del desc.neighbor_list
+        for p in constants:
             p.stop_gradient = False
         ops.load_op = load_op
-        for layer, name in patched:
-            if name in layer.__dict__:
-                delattr(layer, name)
 
 
 class FullProgram(paddle.nn.Layer):
@@ -225,6 +185,13 @@ class FullProgram(paddle.nn.Layer):
         out = self.model(coord, atype, box, do_atomic_virial=True, check=False)
         return (out["energy"], out["force"], out["virial"], out["atom_energy"], out["atom_virial"],
                 self.seen["nmax"], self.seen["mindist"])
+
+
+def _embedding_mode(model: EnergyModel):
+    """The embedding path ``EnergyModel.forward`` takes without second derivatives (the fused
+    evaluation operator when the weights are constants). Mirrors forward: see the report's
+    request for an ``EnergyModel.forward_lower``."""
+    return model._embedding_mode(None, False)
 
 
 def block_rij(coord, atype, nlist, shift, centre):
@@ -265,7 +232,7 @@ class LowerProgram(paddle.nn.Layer):
         if rij.stop_gradient:
             rij.stop_gradient = False
         env = self.model.descriptor.env_mat(rij, nlist, tc)  # nf x nc x nnei x 4
-        atom_e = self.model.atomic_energy(env, tc)  # nf x nc x 1
+        atom_e = self.model.atomic_energy(env, tc, _embedding_mode(self.model))  # nf x nc x 1
         (g,) = paddle.grad(atom_e.sum(), rij)  # nf x nc x nnei x 3
         j = paddle.clip(nlist.astype("int64"), min=0).reshape([nf, -1])  # padded slots carry g = 0
         ci = paddle.expand(centre.reshape([1, nc]), [nf, nc])
@@ -293,7 +260,7 @@ class DescriptorProgram(paddle.nn.Layer):
             idx = paddle.nonzero(at == ti).reshape([-1])
             if paddle.in_dynamic_mode() and idx.shape[0] == 0:
                 continue
-            parts.append(desc(paddle.gather(flat, idx), ti).astype("float64"))
+            parts.append(desc(paddle.gather(flat, idx), ti, _embedding_mode(self.model)).astype("float64"))
             index.append(idx)
         d = paddle.gather(paddle.concat(parts), paddle.argsort(paddle.concat(index)))
         return d.reshape([nf, nc, -1])
