@@ -180,6 +180,8 @@ def test_training_lowers_validation_loss_and_writes_lcurve(emt, tmp_path):
     assert [os.path.basename(b) for b in checkpoint.list_checkpoints(str(tmp_path / "model.ckpt"))] == [
         "model.ckpt-30", "model.ckpt-60"]
     assert (tmp_path / "checkpoint").read_text().strip() == "model.ckpt-60"
+    written = json.loads((tmp_path / "out.json").read_text())  # the full input, sel resolved
+    assert isinstance(written["model"]["descriptor"]["sel"], list) and written["training"]["numb_steps"] == 60
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ a second Ctrl-C stops at once without saving.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import os
@@ -104,6 +105,8 @@ class Trainer:
                 self.valid_data.load_state_dict(meta["state"]["valid"])
         self.prefix = os.path.join(outdir, tr["save_ckpt"])
         self._stop = False
+        with open(os.path.join(outdir, "out.json"), "w") as f:  # DeePMD-kit's record of the full input
+            json.dump(cfg, f, indent=1)
 
     # ----------------------------------------------------------------- set-up
     @staticmethod
