@@ -7,8 +7,8 @@ weights, written as a DeePMD-kit .dp file so that DeePMD-kit evaluates the same 
 
 Methods, each (method, size) in its own process so that its peak RSS is its own:
   dynamic    DeepPot on the .dp file: the EnergyModel in dynamic mode
-  jit        DeepPot on the frozen model (dpp freeze, C++ operator graph), paddle.jit.load
-  predictor  the same frozen model through paddle.inference (DeepPot's default)
+  jit        DeepPot on the frozen model (dpp freeze, C++ operator graph), paddle.jit.load (default)
+  predictor  the same frozen model through paddle.inference
   tf         DeePMD-kit's DeepPot on the .pb converted with `dp convert-backend` (TensorFlow),
              through $DPKIT_PYTHON (default /work/dpkit/bin/python), when installed
 

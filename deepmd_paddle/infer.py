@@ -5,22 +5,22 @@ training checkpoint, or a DeePMD-kit ``.dp``/``.yaml`` file, and offers DeePMD-k
 ``eval(coords, cells, atom_types, atomic=False)``, ``eval_descriptor`` and getters.
 
 Backends (``backend=`` or ``$DEEPMD_PADDLE_INFER_BACKEND``):
-- ``predictor``: ``paddle.inference`` on the frozen programs, ``disable_onednn()`` (oneDNN gives
-  wrong numbers on CPU). The default for frozen models: it was the fastest one measured
-  (``benchmarks/RESULTS_infer.md``).
-- ``jit``: ``paddle.jit.load`` of the same programs.
+- ``jit``: ``paddle.jit.load`` of the frozen programs. The default for frozen models: the
+  fastest one measured, 15-30% ahead of ``predictor`` from 192 to 98,304 atoms
+  (``benchmarks/RESULTS_infer.md``), at about twice its memory (2 GB at 98,304 atoms).
+- ``predictor``: ``paddle.inference`` on the same programs, ``disable_onednn()`` (oneDNN gives
+  wrong numbers for these nets on CPU; a test guards the numbers); the leanest in memory.
 - ``dynamic``: the ``EnergyModel`` in dynamic mode: checkpoints and ``.dp`` files (the only
-  backend for them: freezing takes ~10 s, use ``dpp freeze`` for long runs).
+  backend for them; freezing takes ~10 s, so ``dpp freeze`` is for long runs). A model read
+  from a file gets constant weights, which selects the model's evaluation-only fused embedding.
 
 Memory is bounded by an atom budget (``atom_budget=`` or ``$DEEPMD_PADDLE_ATOM_BUDGET``, atoms
 x frames per call, default ``DEFAULT_ATOM_BUDGET``): frames are batched up to it, and a frame
 larger than it is cut into blocks of centre atoms: the neighbour list is built once for the
 frame, each block's energy and its share of forces and virials come from the ``lower``
-program (``deepmd_paddle.export``), and the shares add up. Peak memory grows with the budget:
-the backward pass keeps every embedding activation, about 0.75 MB per atom for the standard
-water model (138 neighbours x widths 25+50+100, several copies), so 2,048 atoms take ~1.5 GB
-and a frame of 98,304 atoms stays near 2.5 GB; time per atom does not improve with larger
-calls (measured: benchmarks/RESULTS_infer.md).
+program (``deepmd_paddle.export``), and the shares add up. Peak memory grows with the budget
+(standard water model, jit: 1.3 GB at 2,048, 2.1 GB at 12,288 atoms per call), time per atom
+hardly changes with it, so a frame of 98,304 atoms runs in 2 GB.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ ATOM_BUDGET_ENV = "DEEPMD_PADDLE_ATOM_BUDGET"
 BACKEND_ENV = "DEEPMD_PADDLE_INFER_BACKEND"
 THREADS_ENV = "DP_INTRA_OP_PARALLELISM_THREADS"  # DeePMD-kit's name; default: all usable cores
 # (for the dynamic and jit backends it sets Paddle's process-wide CPU math threads, as training does)
-DEFAULT_ATOM_BUDGET = 2048  # ~1.5 GB of activations for the standard water model
+DEFAULT_ATOM_BUDGET = 2048
 BACKENDS = ("auto", "predictor", "jit", "dynamic")
 
 
@@ -170,7 +170,7 @@ class DeepPot:
                 _register_op(prefix, self.meta)
             if backend == "dynamic":
                 raise ValueError(f"{self.model_file} is a frozen model: backend must be predictor or jit")
-            self.backend = "predictor" if backend == "auto" else backend
+            self.backend = "jit" if backend == "auto" else backend
             self._runner = (_JitRunner(prefix) if self.backend == "jit"
                             else _PredictorRunner(prefix, self.meta, _threads()))
             if self.backend == "jit":
