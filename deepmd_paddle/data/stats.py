@@ -46,7 +46,7 @@ def _chunks(sys: System, idx: np.ndarray, dtype: str):
         coord = paddle.to_tensor(sys.coord[part].astype(dtype))  # nf x nloc x 3
         atype = paddle.to_tensor(np.broadcast_to(sys.atype, (len(part), sys.natoms)).astype(np.int32))
         box = None if sys.box is None else paddle.to_tensor(sys.box[part].astype(dtype))  # nf x 9
-        yield part, coord, atype, box
+        yield coord, atype, box
 
 
 def _probe_model(type_map: list[str], rcut: float):
@@ -68,7 +68,7 @@ def neighbor_stat(systems: list[System], rcut: float, type_map: list[str]) -> tu
     desc = _probe_model(type_map, rcut).descriptor
     min_dist, max_nbor = np.inf, np.zeros(len(type_map), dtype=np.int64)
     for sys in systems:
-        for _, coord, atype, box in _chunks(sys, np.arange(sys.nframes), "float64"):
+        for coord, atype, box in _chunks(sys, np.arange(sys.nframes), "float64"):
             _, _, nmax, mindist = desc.env_mat_raw(coord, atype, box)
             max_nbor = np.maximum(max_nbor, nmax.numpy().max(axis=0))
             min_dist = min(min_dist, float(mindist.numpy().min()))
@@ -111,7 +111,7 @@ def env_mat_stat(descriptor, systems: list[System], frames: list[np.ndarray], dt
     ntypes, nnei = len(descriptor.sel), descriptor.get_nnei()
     sums = np.zeros((ntypes, 5))  # sum R0, sum R0^2, sum R123, sum R123^2, number of slots
     for sys, idx in zip(systems, frames):
-        for part, coord, atype, box in _chunks(sys, idx, dtype):
+        for coord, atype, box in _chunks(sys, idx, dtype):
             env = descriptor.env_mat_raw(coord, atype, box)[0].numpy()  # nf x nloc x nnei x 4
             for t in range(ntypes):
                 rows = env[:, sys.atype == t]  # nf x nt x nnei x 4
