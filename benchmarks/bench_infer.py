@@ -173,9 +173,10 @@ def profile_worker(rep: int, paths: dict, repeats: int = 3) -> dict:
         t = tick("r_ij + env mat", t)
         flat, at = env.reshape([-1, model.descriptor.nnei, 4]), atype.reshape([-1])
         descs, energies = [], []
+        mode = model._embedding_mode(coord, False)  # as forward picks it: the fused operator, when built
         for ti in range(model.ntypes):
             idx = paddle.nonzero(at == ti).reshape([-1])
-            descs.append(model.descriptor(paddle.gather(flat, idx), ti))
+            descs.append(model.descriptor(paddle.gather(flat, idx), ti, mode))
         float(descs[-1].sum())
         t = tick("embedding + descriptor", t)
         for ti, d in enumerate(descs):
@@ -190,7 +191,7 @@ def profile_worker(rep: int, paths: dict, repeats: int = 3) -> dict:
         virial = paddle.matmul(g.reshape([1, -1, 3]), rij.reshape([1, -1, 3]), transpose_x=True)
         float(force.sum() + virial.sum())
         tick("force + virial", t)
-    return {"natoms": n, "stages": {k: float(np.min(v[1:])) / n * 1e6 for k, v in stages.items()}}
+    return {"natoms": n, "mode": mode, "stages": {k: float(np.min(v[1:])) / n * 1e6 for k, v in stages.items()}}
 
 
 def predictor_profile_worker(rep: int, paths: dict, calls: int = 3) -> None:
@@ -345,7 +346,7 @@ def timing_table(args, paths, have_tf) -> list[str]:
 def profile_table(reps, paths) -> list[str]:
     lines = ["| stage | " + " | ".join(f"{192 * r ** 3:,} atoms" for r in reps) + " |",
              "| --- |" + " --- |" * len(reps)]
-    cols = []
+    cols, mode = [], None
     for rep in reps:
         cmd = [sys.executable, os.path.abspath(__file__), "--profile-worker", str(rep), json.dumps(paths)]
         out = subprocess.run(cmd, capture_output=True, text=True)
@@ -353,15 +354,19 @@ def profile_table(reps, paths) -> list[str]:
         if res is None:
             sys.stderr.write(out.stderr[-2000:])
         cols.append(res["stages"] if res else {})
+        mode = res.get("mode") if res else None
     names = list(next((c for c in cols if c), {}))
     for name in names + ["total"]:
         vals = [sum(c.values()) if name == "total" else c.get(name) for c in cols]
         lines.append(f"| {name} | " + " | ".join("" if v is None else f"{v:.1f}" for v in vals) + " |")
-    lines.insert(0, "Dynamic model, microseconds per atom per stage (best of 3 after a warm-up):\n")
-    groups = {"matmul (forward)": ["matmul"], "matmul_grad": ["matmul_grad"], "tanh (forward)": ["tanh", "tanh_"],
-              "tanh_grad": ["tanh_grad", "tanh_grad_"], "add (bias, residual)": ["add", "add_", "add_n"],
-              "add_grad": ["add_grad"], "concat (+grad)": ["concat", "concat_grad"],
-              "multiply (+grad)": ["multiply", "multiply_grad"],
+    lines.insert(0, f"Dynamic model (embedding mode {mode!r}), microseconds per atom per stage (best of 3 after a "
+                    "warm-up):\n")
+    groups = {"C++ fused embedding se_a_embed": ["se_a_embed"], "se_a_embed_grad": ["se_a_embed_grad"],
+              "matmul (fitting, descriptor)": ["matmul"], "matmul_grad": ["matmul_grad"],
+              "tanh: C++ bias_tanh (+grad), Paddle tanh (+grad)": ["bias_tanh", "bias_tanh_grad", "tanh", "tanh_",
+                                                                 "tanh_grad", "tanh_grad_"],
+              "add, add_grad, concat (+grad), multiply (+grad)": ["add", "add_", "add_n", "add_grad", "concat",
+                                                                  "concat_grad", "multiply", "multiply_grad"],
               "C++ neighbour list + env mat (+grad)": ["deepmd_neighbor_list", "deepmd_env_mat", "deepmd_env_mat_grad"],
               "index_add (force scatter)": ["index_add", "index_add_"]}
     shares = []
