@@ -162,6 +162,10 @@ def test_freeze_cli_from_checkpoint(tmp_path):
         got = dp.eval(coord, cell, atype[0], atomic=True)
     for g, key in zip(got, OUTPUTS):
         _close(g, want[key].numpy().reshape(g.shape))
+    from_checkpoint = DeepPot(str(tmp_path / "ckpt"))  # the checkpoint itself, dynamic
+    assert from_checkpoint.backend == "dynamic"
+    with pytest.warns(UserWarning, match="beyond sel"):
+        _close(from_checkpoint.eval(coord, cell, atype[0])[1], got[1])
     only_o = np.zeros_like(atype[0])  # every atom of type 0: the type-1 block is empty
     with pytest.warns(UserWarning, match="beyond sel"):
         e, f, v = dp.eval(coord, cell, only_o)
