@@ -8,3 +8,11 @@ __version__ = "0.1.0"
 from .utils.runtime import tune_allocator as _tune_allocator
 
 _tune_allocator()
+
+
+def __getattr__(name):  # DeepPot loads Paddle: import it only when asked for
+    if name == "DeepPot":
+        from .infer import DeepPot
+
+        return DeepPot
+    raise AttributeError(f"module 'deepmd_paddle' has no attribute {name!r}")
