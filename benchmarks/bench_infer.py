@@ -90,13 +90,6 @@ def prepare(workdir: str, want_tf: bool) -> dict:
         davg[..., 0], dstd[..., 0], dstd[..., 1:] = env[..., 0].mean(), env[..., 0].std(), env[..., 1:].std()
         model.descriptor.set_stat(davg, dstd)
         model.fitting.set_bias([-93.5, -187.0])
-        # DeePMD-kit's TensorFlow nets have a timestep (idt) only on layers with a residual
-        # connection; `dp convert-backend` drops any other. idt = 1 there is the same model.
-        from deepmd_paddle.model.network import Dense
-
-        for layer in model.sublayers():
-            if isinstance(layer, Dense) and layer.idt is not None and layer.w.shape[0] != layer.w.shape[1]:
-                layer.idt.set_value(np.ones(layer.idt.shape, dtype=layer.idt.numpy().dtype))
         save_dp(model, paths["dp"])
     if not os.path.exists(paths["frozen"] + ".meta"):
         from deepmd_paddle.export import freeze

@@ -5,9 +5,10 @@ training checkpoint, or a DeePMD-kit ``.dp``/``.yaml`` file, and offers DeePMD-k
 ``eval(coords, cells, atom_types, atomic=False)``, ``eval_descriptor`` and getters.
 
 Backends (``backend=`` or ``$DEEPMD_PADDLE_INFER_BACKEND``):
-- ``jit``: ``paddle.jit.load`` of the frozen programs. The default for frozen models: the
-  fastest one measured, 15-30% ahead of ``predictor`` from 192 to 98,304 atoms
-  (``benchmarks/RESULTS_infer.md``), at about twice its memory (2 GB at 98,304 atoms).
+- ``jit``: ``paddle.jit.load`` of the frozen programs. The default for frozen models: in the
+  recorded benchmark it was 10-35% faster than ``predictor`` from 192 to 12,288 atoms (not in
+  the single 98,304-atom sample; the shared test machine moves both by up to 2x between runs,
+  ``benchmarks/RESULTS_infer.md``), at about twice its memory (2.2 GB at 98,304 atoms).
 - ``predictor``: ``paddle.inference`` on the same programs, ``disable_onednn()`` (oneDNN gives
   wrong numbers for these nets on CPU; a test guards the numbers); the leanest in memory.
 - ``dynamic``: the ``EnergyModel`` in dynamic mode: checkpoints and ``.dp`` files (the only
