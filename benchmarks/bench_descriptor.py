@@ -28,6 +28,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import deepmd_paddle.ops  # noqa: E402,F401  before paddle: idle OpenMP threads sleep (see ops.py)
+from _machine import machine as _machine  # noqa: E402  (benchmarks/ is on sys.path)
 WATER = os.path.join(os.path.dirname(REPO), "shared", "data", "water", "data_0")
 RCUT, RCUT_SMTH, SEL = 6.0, 0.5, [46, 92]
 PURE_MAX_BYTES = 8e9  # skip the plain-Paddle path when its pair tensor alone exceeds this
@@ -144,15 +145,7 @@ def run(rep: int, path: str, min_time: float, rounds: int = 1):
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    import paddle
-
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, paddle {paddle.__version__}"
+    return _machine(with_paddle=True)
 
 
 def main():

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from _machine import machine as _machine  # noqa: E402  (benchmarks/ is on sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -238,13 +239,7 @@ def run(method: str, rep: int, paths: dict, args) -> dict | None:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return _machine(with_paddle=False)
 
 
 def main():
