@@ -114,8 +114,9 @@ class EnergyModel(paddle.nn.Layer):
     # Which embedding path serves a call. With frozen weights (DeepPot, exported graphs) the
     # fused C++ evaluation operator serves: in cache per atom, memory O(threads), and faster
     # than Paddle's layers (CPU ms, water 192 atoms, 1 thread: 92 vs 137). For training the
-    # Paddle layers with the fused bias_tanh are faster than se_a_embed_train's loops (352 vs
-    # 722), so that operator (exact, tested) is used only when this flag asks for it.
+    # Paddle layers with the fused bias_tanh are faster than se_a_embed_train's loops, which are
+    # not register-blocked yet (water trainer step: 0.28 vs 0.69 s), so that operator (exact,
+    # tested) is used only when this flag asks for it.
     prefer_fused_embedding = False
 
     def _embedding_mode(self, coord, create_graph):
