@@ -304,7 +304,7 @@ class DeepPot:
                 raise ValueError(f"cells must have shape [nframes, 9] = [{nf}, 9] (or [{nf}, 3, 3]), "
                                  f"got {list(box.shape)}")
             box = np.ascontiguousarray(box.reshape(nf, 9))
-        check_inputs(coord, atype, box, len(self.type_map), self.type_map)
+        check_inputs(coord, atype, box, len(self.type_map), self.type_map, self.get_rcut())
         return np.ascontiguousarray(coord), box, atype
 
     def _neighbor_list(self, coord, atype, box):
@@ -314,7 +314,8 @@ class DeepPot:
         t = paddle.to_tensor
         c, a, b = t(coord), t(atype), None if box is None else t(box)
         if self._use_op or ops.load_op() is not None:  # the same list; O(N) instead of O(N^2)
-            nlist, shift, nmax, mindist = ops.neighbor_list(c, b, a, self.get_rcut(), self.get_sel())
+            # the inputs passed check_inputs in _prepare: no second check
+            nlist, shift, nmax, mindist = ops.neighbor_list(c, b, a, self.get_rcut(), self.get_sel(), check=False)
         else:
             from .model.env_mat import neighbor_list_paddle
 

@@ -289,8 +289,14 @@ def check_inputs(coord, box, atype, ntypes: int, rcut: float | None = None) -> N
     given rcut, need at most ``MAX_IMAGES`` periodic images to cover it.
     """
     _check_shapes(coord, box, atype)
+    check_values(coord.numpy(), None if box is None else box.numpy(), atype.numpy(), ntypes, rcut)
+
+
+def check_values(coord: np.ndarray, box, atype: np.ndarray, ntypes: int, rcut: float | None = None) -> None:
+    """The value half of ``check_inputs`` on NumPy arrays of the right shapes (the model's own
+    input checks call it too): types in range, finite numbers, boxes with volume and not too thin."""
     nf, nloc = coord.shape[0], coord.shape[1]
-    at = np.asarray(atype.numpy()).reshape(-1)
+    at = np.asarray(atype).reshape(-1)
     bad = np.flatnonzero((at < 0) | (at >= ntypes))
     if bad.size:
         k = int(bad[0])
@@ -299,10 +305,10 @@ def check_inputs(coord, box, atype, ntypes: int, rcut: float | None = None) -> N
             f"atom type {int(at[k])} at {where} is out of range: the model has ntypes = {ntypes} "
             f"(allowed 0..{ntypes - 1})"
         )
-    if not bool(paddle.isfinite(coord).all()):
+    if not np.isfinite(coord).all():
         raise ValueError("coord contains NaN or infinite values")
     if box is not None:
-        b = np.asarray(box.numpy(), dtype=np.float64).reshape(nf, 3, 3)
+        b = np.asarray(box, dtype=np.float64).reshape(nf, 3, 3)
         if not np.isfinite(b).all():
             raise ValueError("box contains NaN or infinite values")
         det = np.linalg.det(b)
@@ -363,7 +369,7 @@ def _attr(x: float) -> str:
     return repr(float(x))
 
 
-def neighbor_list(coord, box, atype, rcut: float, sel: list):
+def neighbor_list(coord, box, atype, rcut: float, sel: list, check: bool = True):
     """Neighbour list of every atom: ``(nlist, shift, nmax, mindist)``.
 
     coord: nf x nloc x 3 (float32/float64); box: nf x 9 (rows a, b, c) or None for open
@@ -373,6 +379,7 @@ def neighbor_list(coord, box, atype, rcut: float, sel: list):
     ``r_ij = coord[j] + shift - coord[i]``; nmax: int32 nf x ntypes, the largest number of
     neighbours of each type within rcut (> sel[t] means truncation); mindist: nf, the smallest
     pair distance (0 for coinciding atoms, rcut when no pair). No gradient flows through it.
+    ``check=False`` skips ``check_inputs`` (the caller validated the inputs already).
     """
     _require_op()
     sel = [int(s) for s in sel]
@@ -380,7 +387,7 @@ def neighbor_list(coord, box, atype, rcut: float, sel: list):
     _check_shapes(coord, box, atype)
     if atype.dtype != paddle.int32:
         atype = atype.astype("int32")
-    if paddle.in_dynamic_mode():
+    if check and paddle.in_dynamic_mode():
         check_inputs(coord, box, atype, len(sel), rcut)
     pbc = box is not None
     if box is None:

@@ -13,8 +13,13 @@ import numpy as np
 MIN_PAIR_DISTANCE = 1e-3
 
 
-def check_inputs(coord, atype, box, ntypes: int, type_map=None):
-    """Validate shapes and values; coord [nf, nloc, 3], atype [nf, nloc], box [nf, 9] or None."""
+def check_inputs(coord, atype, box, ntypes: int, type_map=None, rcut: float | None = None):
+    """Validate shapes and values; coord [nf, nloc, 3], atype [nf, nloc], box [nf, 9] or None.
+
+    Shapes and type names here; the value checks (finite numbers, box volume, boxes too thin
+    for rcut) are the operator's ``ops.check_values``, shared by both paths."""
+    from ..ops import check_values
+
     shape = list(coord.shape)
     if len(shape) != 3 or shape[2] != 3:
         raise ValueError(f"coord must have shape [nframes, natoms, 3], got {shape}")
@@ -32,20 +37,10 @@ def check_inputs(coord, atype, box, ntypes: int, type_map=None):
             f"atom type {int(at.reshape(-1)[k])} of atom {k % nloc} is out of range: the model has "
             f"{ntypes} types{names} (allowed 0..{ntypes - 1})"
         )
-    c = np.asarray(coord.numpy() if hasattr(coord, "numpy") else coord)
-    if not np.isfinite(c).all():
-        raise ValueError("coord contains NaN or infinite values")
-    if box is not None:
-        if list(box.shape) != [nf, 9]:
-            raise ValueError(f"box/cell must have shape [nframes, 9] = {[nf, 9]}, got {list(box.shape)}")
-        b = np.asarray(box.numpy() if hasattr(box, "numpy") else box).reshape(nf, 3, 3)
-        if not np.isfinite(b).all():
-            raise ValueError("box contains NaN or infinite values")
-        det = np.linalg.det(b)
-        scale = np.prod(np.linalg.norm(b, axis=-1), axis=-1)
-        for f in range(nf):
-            if abs(det[f]) <= 1e-10 * max(scale[f], 1e-300):
-                raise ValueError(f"box of frame {f} has zero volume (det = {det[f]:.3g}); rows must be 3 independent lattice vectors")
+    if box is not None and list(box.shape) != [nf, 9]:
+        raise ValueError(f"box/cell must have shape [nframes, 9] = {[nf, 9]}, got {list(box.shape)}")
+    check_values(np.asarray(coord.numpy() if hasattr(coord, "numpy") else coord), None if box is None else
+                 np.asarray(box.numpy() if hasattr(box, "numpy") else box), at, ntypes, rcut)
 
 
 def check_neighbors(nmax, mindist, sel, coord, box, type_map=None):

@@ -84,10 +84,11 @@ class DescrptSeA(paddle.nn.Layer):
             raise RuntimeError("use_op=True but the C++ operator is not available (see the warning above)")
         return op
 
-    def neighbor_list(self, coord, atype, box):
-        """(nlist, shift, nmax, mindist); see ``env_mat.neighbor_list_paddle``."""
+    def neighbor_list(self, coord, atype, box, check: bool = True):
+        """(nlist, shift, nmax, mindist); see ``env_mat.neighbor_list_paddle``. ``check=False``:
+        the caller has run ``checks.check_inputs`` (the operator then skips its own)."""
         if self._op() is not None:
-            return ops.neighbor_list(coord, box, atype, self.rcut, self.sel)
+            return ops.neighbor_list(coord, box, atype, self.rcut, self.sel, check=check)
         return neighbor_list_paddle(coord, box, atype, self.rcut, self.sel)
 
     def env_mat(self, rij, nlist, atype, davg=None, dstd=None):

@@ -82,13 +82,14 @@ class EnergyModel(paddle.nn.Layer):
         when asked, atom_virial [nf,nloc,9]; all float64.
         """
         if check and paddle.in_dynamic_mode():
-            check_inputs(coord, atype, box, self.ntypes, self.type_map)
+            check_inputs(coord, atype, box, self.ntypes, self.type_map, self.descriptor.rcut)
         coord = coord.astype("float64")
         box = None if box is None else box.astype("float64")
         atype = atype.astype("int32")
         nf, nloc = coord.shape[0], coord.shape[1]
         with paddle.no_grad():
-            nlist, shift, nmax, mindist = self.descriptor.neighbor_list(coord, atype, box)
+            # validated above (or the caller asked for no checks): the search need not re-check
+            nlist, shift, nmax, mindist = self.descriptor.neighbor_list(coord, atype, box, check=False)
         if check and paddle.in_dynamic_mode():
             check_neighbors(nmax, mindist, self.descriptor.sel, coord, box, self.type_map)
         rij = build_rij(coord, nlist, shift)  # nf x nloc x nnei x 3
