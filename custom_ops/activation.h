@@ -9,36 +9,39 @@
 
 namespace dpp {
 
-// exp(x) for x <= 0, vectorisable without -ffast-math: x = n ln2 + r, |r| <= ln2/2,
-// exp(r) from Cephes' Pade form 1 + 2r P(r^2) / (Q(r^2) - r P(r^2)), then 2^n through the
-// exponent bits. Relative error ~2e-16 in double; arguments below -700 give 0.
-inline double exp_neg(double x) {
-  x = x < -700.0 ? -700.0 : x;
+// expm1(x) for x <= 0, vectorisable without -ffast-math: x = n ln2 + r with |r| <= ln2/2,
+// expm1(r) by its Taylor series to r^13 (truncation < 5e-18 relative), then
+// expm1(x) = 2^n expm1(r) + (2^n - 1), exact in the scaling. Arguments below -40 act as -40.
+inline double expm1_neg(double x) {
+  x = x < -40.0 ? -40.0 : x;
   const double n = __builtin_floor(x * 1.4426950408889634073599 + 0.5);
   const double r = (x - n * 6.93145751953125E-1) - n * 1.42860682030941723212E-6;
-  const double r2 = r * r;
-  const double p = r * ((1.26177193074810590878E-4 * r2 + 3.02994407707441961300E-2) * r2 + 9.99999999999999999910E-1);
-  const double q = ((3.00198505138664455042E-6 * r2 + 2.52448340349684104192E-3) * r2 + 2.27265548208155028766E-1) * r2 +
-                   2.00000000000000000009E0;
-  const double e = 1.0 + 2.0 * p / (q - p);
-  union { double d; int64_t i; } u{e};
-  u.i += static_cast<int64_t>(n) << 52;
-  return u.d;
+  double p = 1.0 / 6227020800.0;  // 1/13!
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = (p * r + 1.0) * r;
+  union { double d; int64_t i; } u{0.0};
+  u.i = (static_cast<int64_t>(n) + 1023) << 52;  // 2^n, n in [-58, 0]
+  return u.d * p + (u.d - 1.0);
 }
 
-// tanh with ~1 ulp accuracy: a rational minimax form below |x| = 0.625 (Cephes), and
-// (1 - e) / (1 + e) with e = exp(-2|x|) above it; branch-free so that the loops vectorise.
+// tanh(x) = sign(x) |m| / (2 + m) with m = expm1(-2|x|): one division, no cancellation for
+// small |x|, branch-free so that the loops vectorise; within 3 ulp of tanh (checked against
+// long double over [-20, 20] and 1e-12 <= |x| <= 100 in tests/test_ops.py).
 inline double tanh_fast(double x) {
   const double ax = x < 0.0 ? -x : x;
-  const double x2 = x * x;
-  const double small = x + x * x2 * (((-9.64399179425052238628E-1 * x2 - 9.92877231001918586564E1) * x2 -
-                                      1.61468768441708447952E3) /
-                                     (((x2 + 1.12811678491632931402E2) * x2 + 2.23548839060100448583E3) * x2 +
-                                      4.84406305325125486048E3));
-  const double e = exp_neg(-2.0 * ax);
-  double big = (1.0 - e) / (1.0 + e);
-  big = x < 0.0 ? -big : big;
-  return ax < 0.625 ? small : big;
+  const double m = expm1_neg(-2.0 * ax);
+  const double t = (m < 0.0 ? -m : m) / (2.0 + m);
+  return x < 0.0 ? -t : t;
 }
 
 inline float tanh_fast(float x) { return static_cast<float>(tanh_fast(static_cast<double>(x))); }

@@ -7,7 +7,7 @@
 //   forward : T[i, g, c]   = (1/nnei) sum_j G_j[g] R~_ij[c]
 //   backward: dR~_ij[c]    = (1/nnei) sum_g G_j[g] gT[i, g, c]
 //             dR~_ij[0]   += (1/nnei) sum_g G'_j[g] sum_c gT[i, g, c] R~_ij[c]
-// No gradient reaches the weights: training uses the plain-Paddle layers.
+// Weight gradients (training): embedding_train.h.
 #pragma once
 #include <algorithm>
 #include <array>
@@ -143,6 +143,24 @@ void gemm_bias(const T* X, const T* DX, int ldx, int rows, const PackedLayer<T>&
   }
 }
 
+// The skip connection: y += x (n_out == n_in) or y += [x, x] (n_out == 2 n_in).
+template <typename T>
+inline void add_skip(T* __restrict y, const T* __restrict x, int ni, int no) {
+#pragma omp simd
+  for (int c = 0; c < ni; ++c) y[c] += x[c];
+  if (no == 2 * ni) {
+#pragma omp simd
+    for (int c = 0; c < ni; ++c) y[ni + c] += x[c];
+  }
+}
+
+// Its transpose for cotangents: xb += yb (n_out == n_in) or xb += yb[:n_in] + yb[n_in:].
+template <typename T>
+inline void add_skip_transposed(T* __restrict xb, const T* __restrict yb, int ni, int no) {
+#pragma omp simd
+  for (int c = 0; c < ni; ++c) xb[c] += no == 2 * ni ? yb[c] + yb[ni + c] : yb[c];
+}
+
 // One layer on padded rows: y = tanh(x W + b) [* idt] (+ x or [x, x]); dy its s-derivative.
 template <typename T, bool Tangent>
 void embed_layer(const PackedLayer<T>& P, int rows, const T* x, const T* dx, int ldx, T* y, T* dy) {
@@ -159,12 +177,8 @@ void embed_layer(const PackedLayer<T>& P, int rows, const T* x, const T* dx, int
       yr[c] = t * idt[c];
     }
     if (no == ni || no == 2 * ni) {
-      const T* xr = x + int64_t(r) * ldx;
-      for (int c = 0; c < no; ++c) yr[c] += xr[c % ni];
-      if (Tangent) {
-        const T* dxr = dx + int64_t(r) * ldx;
-        for (int c = 0; c < no; ++c) dyr[c] += dxr[c % ni];
-      }
+      add_skip(yr, x + int64_t(r) * ldx, ni, no);
+      if (Tangent) add_skip(dyr, dx + int64_t(r) * ldx, ni, no);
     }
   }
 }
@@ -198,6 +212,22 @@ void embed_net(const std::vector<PackedLayer<T>>& net, int rows, const T* s, int
   }
 }
 
+// Slots past the real neighbours of a type block are padding, all with the same row of R~
+// (nearest first, padding last). tail_start returns p such that rows p..rows-1 are equal to
+// the last row: the kernels evaluate rows 0..p and weight row p by rows - p. This is exact
+// for any input (a block without padding gives p = rows - 1, weight 1).
+template <typename T>
+inline int tail_start(const T* e, int rows) {
+  if (rows <= 1) return 0;
+  const T* z = e + int64_t(rows - 1) * 4;
+  int p = rows - 1;
+  for (; p > 0; --p) {
+    const T* r = e + int64_t(p - 1) * 4;
+    if (r[0] != z[0] || r[1] != z[1] || r[2] != z[2] || r[3] != z[3]) break;
+  }
+  return p;
+}
+
 // What the evaluation kernels share: packed nets, slot counts and per-thread buffer sizes.
 template <typename T>
 struct EmbedPlan {
@@ -214,6 +244,19 @@ struct EmbedPlan {
   }
 };
 
+// T_i is accumulated per atom in a [4][ld] layout (column c of R~ is contiguous over the ng
+// outputs) so that every loop over outputs runs on unit-stride vectors; transposed on store.
+template <typename T>
+inline void store_transposed(const T* t4, int ld, int ng, T* out) {  // out: ng x 4
+  for (int k = 0; k < ng; ++k)
+    for (int c = 0; c < 4; ++c) out[k * 4 + c] = t4[c * ld + k];
+}
+template <typename T>
+inline void load_transposed(const T* in, int ng, int ld, T* t4) {  // in: ng x 4
+  for (int c = 0; c < 4; ++c)
+    for (int k = 0; k < ng; ++k) t4[c * ld + k] = in[k * 4 + c];
+}
+
 // env: nat x nnei x 4; nets[t] for neighbour type t with sel[t] slots; T: nat x ng x 4.
 template <typename T>
 void se_a_embed_forward(const T* env, int64_t nat, const std::vector<int>& sel, const std::vector<EmbedNet<T>>& nets,
@@ -225,35 +268,71 @@ void se_a_embed_forward(const T* env, int64_t nat, const std::vector<int>& sel, 
   const auto& packed = plan.packed;
 #pragma omp parallel
   {
-    std::vector<T> work(4 * wsize), g(int64_t(plan.maxsel) * ldg);
+    std::vector<T> work(4 * wsize), g(int64_t(plan.maxsel) * ldg), t4(4 * ldg);
 #pragma omp for schedule(dynamic, 4)
     for (int64_t i = 0; i < nat; ++i) {
-      T* ti = out + i * ng * 4;
-      for (int k = 0; k < ng * 4; ++k) ti[k] = T(0);
+      std::fill(t4.begin(), t4.end(), T(0));
+      T* t0 = t4.data();
+      T* t1 = t0 + ldg;
+      T* t2 = t1 + ldg;
+      T* t3 = t2 + ldg;
       int off = 0;
       for (std::size_t t = 0; t < sel.size(); ++t) {
         const T* e = env + (i * nnei + off) * 4;
-        embed_net(packed[t], sel[t], e, 4, g.data(), (T*)nullptr, work.data(), wsize);
-        for (int j = 0; j < sel[t]; ++j) {
+        const int rows = sel[t], p = tail_start(e, rows);
+        off += rows;
+        if (rows == 0) continue;
+        embed_net(packed[t], p + 1, e, 4, g.data(), (T*)nullptr, work.data(), wsize);
+        for (int j = 0; j <= p; ++j) {
           const T* gj = g.data() + int64_t(j) * ldg;
-          const T r0 = e[j * 4] * scale, r1 = e[j * 4 + 1] * scale, r2 = e[j * 4 + 2] * scale, r3 = e[j * 4 + 3] * scale;
+          const T w = j == p ? scale * T(rows - p) : scale;  // the tail row stands for rows - p slots
+          const T r0 = e[j * 4] * w, r1 = e[j * 4 + 1] * w, r2 = e[j * 4 + 2] * w, r3 = e[j * 4 + 3] * w;
 #pragma omp simd
-          for (int k = 0; k < ng; ++k) {
-            ti[k * 4] += gj[k] * r0;
-            ti[k * 4 + 1] += gj[k] * r1;
-            ti[k * 4 + 2] += gj[k] * r2;
-            ti[k * 4 + 3] += gj[k] * r3;
+          for (int k = 0; k < ldg; ++k) {
+            t0[k] += gj[k] * r0;
+            t1[k] += gj[k] * r1;
+            t2[k] += gj[k] * r2;
+            t3[k] += gj[k] * r3;
           }
         }
-        off += sel[t];
       }
+      store_transposed(t0, ldg, ng, out + i * ng * 4);
     }
   }
 }
 
+// Per row j of a type block, from gT (in the [4][ld] layout) and G_j, G'_j:
+// u_j = gT R~_j and dL/dR~_j = (1/nnei) [G_j gT + e_0 G'_j . u_j]; returns the latter in ge[4].
+template <typename T>
+inline void row_gradient(const T* gt4, int ld, const T* gj, const T* gpj, const T* ej, T scale, T* u, T* ge) {
+  const T* g0 = gt4;
+  const T* g1 = gt4 + ld;
+  const T* g2 = gt4 + 2 * ld;
+  const T* g3 = gt4 + 3 * ld;
+  T a0 = 0, a1 = 0, a2 = 0, a3 = 0, ds = 0;
+  const T e0 = ej[0], e1 = ej[1], e2 = ej[2], e3 = ej[3];
+#pragma omp simd reduction(+ : a0, a1, a2, a3, ds)
+  for (int k = 0; k < ld; ++k) {
+    const T uk = g0[k] * e0 + g1[k] * e1 + g2[k] * e2 + g3[k] * e3;
+    u[k] = uk;
+    a0 += gj[k] * g0[k];
+    a1 += gj[k] * g1[k];
+    a2 += gj[k] * g2[k];
+    a3 += gj[k] * g3[k];
+    ds += gpj[k] * uk;
+  }
+  ge[0] = (a0 + ds) * scale;
+  ge[1] = a1 * scale;
+  ge[2] = a2 * scale;
+  ge[3] = a3 * scale;
+}
+
+// cache (optional): nat x nnei rows of stride 2 ldc (ldc >= the padded ng) that receive G and
+// G' of the rows evaluated (slots 0..p of each type block) for a later se_a_embed_ggt.
 template <typename T>
 void se_a_embed_backward(const T* env, const T* gT, int64_t nat, const std::vector<int>& sel,
-                         const std::vector<EmbedNet<T>>& nets, int ng, int width, T* genv) {
+                         const std::vector<EmbedNet<T>>& nets, int ng, int width, T* genv, T* cache = nullptr,
+                         int ldc = 0) {
   const EmbedPlan<T> plan(sel, nets, ng, width);
   const int nnei = plan.nnei, ldg = plan.ldg;
   const int64_t wsize = plan.wsize;
@@ -261,271 +340,32 @@ void se_a_embed_backward(const T* env, const T* gT, int64_t nat, const std::vect
   const auto& packed = plan.packed;
 #pragma omp parallel
   {
-    std::vector<T> work(4 * wsize), g(int64_t(plan.maxsel) * ldg), dg(int64_t(plan.maxsel) * ldg);
+    std::vector<T> work(4 * wsize), g(int64_t(plan.maxsel) * ldg), dg(int64_t(plan.maxsel) * ldg), gt4(4 * ldg, T(0)),
+        u(ldg);
 #pragma omp for schedule(dynamic, 4)
     for (int64_t i = 0; i < nat; ++i) {
-      const T* gti = gT + i * ng * 4;
+      load_transposed(gT + i * ng * 4, ng, ldg, gt4.data());
       int off = 0;
       for (std::size_t t = 0; t < sel.size(); ++t) {
         const T* e = env + (i * nnei + off) * 4;
         T* ge = genv + (i * nnei + off) * 4;
-        embed_net(packed[t], sel[t], e, 4, g.data(), dg.data(), work.data(), wsize);
-        for (int j = 0; j < sel[t]; ++j) {
-          const T* gj = g.data() + int64_t(j) * ldg;
-          const T* dgj = dg.data() + int64_t(j) * ldg;
-          const T e0 = e[j * 4], e1 = e[j * 4 + 1], e2 = e[j * 4 + 2], e3 = e[j * 4 + 3];
-          T a0 = 0, a1 = 0, a2 = 0, a3 = 0, ds = 0;
-#pragma omp simd reduction(+ : a0, a1, a2, a3, ds)
-          for (int k = 0; k < ng; ++k) {
-            const T t0 = gti[k * 4], t1 = gti[k * 4 + 1], t2 = gti[k * 4 + 2], t3 = gti[k * 4 + 3];
-            a0 += gj[k] * t0;
-            a1 += gj[k] * t1;
-            a2 += gj[k] * t2;
-            a3 += gj[k] * t3;
-            ds += dgj[k] * (t0 * e0 + t1 * e1 + t2 * e2 + t3 * e3);
-          }
-          ge[j * 4] = (a0 + ds) * scale;
-          ge[j * 4 + 1] = a1 * scale;
-          ge[j * 4 + 2] = a2 * scale;
-          ge[j * 4 + 3] = a3 * scale;
-        }
-        off += sel[t];
-      }
-    }
-  }
-}
-
-// ------------------------------------------------------------------------------ training
-// For training on forces the weights need gradients of T and of dT/dR~ (the double gradient).
-// The tape keeps, per layer l, its input a_l and tangent da_l (= d a_l / ds), tanh output t_l
-// and tangent pre-activation zp_l = da_l W_l, so that a reverse sweep over the forward-mode
-// pass gives weight gradients for cotangents on G and G' = dG/ds.
-template <typename T>
-struct NetTape {
-  std::vector<std::vector<T>> a, da, t, zp;  // a[l], da[l]: rows x n_in(l); t[l], zp[l]: rows x n_out(l)
-  std::vector<T> abar, dabar, ybar, dybar, zbar, zbarp;
-  void reserve(const EmbedNet<T>& net, int rows) {
-    const size_t nl = net.size();
-    a.resize(nl + 1); da.resize(nl + 1); t.resize(nl); zp.resize(nl);
-    int width = 1;
-    for (size_t l = 0; l < nl; ++l) {
-      a[l].resize(size_t(rows) * net[l].n_in); da[l].resize(size_t(rows) * net[l].n_in);
-      t[l].resize(size_t(rows) * net[l].n_out); zp[l].resize(size_t(rows) * net[l].n_out);
-      width = std::max(width, net[l].n_out);
-    }
-    a[nl].resize(size_t(rows) * net[nl - 1].n_out); da[nl].resize(size_t(rows) * net[nl - 1].n_out);
-    for (auto* v : {&abar, &dabar, &ybar, &dybar, &zbar, &zbarp}) v->resize(size_t(rows) * width);
-  }
-};
-
-// forward-mode pass recording the tape; G = a[nl], G' = da[nl]
-template <typename T>
-void tape_forward(const EmbedNet<T>& net, int rows, const T* s, int stride, NetTape<T>& tp) {
-  for (int r = 0; r < rows; ++r) {
-    tp.a[0][r] = s[int64_t(r) * stride];
-    tp.da[0][r] = T(1);
-  }
-  for (size_t l = 0; l < net.size(); ++l) {
-    const auto& L = net[l];
-    const int ni = L.n_in, no = L.n_out;
-    for (int r = 0; r < rows; ++r) {
-      const T* x = tp.a[l].data() + int64_t(r) * ni;
-      const T* dx = tp.da[l].data() + int64_t(r) * ni;
-      T* z = tp.t[l].data() + int64_t(r) * no;
-      T* zp = tp.zp[l].data() + int64_t(r) * no;
-      T* y = tp.a[l + 1].data() + int64_t(r) * no;
-      T* dy = tp.da[l + 1].data() + int64_t(r) * no;
-#pragma omp simd
-      for (int c = 0; c < no; ++c) { z[c] = L.b[c]; zp[c] = T(0); }
-      for (int k = 0; k < ni; ++k) {
-        const T xa = x[k], dxa = dx[k];
-        const T* wk = L.w + int64_t(k) * no;
-#pragma omp simd
-        for (int c = 0; c < no; ++c) { z[c] += xa * wk[c]; zp[c] += dxa * wk[c]; }
-      }
-#pragma omp simd
-      for (int c = 0; c < no; ++c) {
-        const T th = tanh_fast(z[c]);
-        const T sc = L.idt ? L.idt[c] : T(1);
-        z[c] = th;  // t
-        y[c] = sc * th;
-        dy[c] = sc * (T(1) - th * th) * zp[c];
-      }
-      if (no == ni || no == 2 * ni)
-        for (int c = 0; c < no; ++c) { y[c] += x[c % ni]; dy[c] += dx[c % ni]; }
-    }
-  }
-}
-
-// Reverse sweep: cotangents gbar (on G) and dgbar (on G', may be null), rows x ng; adds the
-// weight gradients into grads[l] = {W, b, idt} (idt may be null).
-template <typename T>
-void tape_reverse(const EmbedNet<T>& net, int rows, NetTape<T>& tp, const T* gbar, const T* dgbar,
-                  const std::vector<std::array<T*, 3>>& grads) {
-  const int nl = int(net.size());
-  const int ng = net[nl - 1].n_out;
-  std::copy(gbar, gbar + int64_t(rows) * ng, tp.ybar.begin());
-  if (dgbar) std::copy(dgbar, dgbar + int64_t(rows) * ng, tp.dybar.begin());
-  else std::fill(tp.dybar.begin(), tp.dybar.begin() + int64_t(rows) * ng, T(0));
-  for (int l = nl - 1; l >= 0; --l) {
-    const auto& L = net[l];
-    const int ni = L.n_in, no = L.n_out;
-    T* gw = grads[l][0];
-    T* gb = grads[l][1];
-    T* gidt = grads[l][2];
-    for (int r = 0; r < rows; ++r) {
-      const T* t = tp.t[l].data() + int64_t(r) * no;
-      const T* zp = tp.zp[l].data() + int64_t(r) * no;
-      const T* yb = tp.ybar.data() + int64_t(r) * no;
-      const T* dyb = tp.dybar.data() + int64_t(r) * no;
-      T* zb = tp.zbar.data() + int64_t(r) * no;
-      T* zbp = tp.zbarp.data() + int64_t(r) * no;
-#pragma omp simd
-      for (int c = 0; c < no; ++c) {
-        const T sc = L.idt ? L.idt[c] : T(1);
-        const T q = T(1) - t[c] * t[c];
-        zbp[c] = sc * dyb[c] * q;
-        const T tb = sc * yb[c] - T(2) * sc * dyb[c] * zp[c] * t[c];
-        zb[c] = tb * q;
-        gb[c] += zb[c];
-      }
-      if (gidt)
-        for (int c = 0; c < no; ++c) gidt[c] += yb[c] * t[c] + dyb[c] * (T(1) - t[c] * t[c]) * zp[c];
-      const T* x = tp.a[l].data() + int64_t(r) * ni;
-      const T* dx = tp.da[l].data() + int64_t(r) * ni;
-      for (int k = 0; k < ni; ++k) {
-        const T xa = x[k], dxa = dx[k];
-        T* gwk = gw + int64_t(k) * no;
-#pragma omp simd
-        for (int c = 0; c < no; ++c) gwk[c] += xa * zb[c] + dxa * zbp[c];
-      }
-    }
-    if (l == 0) break;
-    // cotangents of this layer's input (the previous layer's output)
-    for (int r = 0; r < rows; ++r) {
-      const T* zb = tp.zbar.data() + int64_t(r) * no;
-      const T* zbp = tp.zbarp.data() + int64_t(r) * no;
-      const T* yb = tp.ybar.data() + int64_t(r) * no;
-      const T* dyb = tp.dybar.data() + int64_t(r) * no;
-      T* xb = tp.abar.data() + int64_t(r) * ni;
-      T* dxb = tp.dabar.data() + int64_t(r) * ni;
-      for (int k = 0; k < ni; ++k) {
-        const T* wk = L.w + int64_t(k) * no;
-        T s1 = 0, s2 = 0;
-#pragma omp simd reduction(+ : s1, s2)
-        for (int c = 0; c < no; ++c) { s1 += zb[c] * wk[c]; s2 += zbp[c] * wk[c]; }
-        xb[k] = s1;
-        dxb[k] = s2;
-      }
-      if (no == ni || no == 2 * ni)
-        for (int c = 0; c < no; ++c) { xb[c % ni] += yb[c]; dxb[c % ni] += dyb[c]; }
-    }
-    std::swap(tp.abar, tp.ybar);
-    std::swap(tp.dabar, tp.dybar);
-  }
-}
-
-// Sizes of the per-net parameter-gradient blocks, in the order W, b, idt per layer.
-template <typename T>
-int64_t net_param_count(const EmbedNet<T>& net) {
-  int64_t n = 0;
-  for (const auto& L : net) n += int64_t(L.n_in) * L.n_out + L.n_out + (L.idt ? L.n_out : 0);
-  return n;
-}
-
-template <typename T>
-std::vector<std::array<T*, 3>> net_grad_views(const EmbedNet<T>& net, T* base) {
-  std::vector<std::array<T*, 3>> v;
-  for (const auto& L : net) {
-    std::array<T*, 3> g{base, base + int64_t(L.n_in) * L.n_out, nullptr};
-    base += int64_t(L.n_in) * L.n_out + L.n_out;
-    if (L.idt) { g[2] = base; base += L.n_out; }
-    v.push_back(g);
-  }
-  return v;
-}
-
-// mode 0 (backward): given gT, genv_out = dL/dR~ and pgrad += dL/dtheta.
-// mode 1 (double backward): given gT and gg_env (cotangent of genv), ggT_out and pgrad.
-// pgrad: all nets' parameter gradients, flat in net order (zeroed by the caller).
-template <typename T>
-void se_a_embed_train_sweep(int mode, const T* env, const T* gT, const T* ggenv, int64_t nat,
-                            const std::vector<int>& sel, const std::vector<EmbedNet<T>>& nets, int ng,
-                            T* genv_out, T* ggT_out, T* pgrad) {
-  int nnei = 0, maxsel = 0;
-  for (int s : sel) { nnei += s; maxsel = std::max(maxsel, s); }
-  const T scale = T(1) / T(nnei);
-  std::vector<int64_t> poff(nets.size() + 1, 0);
-  for (size_t t = 0; t < nets.size(); ++t) poff[t + 1] = poff[t] + net_param_count(nets[t]);
-  const int64_t ptotal = poff.back();
-#pragma omp parallel
-  {
-    std::vector<T> acc(ptotal, T(0));
-    std::vector<NetTape<T>> tapes(nets.size());
-    std::vector<std::vector<std::array<T*, 3>>> views(nets.size());
-    for (size_t t = 0; t < nets.size(); ++t) {
-      tapes[t].reserve(nets[t], sel[t]);
-      views[t] = net_grad_views(nets[t], acc.data() + poff[t]);
-    }
-    std::vector<T> gbar(size_t(maxsel) * ng), dgbar(size_t(maxsel) * ng), u(ng);
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t i = 0; i < nat; ++i) {
-      const T* gti = gT + i * ng * 4;
-      if (mode == 1) std::fill(ggT_out + i * ng * 4, ggT_out + (i + 1) * ng * 4, T(0));
-      int off = 0;
-      for (size_t t = 0; t < nets.size(); ++t) {
-        const int rows = sel[t];
-        const T* e = env + (i * nnei + off) * 4;
-        auto& tp = tapes[t];
-        tape_forward(nets[t], rows, e, 4, tp);
-        const T* G = tp.a.back().data();
-        const T* Gp = tp.da.back().data();
-        for (int j = 0; j < rows; ++j) {
-          const T* ej = e + j * 4;
-          const T* gj = G + int64_t(j) * ng;
-          const T* gpj = Gp + int64_t(j) * ng;
-          T* gb = gbar.data() + int64_t(j) * ng;
-#pragma omp simd
-          for (int k = 0; k < ng; ++k)
-            u[k] = gti[k * 4] * ej[0] + gti[k * 4 + 1] * ej[1] + gti[k * 4 + 2] * ej[2] + gti[k * 4 + 3] * ej[3];
-          if (mode == 0) {
-            T a0 = 0, a1 = 0, a2 = 0, a3 = 0, ds = 0;
-#pragma omp simd reduction(+ : a0, a1, a2, a3, ds)
-            for (int k = 0; k < ng; ++k) {
-              a0 += gj[k] * gti[k * 4];
-              a1 += gj[k] * gti[k * 4 + 1];
-              a2 += gj[k] * gti[k * 4 + 2];
-              a3 += gj[k] * gti[k * 4 + 3];
-              ds += gpj[k] * u[k];
-            }
-            T* ge = genv_out + (i * nnei + off + j) * 4;
-            ge[0] = (a0 + ds) * scale;
-            ge[1] = a1 * scale;
-            ge[2] = a2 * scale;
-            ge[3] = a3 * scale;
-#pragma omp simd
-            for (int k = 0; k < ng; ++k) gb[k] = u[k] * scale;
-          } else {
-            const T* aj = ggenv + (i * nnei + off + j) * 4;
-            T* ggt = ggT_out + i * ng * 4;
-            T* dgb = dgbar.data() + int64_t(j) * ng;
-#pragma omp simd
-            for (int k = 0; k < ng; ++k) {
-              ggt[k * 4] += scale * (gj[k] * aj[0] + aj[0] * gpj[k] * ej[0]);
-              ggt[k * 4 + 1] += scale * (gj[k] * aj[1] + aj[0] * gpj[k] * ej[1]);
-              ggt[k * 4 + 2] += scale * (gj[k] * aj[2] + aj[0] * gpj[k] * ej[2]);
-              ggt[k * 4 + 3] += scale * (gj[k] * aj[3] + aj[0] * gpj[k] * ej[3]);
-              gb[k] = scale * (gti[k * 4] * aj[0] + gti[k * 4 + 1] * aj[1] + gti[k * 4 + 2] * aj[2] + gti[k * 4 + 3] * aj[3]);
-              dgb[k] = scale * aj[0] * u[k];
-            }
-          }
-        }
-        tape_reverse(nets[t], rows, tp, gbar.data(), mode == 1 ? dgbar.data() : nullptr, views[t]);
+        const int rows = sel[t], p = tail_start(e, rows);
         off += rows;
+        if (rows == 0) continue;
+        embed_net(packed[t], p + 1, e, 4, g.data(), dg.data(), work.data(), wsize);
+        for (int j = 0; j <= p; ++j)
+          row_gradient(gt4.data(), ldg, g.data() + int64_t(j) * ldg, dg.data() + int64_t(j) * ldg, e + j * 4, scale,
+                       u.data(), ge + j * 4);
+        for (int j = p + 1; j < rows; ++j)  // identical slots, identical gradients
+          for (int c = 0; c < 4; ++c) ge[j * 4 + c] = ge[p * 4 + c];
+        if (cache)
+          for (int j = 0; j <= p; ++j) {
+            T* row = cache + ((i * nnei + off - rows + j) * 2) * int64_t(ldc);
+            std::copy(g.data() + int64_t(j) * ldg, g.data() + int64_t(j + 1) * ldg, row);
+            std::copy(dg.data() + int64_t(j) * ldg, dg.data() + int64_t(j + 1) * ldg, row + ldc);
+          }
       }
     }
-#pragma omp critical
-    for (int64_t k = 0; k < ptotal; ++k) pgrad[k] += acc[k];
   }
 }
 

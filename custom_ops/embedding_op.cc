@@ -6,9 +6,13 @@
 #include <vector>
 
 #include "embedding.h"
+#include "embedding_train.h"
 #include "paddle/extension.h"
+#include "threads.h"
 
 namespace {
+
+constexpr int64_t kSerialAtoms = 8;  // below this many centre atoms a call runs on one thread
 
 template <typename T>
 std::vector<dpp::EmbedNet<T>> make_nets(const std::vector<paddle::Tensor>& params, int ntypes, int nlayer,
@@ -52,6 +56,7 @@ void forward(const paddle::Tensor& env, const std::vector<paddle::Tensor>& param
   int ng, width;
   auto nets = make_nets<T>(params, int(sel.size()), nlayer, timestep, &ng, &width);
   *out = paddle::empty({env.shape()[0], ng, 4}, env.dtype(), env.place());
+  dpp::KernelThreads threads(env.shape()[0], kSerialAtoms);
   dpp::se_a_embed_forward<T>(env.data<T>(), env.shape()[0], sel, nets, ng, width, out->data<T>());
 }
 
@@ -61,6 +66,7 @@ void backward(const paddle::Tensor& env, const std::vector<paddle::Tensor>& para
   int ng, width;
   auto nets = make_nets<T>(params, int(sel.size()), nlayer, timestep, &ng, &width);
   *genv = paddle::empty_like(env);
+  dpp::KernelThreads threads(env.shape()[0], kSerialAtoms);
   dpp::se_a_embed_backward<T>(env.data<T>(), gT.data<T>(), env.shape()[0], sel, nets, ng, width, genv->data<T>());
 }
 
@@ -89,6 +95,7 @@ std::vector<paddle::Tensor> train_sweep(int mode, const paddle::Tensor& env, con
   for (const auto& p : params) total += p.numel();
   std::vector<T> flat(total, T(0));
   paddle::Tensor first = mode == 0 ? paddle::empty_like(env) : paddle::empty_like(gT);
+  dpp::KernelThreads threads(env.shape()[0], kSerialAtoms);
   dpp::se_a_embed_train_sweep<T>(mode, env.data<T>(), gT.data<T>(), ggenv ? ggenv->data<T>() : nullptr,
                                  env.shape()[0], sel, nets, ng, mode == 0 ? first.data<T>() : nullptr,
                                  mode == 1 ? first.data<T>() : nullptr, flat.data());
@@ -201,3 +208,172 @@ PD_BUILD_DOUBLE_GRAD_OP(se_a_embed_train)
     .Outputs({paddle::Grad(paddle::Grad("T")), paddle::Grad(paddle::Vec("Params"))})
     .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
     .SetKernelFn(PD_KERNEL(SeAEmbedTrainDoubleBackward));
+
+// ---------------------------------------------------------------- hand-assembled training step
+// Three operators without gradients, for deepmd_paddle/train/fused_step.py, which assembles
+// the gradient of an energy/force/virial loss itself so that each embedding pass runs once:
+//   se_a_embed_vjp(Env, Params, GT)            -> dL/dEnv for a cotangent GT on T, and a Cache
+//                                                 of G, G' (empty above kCacheBytes)
+//   se_a_embed_ggt(Env, Params, A, Cache)      -> dL/dGT for a cotangent A on dE/dEnv
+//   se_a_embed_pgrad(Env, Params, TBar, GT, A) -> the weight gradients, flat (net order,
+//                                                 W b idt per layer); TBar or A may be empty.
+namespace {
+
+template <typename T>
+const T* data_or_null(const paddle::Tensor& x) {
+  return x.numel() > 0 ? x.data<T>() : nullptr;
+}
+
+// G and G' of the evaluated rows kept between se_a_embed_vjp and se_a_embed_ggt, at most this
+// many bytes (beyond it the cache is empty and se_a_embed_ggt evaluates the nets again).
+constexpr int64_t kCacheBytes = int64_t(1) << 30;
+inline int cache_ld(int ng) { return (ng + 15) / 16 * 16; }  // >= the padded ng of either precision
+
+template <typename T>
+std::vector<paddle::Tensor> vjp_impl(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                                     const paddle::Tensor& gT, const std::vector<int>& sel, int nlayer, bool timestep) {
+  int ng, width;
+  auto nets = make_nets<T>(params, int(sel.size()), nlayer, timestep, &ng, &width);
+  const int64_t nat = env.shape()[0], nnei = env.shape()[1];
+  const int ldc = cache_ld(ng);
+  const bool keep = nat * nnei * 2 * ldc * int64_t(sizeof(T)) <= kCacheBytes;
+  auto cache = paddle::empty({keep ? nat : 0, nnei, 2 * ldc}, env.dtype(), env.place());
+  auto genv = paddle::empty_like(env);
+  dpp::KernelThreads threads(nat, kSerialAtoms);
+  dpp::se_a_embed_backward<T>(env.data<T>(), gT.data<T>(), nat, sel, nets, ng, width, genv.data<T>(),
+                              keep ? cache.data<T>() : nullptr, ldc);
+  return {genv, cache};
+}
+
+template <typename T>
+paddle::Tensor ggt_impl(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params, const paddle::Tensor& a,
+                        const paddle::Tensor& cache, const std::vector<int>& sel, int nlayer, bool timestep) {
+  int ng, width;
+  auto nets = make_nets<T>(params, int(sel.size()), nlayer, timestep, &ng, &width);
+  PD_CHECK(a.shape() == env.shape(), "se_a_embed_ggt: A must have the shape of Env");
+  auto out = paddle::empty({env.shape()[0], ng, 4}, env.dtype(), env.place());
+  dpp::KernelThreads threads(env.shape()[0], kSerialAtoms);
+  const bool cached = cache.numel() > 0;
+  PD_CHECK(!cached || (cache.shape().size() == 3 && cache.shape()[0] == env.shape()[0] &&
+                       cache.shape()[1] == env.shape()[1] && cache.shape()[2] == 2 * cache_ld(ng)),
+           "se_a_embed_ggt: Cache must come from se_a_embed_vjp on the same Env");
+  dpp::se_a_embed_ggt<T>(env.data<T>(), a.data<T>(), env.shape()[0], sel, nets, ng, width, out.data<T>(),
+                         cached ? cache.data<T>() : nullptr, cache_ld(ng));
+  return out;
+}
+
+template <typename T>
+paddle::Tensor pgrad_impl(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                          const paddle::Tensor& tbar, const paddle::Tensor& gT, const paddle::Tensor& a,
+                          const std::vector<int>& sel, int nlayer, bool timestep) {
+  int ng, width;
+  auto nets = make_nets<T>(params, int(sel.size()), nlayer, timestep, &ng, &width);
+  const int64_t nat = env.shape()[0];
+  PD_CHECK(tbar.numel() == 0 || tbar.numel() == nat * ng * 4, "se_a_embed_pgrad: TBar must be nat x ng x 4 or empty");
+  PD_CHECK(a.numel() == 0 || (a.shape() == env.shape() && gT.numel() == nat * ng * 4),
+           "se_a_embed_pgrad: A must have the shape of Env (or be empty) and GT be nat x ng x 4");
+  int64_t total = 0;
+  for (const auto& p : params) total += p.numel();
+  auto out = paddle::full({total}, 0.0, env.dtype(), env.place());
+  dpp::KernelThreads threads(nat, kSerialAtoms);
+  dpp::se_a_embed_param_grad<T>(env.data<T>(), data_or_null<T>(tbar), data_or_null<T>(gT), data_or_null<T>(a), nat, sel,
+                                nets, ng, nullptr, nullptr, out.data<T>());
+  return out;
+}
+
+}  // namespace
+
+std::vector<paddle::Tensor> SeAEmbedVjp(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                                        const paddle::Tensor& gT, const std::vector<int>& sel, int nlayer,
+                                        bool timestep) {
+  check(env, sel);
+  if (env.dtype() == paddle::DataType::FLOAT64) return vjp_impl<double>(env, params, gT, sel, nlayer, timestep);
+  return vjp_impl<float>(env, params, gT, sel, nlayer, timestep);
+}
+
+std::vector<paddle::Tensor> SeAEmbedGgt(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                                        const paddle::Tensor& a, const paddle::Tensor& cache,
+                                        const std::vector<int>& sel, int nlayer, bool timestep) {
+  check(env, sel);
+  if (env.dtype() == paddle::DataType::FLOAT64)
+    return {ggt_impl<double>(env, params, a, cache, sel, nlayer, timestep)};
+  return {ggt_impl<float>(env, params, a, cache, sel, nlayer, timestep)};
+}
+
+std::vector<paddle::Tensor> SeAEmbedPgrad(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                                          const paddle::Tensor& tbar, const paddle::Tensor& gT,
+                                          const paddle::Tensor& a, const std::vector<int>& sel, int nlayer,
+                                          bool timestep) {
+  check(env, sel);
+  if (env.dtype() == paddle::DataType::FLOAT64)
+    return {pgrad_impl<double>(env, params, tbar, gT, a, sel, nlayer, timestep)};
+  return {pgrad_impl<float>(env, params, tbar, gT, a, sel, nlayer, timestep)};
+}
+
+std::vector<std::vector<int64_t>> SeAEmbedVjpShape(const std::vector<int64_t>& env,
+                                                   const std::vector<std::vector<int64_t>>& params,
+                                                   const std::vector<int64_t>& gT) {
+  return {env, {-1, env[1], -1}};
+}
+
+std::vector<paddle::DataType> SeAEmbedVjpDtype(const paddle::DataType& env, const std::vector<paddle::DataType>& params,
+                                               const paddle::DataType& gT) {
+  return {env, env};
+}
+
+std::vector<std::vector<int64_t>> SeAEmbedGgtShape(const std::vector<int64_t>& env,
+                                                   const std::vector<std::vector<int64_t>>& params,
+                                                   const std::vector<int64_t>& a, const std::vector<int64_t>& cache,
+                                                   const std::vector<int>& sel,
+                                                   int nlayer, bool timestep) {
+  return SeAEmbedShape(env, params, sel, nlayer, timestep);
+}
+
+std::vector<paddle::DataType> SeAEmbedGgtDtype(const paddle::DataType& env, const std::vector<paddle::DataType>& params,
+                                               const paddle::DataType& a, const paddle::DataType& cache) {
+  return {env};
+}
+
+std::vector<std::vector<int64_t>> SeAEmbedPgradShape(const std::vector<int64_t>& env,
+                                                     const std::vector<std::vector<int64_t>>& params,
+                                                     const std::vector<int64_t>& tbar, const std::vector<int64_t>& gT,
+                                                     const std::vector<int64_t>& a) {
+  int64_t total = 0;
+  for (const auto& p : params) {
+    int64_t n = 1;
+    for (auto d : p) n *= d;
+    total += n;
+  }
+  return {{total}};
+}
+
+std::vector<paddle::DataType> SeAEmbedPgradDtype(const paddle::DataType& env,
+                                                 const std::vector<paddle::DataType>& params,
+                                                 const paddle::DataType& tbar, const paddle::DataType& gT,
+                                                 const paddle::DataType& a) {
+  return {env};
+}
+
+PD_BUILD_OP(se_a_embed_vjp)
+    .Inputs({"Env", paddle::Vec("Params"), "GT"})
+    .Outputs({"GEnv", "Cache"})
+    .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
+    .SetKernelFn(PD_KERNEL(SeAEmbedVjp))
+    .SetInferShapeFn(PD_INFER_SHAPE(SeAEmbedVjpShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(SeAEmbedVjpDtype));
+
+PD_BUILD_OP(se_a_embed_ggt)
+    .Inputs({"Env", paddle::Vec("Params"), "A", "Cache"})
+    .Outputs({"GGT"})
+    .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
+    .SetKernelFn(PD_KERNEL(SeAEmbedGgt))
+    .SetInferShapeFn(PD_INFER_SHAPE(SeAEmbedGgtShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(SeAEmbedGgtDtype));
+
+PD_BUILD_OP(se_a_embed_pgrad)
+    .Inputs({"Env", paddle::Vec("Params"), "TBar", "GT", "A"})
+    .Outputs({"PGrad"})
+    .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
+    .SetKernelFn(PD_KERNEL(SeAEmbedPgrad))
+    .SetInferShapeFn(PD_INFER_SHAPE(SeAEmbedPgradShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(SeAEmbedPgradDtype));

@@ -16,6 +16,7 @@
 #include "env_mat.h"
 #include "neighbor_list.h"
 #include "paddle/extension.h"
+#include "threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -38,35 +39,6 @@ double parse_double(const std::string& text, const char* name) {
            "' is not a number");
   return v;
 }
-
-// Threads for one kernel call, restored afterwards (the OpenMP runtime is shared with Paddle,
-// whose import sets OMP_NUM_THREADS=1 before it starts). Small calls run serially: waking and
-// then spin-waiting worker threads costs more than they save below ~1 ms of work.
-// DEEPMD_PADDLE_NUM_THREADS caps the count; the default is every available core.
-class KernelThreads {
- public:
-  explicit KernelThreads(int64_t work, int64_t serial_below) {
-#ifdef _OPENMP
-    static const int n = [] {
-      const char* env = std::getenv("DEEPMD_PADDLE_NUM_THREADS");
-      const int v = env ? std::atoi(env) : 0;
-      return v > 0 ? v : omp_get_num_procs();
-    }();
-    saved_ = omp_get_max_threads();
-    omp_set_num_threads(work < serial_below ? 1 : n);
-#endif
-  }
-  ~KernelThreads() {
-#ifdef _OPENMP
-    omp_set_num_threads(saved_);
-#endif
-  }
-  KernelThreads(const KernelThreads&) = delete;
-  KernelThreads& operator=(const KernelThreads&) = delete;
-
- private:
-  int saved_ = 1;
-};
 
 constexpr int64_t kSerialAtoms = 512;       // neighbour list: centre atoms
 constexpr int64_t kSerialSlots = 1 << 16;   // env mat: atoms x neighbour slots
@@ -95,7 +67,7 @@ std::vector<paddle::Tensor> NeighborListForward(const paddle::Tensor& coord,
   PD_CHECK(box.dtype() == coord.dtype(), "box must have the dtype of coord");
   PD_CHECK(rcut > 0, "rcut must be positive");
   const int64_t nnei = sum_sel(sel), ntypes = static_cast<int64_t>(sel.size());
-  KernelThreads threads(nloc, kSerialAtoms);
+  dpp::KernelThreads threads(nloc, kSerialAtoms);
   auto nlist = paddle::empty({nf, nloc, nnei}, paddle::DataType::INT32, paddle::CPUPlace());
   auto shift = paddle::empty({nf, nloc, nnei, 3}, coord.dtype(), paddle::CPUPlace());
   auto nmax = paddle::empty({nf, ntypes}, paddle::DataType::INT32, paddle::CPUPlace());
@@ -170,7 +142,7 @@ std::vector<paddle::Tensor> EnvMatForward(const paddle::Tensor& rij, const paddl
   const double rcut = parse_double(rcut_attr, "rcut");
   const double rcut_smth = parse_double(rcut_smth_attr, "rcut_smth");
   const EnvDims d = env_dims(rij, nlist, atype, dstd);
-  KernelThreads threads(d.natoms * d.nnei, kSerialSlots);
+  dpp::KernelThreads threads(d.natoms * d.nnei, kSerialSlots);
   PD_CHECK(davg.shape() == dstd.shape() && davg.dtype() == dstd.dtype(),
            "davg must match dstd in shape and dtype");
   auto rs = rij.shape();
@@ -193,7 +165,7 @@ std::vector<paddle::Tensor> EnvMatBackward(const paddle::Tensor& rij, const padd
   const double rcut = parse_double(rcut_attr, "rcut");
   const double rcut_smth = parse_double(rcut_smth_attr, "rcut_smth");
   const EnvDims d = env_dims(rij, nlist, atype, dstd);
-  KernelThreads threads(d.natoms * d.nnei, kSerialSlots);
+  dpp::KernelThreads threads(d.natoms * d.nnei, kSerialSlots);
   PD_CHECK(g_env.numel() == d.natoms * d.nnei * 4, "Grad(env) has the wrong size");
   auto g_rij = paddle::empty(rij.shape(), rij.dtype(), paddle::CPUPlace());
   PD_DISPATCH_FLOATING_TYPES(rij.type(), "deepmd_env_mat_grad", ([&] {
@@ -213,7 +185,7 @@ std::vector<paddle::Tensor> EnvMatDoubleBackward(
   const double rcut = parse_double(rcut_attr, "rcut");
   const double rcut_smth = parse_double(rcut_smth_attr, "rcut_smth");
   const EnvDims d = env_dims(rij, nlist, atype, dstd);
-  KernelThreads threads(d.natoms * d.nnei, kSerialSlots);
+  dpp::KernelThreads threads(d.natoms * d.nnei, kSerialSlots);
   PD_CHECK(g_env.numel() == d.natoms * d.nnei * 4, "Grad(env) has the wrong size");
   PD_CHECK(gg_rij.numel() == d.natoms * d.nnei * 3, "Grad(Grad(rij)) has the wrong size");
   auto gg_env = paddle::empty(g_env.shape(), rij.dtype(), paddle::CPUPlace());

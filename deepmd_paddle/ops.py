@@ -53,7 +53,7 @@ import paddle  # noqa: E402
 
 _LIB_NAME = "deepmd_paddle_ops"
 _CORE_SOURCES = ("ops.cc", "neighbor_list.cc", "env_mat.cc")
-_CORE_HEADERS = ("neighbor_list.h", "env_mat.h")
+_CORE_HEADERS = ("neighbor_list.h", "env_mat.h", "threads.h")
 _CXX_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 _LD_FLAGS = ["-fopenmp"]  # links libgomp
 _NO_OP_ENV = "DEEPMD_PADDLE_NO_CUSTOM_OP"

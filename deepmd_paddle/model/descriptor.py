@@ -132,16 +132,27 @@ class DescrptSeA(paddle.nn.Layer):
         if self.precision != "float64":
             env = env.astype(self.precision)
         if fused:
-            nets = [self.embeddings[t if self.type_one_side else ti + t * self.ntypes] for t in range(self.ntypes)]
-            params = [p for net in nets for layer in net.layers
-                      for p in ((layer.w, layer.b) if layer.idt is None else (layer.w, layer.b, layer.idt))]
             op = self.fused_op()
             run = op.se_a_embed_train if fused == "train" else op.se_a_embed
-            xyz = run(env, params, self.sel, len(self.neuron), self.resnet_dt)
+            xyz = run(env, self.fused_params(ti), *self.fused_attrs())
         else:
             xyz = self._contract(env, ti, keep if self.uniform_stats else None)
+        return self.from_contraction(xyz)
+
+    def from_contraction(self, xyz):
+        """D = T T<^T flattened (nat x ng*axis_neuron) from T = (1/nnei) sum_j G_j^T R~_j."""
         d = paddle.matmul(xyz, xyz[:, : self.axis_neuron, :], transpose_y=True)  # nat x ng x axis
         return d.reshape([d.shape[0], -1])
+
+    def fused_params(self, ti: int | None) -> list:
+        """The weights the fused operators take for centre type ti: per neighbour type, per
+        layer W, b (and idt when the layer has one)."""
+        nets = [self.embeddings[t if self.type_one_side else ti + t * self.ntypes] for t in range(self.ntypes)]
+        return [p for net in nets for layer in net.layers
+                for p in ((layer.w, layer.b) if layer.idt is None else (layer.w, layer.b, layer.idt))]
+
+    def fused_attrs(self) -> tuple:
+        return self.sel, len(self.neuron), self.resnet_dt
 
     def _contract(self, env, ti, keep=None):
         """T = (1/nnei) sum_j G_j^T R~_j with the Paddle layers: nat x ng x 4.

@@ -81,24 +81,12 @@ class EnergyModel(paddle.nn.Layer):
         Returns energy [nf,1], atom_energy [nf,nloc,1], force [nf,nloc,3], virial [nf,9] and,
         when asked, atom_virial [nf,nloc,9]; all float64.
         """
-        if check and paddle.in_dynamic_mode():
-            check_inputs(coord, atype, box, self.ntypes, self.type_map, self.descriptor.rcut)
-        coord = coord.astype("float64")
-        box = None if box is None else box.astype("float64")
-        atype = atype.astype("int32")
+        coord, atype, box, nlist, shift, keep = self.prepare(coord, atype, box, check)
         nf, nloc = coord.shape[0], coord.shape[1]
-        with paddle.no_grad():
-            # validated above (or the caller asked for no checks): the search need not re-check
-            nlist, shift, nmax, mindist = self.descriptor.neighbor_list(coord, atype, box, check=False)
-        if check and paddle.in_dynamic_mode():
-            check_neighbors(nmax, mindist, self.descriptor.sel, coord, box, self.type_map)
         rij = build_rij(coord, nlist, shift)  # nf x nloc x nnei x 3
         if rij.stop_gradient:
             rij.stop_gradient = False
         env = self.descriptor.env_mat(rij, nlist, atype)  # nf x nloc x nnei x 4
-        keep = None
-        if paddle.in_dynamic_mode():  # the largest real neighbour counts: padded slots need no net
-            keep = np.minimum(nmax.numpy().max(axis=0), self.descriptor.sel).tolist()
         atom_e = self.atomic_energy(env, atype, self._embedding_mode(coord, create_graph), keep)  # nf x nloc x 1
         energy = atom_e.sum(axis=1)  # nf x 1
         (g,) = paddle.grad(energy.sum(), rij, create_graph=create_graph)  # nf x nloc x nnei x 3
@@ -112,12 +100,32 @@ class EnergyModel(paddle.nn.Layer):
             out["atom_virial"] = self._scatter_to_neighbors(pair, nlist)
         return out
 
+    def prepare(self, coord, atype, box, check: bool = True):
+        """Checked float64 coordinates and box, int32 types, the neighbour list with its image
+        shifts, and ``keep`` (per neighbour type, the largest real neighbour count: padded slots
+        past it need no net; None in static graphs)."""
+        if check and paddle.in_dynamic_mode():
+            check_inputs(coord, atype, box, self.ntypes, self.type_map, self.descriptor.rcut)
+        coord = coord.astype("float64")
+        box = None if box is None else box.astype("float64")
+        atype = atype.astype("int32")
+        with paddle.no_grad():
+            # validated above (or the caller asked for no checks): the search need not re-check
+            nlist, shift, nmax, mindist = self.descriptor.neighbor_list(coord, atype, box, check=False)
+        if check and paddle.in_dynamic_mode():
+            check_neighbors(nmax, mindist, self.descriptor.sel, coord, box, self.type_map)
+        keep = None
+        if paddle.in_dynamic_mode():  # the largest real neighbour counts: padded slots need no net
+            keep = np.minimum(nmax.numpy().max(axis=0), self.descriptor.sel).tolist()
+        return coord, atype, box, nlist, shift, keep
+
     # Which embedding path serves a call. With frozen weights (DeepPot, exported graphs) the
     # fused C++ evaluation operator serves: in cache per atom, memory O(threads), and faster
-    # than Paddle's layers (CPU ms, water 192 atoms, 1 thread: 92 vs 137). For training the
-    # Paddle layers with the fused bias_tanh are faster than se_a_embed_train's loops, which are
-    # not register-blocked yet (water trainer step: 0.28 vs 0.69 s), so that operator (exact,
-    # tested) is used only when this flag asks for it.
+    # than Paddle's layers. The trainer does not come here: train/fused_step.py assembles the
+    # loss gradient around the fused operators itself, which runs each embedding pass once.
+    # Autograd through the fused training operator (se_a_embed_train, exact, tested) is kept
+    # for other callers that want weight gradients; it runs the nets once more per backward
+    # than the hand-assembled step, so it is used only when this flag asks for it.
     prefer_fused_embedding = False
 
     def _embedding_mode(self, coord, create_graph):

@@ -14,6 +14,7 @@ a second Ctrl-C stops at once without saving.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import logging
 import math
@@ -27,12 +28,13 @@ import paddle
 from deepmd_paddle.data.batch import DataSet
 from deepmd_paddle.data.stats import data_energy_bias, env_mat_stat, resolve_sel, stat_frames
 from deepmd_paddle.data.system import load_system
-from deepmd_paddle.train import checkpoint
+from deepmd_paddle.train import checkpoint, fused_step
 from deepmd_paddle.train.loss import EnerLoss
 from deepmd_paddle.train.lr import LearningRateExp
 
 log = logging.getLogger(__name__)
 THREADS_ENV = "DP_INTRA_OP_PARALLELISM_THREADS"  # DeePMD-kit's name; default: every usable core
+FUSED_ENV = "DEEPMD_PADDLE_FUSED_TRAINING"  # "0": autograd through the Paddle layers instead
 
 
 def set_threads() -> int:
@@ -95,6 +97,11 @@ class Trainer:
         self.lr = LearningRateExp.from_config(cfg["learning_rate"], self.numb_steps)
         self.loss = EnerLoss(cfg["learning_rate"]["start_lr"], **cfg["loss"])
         self.opt = paddle.optimizer.Adam(learning_rate=self.lr.value(0), parameters=self.model.parameters())
+        # the loss gradient assembled around the fused C++ embedding (train/fused_step.py), or
+        # autograd through the Paddle layers (DEEPMD_PADDLE_FUSED_TRAINING=0, or no operators)
+        self.fused = os.environ.get(FUSED_ENV, "1") != "0" and fused_step.supported(self.model)
+        log.info("training step: %s", "fused C++ embedding" if self.fused else "autograd through Paddle layers")
+        self._grads_ready = False
         self.start_step = 0
         if restart:
             tensors, meta = ckpt
@@ -208,16 +215,22 @@ class Trainer:
         """Draw batch ``step`` and evaluate the loss: (lr, batch, loss, l2)."""
         lr = self.lr.value(step)
         batch = self.train_data.next_batch()
-        loss, l2 = self._forward(batch, lr, train=True)
+        if self.fused:  # the gradients are in .grad already
+            loss, l2 = fused_step.step(self.model, self.loss, to_paddle(batch, self.dtype), lr)
+            self._grads_ready = True
+        else:
+            loss, l2 = self._forward(batch, lr, train=True)
         return lr, batch, loss, l2
 
     def update(self, loss, lr: float) -> None:
         """One Adam step at learning rate ``lr`` (nothing when no label entered the loss)."""
         if isinstance(loss, paddle.Tensor):
             self.opt.set_lr(lr)
-            loss.backward()
+            if not self._grads_ready:
+                loss.backward()
             self.opt.step()
             self.opt.clear_grad()
+        self._grads_ready = False
 
     def _on_sigint(self, signum, frame):
         if self._stop:
@@ -236,6 +249,8 @@ class Trainer:
             pass
         fp = self._open_lcurve() if tr["disp_training"] else None
         self.model.train()
+        gc.collect()
+        gc.freeze()  # the objects alive now live to the end: the collector need not walk them each step
         last_ckpt, step = None, self.start_step
         t_last, step_last = time.perf_counter(), self.start_step
         try:
@@ -261,6 +276,7 @@ class Trainer:
         finally:
             if fp is not None:
                 fp.close()
+            gc.unfreeze()
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
         return {"step": step, "checkpoint": last_ckpt, "interrupted": False}

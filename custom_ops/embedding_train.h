@@ -1,0 +1,427 @@
+// Training kernels of the fused se_e2_a embedding (plain C++, no Paddle types).
+//
+// With T_i = (1/nnei) sum_j w_j G(s_j)^T R~_j (w_j: how many equal padded slots row j stands
+// for, see tail_start) a training step needs, per centre atom:
+//   mode 0 (gradient, cotangent gT on T):
+//       dL/dR~_j = (1/nnei) [G_j gT + e_0 G'_j . (gT R~_j)],   dL/dtheta from  Gbar_j = w_j u_j / nnei
+//       with u_j = gT R~_j (ng values) and G' = dG/ds;
+//   mode 1 (double gradient, cotangent a_j on dL/dR~_j, from a loss on forces):
+//       d/dgT = (1/nnei) sum_j [G_j a_j^T + a_j0 G'_j R~_j^T],
+//       dL/dtheta from Gbar_j = (gT a_j) / nnei and G'bar_j = a_j0 u_j / nnei.
+// The weight gradients come from a reverse sweep over a forward-mode (value + s-tangent) pass
+// of the net, which keeps per layer its input x, tangent dx, tanh output t and the tangent
+// pre-activation zp = dx W. For one layer y = idt * tanh(x W + b) (+ skip), with cotangents
+// yb on y and dyb on dy:
+//       zbp = idt dyb (1 - t^2),   zb = (idt yb - 2 idt dyb zp t) (1 - t^2)
+//       Wbar += x^T zb + dx^T zbp,  bbar += sum zb,  idtbar += sum (yb t + dyb (1 - t^2) zp)
+//       xb = zb W^T (+ skip of yb),  dxb = zbp W^T (+ skip of dyb).
+// Every product runs on the register-blocked kernels of embedding.h (weights packed to whole
+// 64-byte vectors, W^T packed too); buffers are per thread and O(sel x width).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "embedding.h"
+
+namespace dpp {
+
+// W^T of a layer packed for gemm_bias: n_in = n_out(W), columns = n_in(W) padded, bias 0.
+template <typename T>
+PackedLayer<T> pack_transposed(const EmbedLayer<T>& L) {
+  PackedLayer<T> P;
+  P.n_in = L.n_out;
+  P.n_out = L.n_in;
+  P.nop = pad_to(L.n_in, kLanes<T>);
+  P.w.assign(size_t(P.n_in) * P.nop, T(0));
+  P.b.assign(P.nop, T(0));
+  P.idt.assign(P.nop, T(1));
+  for (int k = 0; k < L.n_in; ++k)
+    for (int c = 0; c < L.n_out; ++c) P.w[size_t(c) * P.nop + k] = L.w[int64_t(k) * L.n_out + c];
+  return P;
+}
+
+// GW (ni x ldz) += X^T Z (+ DX^T ZP when Tangent): X, DX rows x ni (stride ldx), Z, ZP rows x ldz.
+// Blocks of 4 inputs x 2 column vectors: 8 accumulators, each loaded vector used 4 times.
+template <typename T, bool Tangent>
+void weight_grad(const T* X, const T* DX, int ldx, const T* Z, const T* ZP, int ldz, int rows, int ni, T* GW) {
+  constexpr int L = kLanes<T>;
+  const int nv = ldz / L;
+  int k = 0;
+  for (; k + 4 <= ni; k += 4) {
+    int cv = 0;
+    for (; cv + 2 <= nv; cv += 2) {
+      T* g = GW + int64_t(k) * ldz + cv * L;
+      Vec<T> a0 = vload(g), a1 = vload(g + ldz), a2 = vload(g + 2 * ldz), a3 = vload(g + 3 * ldz);
+      Vec<T> b0 = vload(g + L), b1 = vload(g + ldz + L), b2 = vload(g + 2 * ldz + L), b3 = vload(g + 3 * ldz + L);
+      for (int r = 0; r < rows; ++r) {
+        const T* x = X + int64_t(r) * ldx + k;
+        const Vec<T> z = vload(Z + int64_t(r) * ldz + cv * L), y = vload(Z + int64_t(r) * ldz + cv * L + L);
+        a0 += x[0] * z; a1 += x[1] * z; a2 += x[2] * z; a3 += x[3] * z;
+        b0 += x[0] * y; b1 += x[1] * y; b2 += x[2] * y; b3 += x[3] * y;
+        if (Tangent) {
+          const T* dx = DX + int64_t(r) * ldx + k;
+          const Vec<T> zp = vload(ZP + int64_t(r) * ldz + cv * L), yp = vload(ZP + int64_t(r) * ldz + cv * L + L);
+          a0 += dx[0] * zp; a1 += dx[1] * zp; a2 += dx[2] * zp; a3 += dx[3] * zp;
+          b0 += dx[0] * yp; b1 += dx[1] * yp; b2 += dx[2] * yp; b3 += dx[3] * yp;
+        }
+      }
+      vstore(g, a0); vstore(g + ldz, a1); vstore(g + 2 * ldz, a2); vstore(g + 3 * ldz, a3);
+      vstore(g + L, b0); vstore(g + ldz + L, b1); vstore(g + 2 * ldz + L, b2); vstore(g + 3 * ldz + L, b3);
+    }
+    for (; cv < nv; ++cv) {
+      T* g = GW + int64_t(k) * ldz + cv * L;
+      Vec<T> a0 = vload(g), a1 = vload(g + ldz), a2 = vload(g + 2 * ldz), a3 = vload(g + 3 * ldz);
+      for (int r = 0; r < rows; ++r) {
+        const T* x = X + int64_t(r) * ldx + k;
+        const Vec<T> z = vload(Z + int64_t(r) * ldz + cv * L);
+        a0 += x[0] * z; a1 += x[1] * z; a2 += x[2] * z; a3 += x[3] * z;
+        if (Tangent) {
+          const T* dx = DX + int64_t(r) * ldx + k;
+          const Vec<T> zp = vload(ZP + int64_t(r) * ldz + cv * L);
+          a0 += dx[0] * zp; a1 += dx[1] * zp; a2 += dx[2] * zp; a3 += dx[3] * zp;
+        }
+      }
+      vstore(g, a0); vstore(g + ldz, a1); vstore(g + 2 * ldz, a2); vstore(g + 3 * ldz, a3);
+    }
+  }
+  for (; k < ni; ++k) {
+    for (int cv = 0; cv < nv; ++cv) {
+      T* g = GW + int64_t(k) * ldz + cv * L;
+      Vec<T> a = vload(g);
+      for (int r = 0; r < rows; ++r) {
+        a += X[int64_t(r) * ldx + k] * vload(Z + int64_t(r) * ldz + cv * L);
+        if (Tangent) a += DX[int64_t(r) * ldx + k] * vload(ZP + int64_t(r) * ldz + cv * L);
+      }
+      vstore(g, a);
+    }
+  }
+}
+
+// A net packed both ways, and the per-thread buffers of one forward-mode pass and its reverse.
+template <typename T>
+struct TrainNet {
+  std::vector<PackedLayer<T>> fwd, bwd;  // W and W^T
+  int ldg = 0;                           // padded width of the output G
+  explicit TrainNet(const EmbedNet<T>& net) : fwd(pack_net(net)) {
+    for (const auto& L : net) bwd.push_back(pack_transposed(L));
+    ldg = fwd.back().nop;
+  }
+  int ld_in(size_t l) const { return l == 0 ? 1 : fwd[l - 1].nop; }
+};
+
+template <typename T>
+struct TrainTape {
+  std::vector<std::vector<T>> a, da, t, zp;  // a[l], da[l]: input of layer l (a[nl] = G); t, zp: layer outputs
+  std::vector<T> yb, dyb, xb, dxb, zb, zbp;  // reverse-sweep cotangents, rows x widest padded layer
+  TrainTape(const TrainNet<T>& net, int rows) {
+    const size_t nl = net.fwd.size();
+    a.resize(nl + 1); da.resize(nl + 1); t.resize(nl); zp.resize(nl);
+    int width = 1;
+    for (size_t l = 0; l <= nl; ++l) {
+      const int ld = l < nl ? net.ld_in(l) : net.ldg;
+      a[l].assign(size_t(rows) * ld, T(0));
+      da[l].assign(size_t(rows) * ld, T(0));
+      if (l < nl) {
+        t[l].assign(size_t(rows) * net.fwd[l].nop, T(0));
+        zp[l].assign(size_t(rows) * net.fwd[l].nop, T(0));
+        width = std::max(width, net.fwd[l].nop);
+      }
+    }
+    for (auto* v : {&yb, &dyb, &xb, &dxb, &zb, &zbp}) v->assign(size_t(rows) * width, T(0));
+  }
+};
+
+// Per-thread parameter-gradient accumulators in the packed layout: per layer W (n_in x nop), b, idt.
+template <typename T>
+struct NetGrads {
+  std::vector<std::vector<T>> w, b, idt;
+  explicit NetGrads(const TrainNet<T>& net) {
+    for (const auto& P : net.fwd) {
+      w.emplace_back(size_t(P.n_in) * P.nop, T(0));
+      b.emplace_back(P.nop, T(0));
+      idt.emplace_back(P.nop, T(0));
+    }
+  }
+  // add into the flat, unpadded layout (W, b, idt when the layer has it), returns the next offset
+  int64_t add_to(const TrainNet<T>& net, T* flat) const {
+    int64_t off = 0;
+    for (size_t l = 0; l < net.fwd.size(); ++l) {
+      const auto& P = net.fwd[l];
+      for (int k = 0; k < P.n_in; ++k)
+        for (int c = 0; c < P.n_out; ++c) flat[off + int64_t(k) * P.n_out + c] += w[l][size_t(k) * P.nop + c];
+      off += int64_t(P.n_in) * P.n_out;
+      for (int c = 0; c < P.n_out; ++c) flat[off + c] += b[l][c];
+      off += P.n_out;
+      if (P.has_idt) {
+        for (int c = 0; c < P.n_out; ++c) flat[off + c] += idt[l][c];
+        off += P.n_out;
+      }
+    }
+    return off;
+  }
+};
+
+// forward-mode pass over `rows` inputs s (stride 4), recording the tape; G = a[nl], G' = da[nl]
+template <typename T>
+void train_forward(const TrainNet<T>& net, int rows, const T* s, TrainTape<T>& tp) {
+  for (int r = 0; r < rows; ++r) {
+    tp.a[0][r] = s[int64_t(r) * 4];
+    tp.da[0][r] = T(1);
+  }
+  for (size_t l = 0; l < net.fwd.size(); ++l) {
+    const auto& P = net.fwd[l];
+    const int ldx = net.ld_in(l), nop = P.nop, ni = P.n_in, no = P.n_out;
+    T* th = tp.t[l].data();
+    T* zp = tp.zp[l].data();
+    gemm_bias<T, true>(tp.a[l].data(), tp.da[l].data(), ldx, rows, P, th, zp);
+    const T* idt = P.idt.data();
+    const bool skip = no == ni || no == 2 * ni;
+    for (int r = 0; r < rows; ++r) {
+      T* tr = th + int64_t(r) * nop;
+      T* zr = zp + int64_t(r) * nop;
+      T* y = tp.a[l + 1].data() + int64_t(r) * nop;
+      T* dy = tp.da[l + 1].data() + int64_t(r) * nop;
+#pragma omp simd
+      for (int c = 0; c < nop; ++c) {
+        const T v = tanh_fast(tr[c]);
+        tr[c] = v;
+        y[c] = idt[c] * v;
+        dy[c] = idt[c] * (T(1) - v * v) * zr[c];
+      }
+      if (skip) {
+        add_skip(y, tp.a[l].data() + int64_t(r) * ldx, ni, no);
+        add_skip(dy, tp.da[l].data() + int64_t(r) * ldx, ni, no);
+      }
+    }
+  }
+}
+
+// Reverse sweep from cotangents on G (tp.yb) and, when Tangent, on G' (tp.dyb), both rows x ldg;
+// accumulates the weight gradients into g.
+template <typename T, bool Tangent>
+void train_reverse(const TrainNet<T>& net, int rows, TrainTape<T>& tp, NetGrads<T>& g) {
+  const int nl = int(net.fwd.size());
+  for (int l = nl - 1; l >= 0; --l) {
+    const auto& P = net.fwd[l];
+    const int nop = P.nop, ni = P.n_in, no = P.n_out, ldx = net.ld_in(l);
+    const T* idt = P.idt.data();
+    T* gb = g.b[l].data();
+    T* gidt = g.idt[l].data();
+    for (int r = 0; r < rows; ++r) {
+      const T* t = tp.t[l].data() + int64_t(r) * nop;
+      const T* zp = tp.zp[l].data() + int64_t(r) * nop;
+      const T* yb = tp.yb.data() + int64_t(r) * nop;
+      const T* dyb = tp.dyb.data() + int64_t(r) * nop;
+      T* zb = tp.zb.data() + int64_t(r) * nop;
+      T* zbp = tp.zbp.data() + int64_t(r) * nop;
+#pragma omp simd
+      for (int c = 0; c < nop; ++c) {
+        const T q = T(1) - t[c] * t[c];
+        T tb = idt[c] * yb[c];
+        T gi = yb[c] * t[c];
+        if (Tangent) {
+          zbp[c] = idt[c] * dyb[c] * q;
+          tb -= T(2) * idt[c] * dyb[c] * zp[c] * t[c];
+          gi += dyb[c] * q * zp[c];
+        }
+        zb[c] = tb * q;
+        gb[c] += zb[c];
+        gidt[c] += gi;
+      }
+    }
+    weight_grad<T, Tangent>(tp.a[l].data(), tp.da[l].data(), ldx, tp.zb.data(), tp.zbp.data(), nop, rows, ni,
+                            g.w[l].data());
+    if (l == 0) break;
+    // cotangents of this layer's input: xb = zb W^T (+ skip), dxb = zbp W^T (+ skip)
+    gemm_bias<T, Tangent>(tp.zb.data(), tp.zbp.data(), nop, rows, net.bwd[l], tp.xb.data(), tp.dxb.data());
+    if (no == ni || no == 2 * ni) {
+      for (int r = 0; r < rows; ++r) {
+        add_skip_transposed(tp.xb.data() + int64_t(r) * ldx, tp.yb.data() + int64_t(r) * nop, ni, no);
+        if (Tangent)
+          add_skip_transposed(tp.dxb.data() + int64_t(r) * ldx, tp.dyb.data() + int64_t(r) * nop, ni, no);
+      }
+    }
+    std::swap(tp.yb, tp.xb);
+    std::swap(tp.dyb, tp.dxb);
+  }
+}
+
+// The weight gradients of a loss that reaches T through two cotangents (either may be null):
+//   tbar  (nat x ng x 4): dL/dT directly (an energy loss; the first backward), and
+//   a     (nat x nnei x 4): dL/d(dE/dR~), with gT = dE/dT (a loss on forces; the double backward).
+// Per row: Gbar_j = (1/nnei) [w_j u(tbar)_j + gT a_j], G'bar_j = (1/nnei) a_j0 u(gT)_j, where
+// u(x)_j = x R~_j and the tail row's a is the sum over the slots it stands for. Optionally also
+//   genv_out = dL/dR~ for the cotangent tbar (needs G'), and
+//   ggT_out  = dL/dgT = (1/nnei) sum_j [G_j a_j^T + a_j0 G'_j R~_j^T].
+// pgrad: all nets' parameter gradients, flat in net order (W, b, idt per layer), zeroed by the caller.
+template <typename T>
+void se_a_embed_param_grad(const T* env, const T* tbar, const T* gT, const T* a, int64_t nat,
+                           const std::vector<int>& sel, const std::vector<EmbedNet<T>>& nets, int ng,
+                           T* genv_out, T* ggT_out, T* pgrad) {
+  int nnei = 0, maxsel = 1;
+  for (int s : sel) { nnei += s; maxsel = std::max(maxsel, s); }
+  const T scale = T(1) / T(nnei);
+  const bool second = a != nullptr && gT != nullptr;
+  std::vector<TrainNet<T>> tn;
+  for (const auto& n : nets) tn.emplace_back(n);
+  std::vector<int64_t> poff(nets.size() + 1, 0);
+  for (size_t t = 0; t < nets.size(); ++t) {
+    int64_t n = 0;
+    for (const auto& P : tn[t].fwd) n += int64_t(P.n_in) * P.n_out + P.n_out + (P.has_idt ? P.n_out : 0);
+    poff[t + 1] = poff[t] + n;
+  }
+#pragma omp parallel
+  {
+    std::vector<TrainTape<T>> tapes;
+    std::vector<NetGrads<T>> acc;
+    for (size_t t = 0; t < nets.size(); ++t) {
+      tapes.emplace_back(tn[t], maxsel);
+      acc.emplace_back(tn[t]);
+    }
+    const int ldg = tn.empty() ? 0 : tn[0].ldg;  // all nets end with ng outputs
+    std::vector<T> u(ldg, T(0)), ub(ldg, T(0)), gt4(4 * ldg, T(0)), tb4(4 * ldg, T(0)), ggt4(4 * ldg, T(0));
+    const T* g0 = gt4.data();
+    const T* g1 = g0 + ldg;
+    const T* g2 = g1 + ldg;
+    const T* g3 = g2 + ldg;
+    T* q0 = ggt4.data();
+    T* q1 = q0 + ldg;
+    T* q2 = q1 + ldg;
+    T* q3 = q2 + ldg;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t i = 0; i < nat; ++i) {
+      if (tbar) load_transposed(tbar + i * ng * 4, ng, ldg, tb4.data());
+      if (second) load_transposed(gT + i * ng * 4, ng, ldg, gt4.data());
+      if (ggT_out) std::fill(ggt4.begin(), ggt4.end(), T(0));
+      int off = 0;
+      for (size_t t = 0; t < nets.size(); ++t) {
+        const int rows = sel[t];
+        const T* e = env + (i * nnei + off) * 4;
+        const int slot0 = off;
+        off += rows;
+        if (rows == 0) continue;
+        const int p = tail_start(e, rows), n = p + 1;
+        auto& tp = tapes[t];
+        train_forward(tn[t], n, e, tp);
+        const T* G = tp.a.back().data();
+        const T* Gp = tp.da.back().data();
+        for (int j = 0; j < n; ++j) {
+          const T* ej = e + j * 4;
+          const T* gj = G + int64_t(j) * ldg;
+          const T* gpj = Gp + int64_t(j) * ldg;
+          const T e0 = ej[0], e1 = ej[1], e2 = ej[2], e3 = ej[3];
+          const int last = j == p ? rows : j + 1;  // the tail row stands for slots p..rows-1
+          T* gb = tp.yb.data() + int64_t(j) * ldg;
+          T* dgb = tp.dyb.data() + int64_t(j) * ldg;
+          if (tbar) {
+            T v[4];
+            row_gradient(tb4.data(), ldg, gj, gpj, ej, scale, ub.data(), v);
+            if (genv_out)
+              for (int jj = j; jj < last; ++jj)
+                for (int c = 0; c < 4; ++c) genv_out[(i * nnei + slot0 + jj) * 4 + c] = v[c];
+            const T w = scale * T(last - j);
+#pragma omp simd
+            for (int k = 0; k < ldg; ++k) gb[k] = ub[k] * w;
+          } else {
+            std::fill(gb, gb + ldg, T(0));
+          }
+          if (second) {
+            T s0 = 0, s1 = 0, s2 = 0, s3 = 0;  // every term is linear in a_j
+            for (int jj = j; jj < last; ++jj) {
+              const T* aj = a + (i * nnei + slot0 + jj) * 4;
+              s0 += aj[0]; s1 += aj[1]; s2 += aj[2]; s3 += aj[3];
+            }
+            s0 *= scale; s1 *= scale; s2 *= scale; s3 *= scale;
+#pragma omp simd
+            for (int k = 0; k < ldg; ++k) {
+              gb[k] += g0[k] * s0 + g1[k] * s1 + g2[k] * s2 + g3[k] * s3;
+              dgb[k] = s0 * (g0[k] * e0 + g1[k] * e1 + g2[k] * e2 + g3[k] * e3);
+            }
+            if (ggT_out) {
+#pragma omp simd
+              for (int k = 0; k < ldg; ++k) {
+                const T gk = gj[k], pk = s0 * gpj[k];
+                q0[k] += gk * s0 + pk * e0;
+                q1[k] += gk * s1 + pk * e1;
+                q2[k] += gk * s2 + pk * e2;
+                q3[k] += gk * s3 + pk * e3;
+              }
+            }
+          }
+        }
+        if (second) train_reverse<T, true>(tn[t], n, tp, acc[t]);
+        else train_reverse<T, false>(tn[t], n, tp, acc[t]);
+      }
+      if (ggT_out) store_transposed(ggt4.data(), ldg, ng, ggT_out + i * ng * 4);
+    }
+#pragma omp critical
+    for (size_t t = 0; t < nets.size(); ++t) acc[t].add_to(tn[t], pgrad + poff[t]);
+  }
+}
+
+// The autograd operator's two sweeps: mode 0 (backward: cotangent gT on T; genv_out and
+// pgrad) and mode 1 (double backward: gT and ggenv; ggT_out and pgrad).
+template <typename T>
+void se_a_embed_train_sweep(int mode, const T* env, const T* gT, const T* ggenv, int64_t nat,
+                            const std::vector<int>& sel, const std::vector<EmbedNet<T>>& nets, int ng,
+                            T* genv_out, T* ggT_out, T* pgrad) {
+  if (mode == 0) se_a_embed_param_grad<T>(env, gT, nullptr, nullptr, nat, sel, nets, ng, genv_out, nullptr, pgrad);
+  else se_a_embed_param_grad<T>(env, nullptr, gT, ggenv, nat, sel, nets, ng, nullptr, ggT_out, pgrad);
+}
+
+// ggT = dL/dgT for a cotangent a on dL/dR~ (see se_a_embed_param_grad), without weight gradients.
+// cache: what se_a_embed_backward stored (G, G' of the evaluated rows, stride 2 ldc), or null
+// to evaluate the nets again.
+template <typename T>
+void se_a_embed_ggt(const T* env, const T* a, int64_t nat, const std::vector<int>& sel,
+                    const std::vector<EmbedNet<T>>& nets, int ng, int width, T* ggT_out, const T* cache = nullptr,
+                    int ldc = 0) {
+  const EmbedPlan<T> plan(sel, nets, ng, width);
+  const int nnei = plan.nnei, ldg = plan.ldg;
+  const int64_t wsize = plan.wsize;
+  const T scale = plan.scale;
+#pragma omp parallel
+  {
+    std::vector<T> work(4 * wsize), g(int64_t(plan.maxsel) * ldg), dg(int64_t(plan.maxsel) * ldg), q4(4 * ldg);
+    T* q0 = q4.data();
+    T* q1 = q0 + ldg;
+    T* q2 = q1 + ldg;
+    T* q3 = q2 + ldg;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t i = 0; i < nat; ++i) {
+      std::fill(q4.begin(), q4.end(), T(0));
+      int off = 0;
+      for (std::size_t t = 0; t < sel.size(); ++t) {
+        const T* e = env + (i * nnei + off) * 4;
+        const int rows = sel[t], p = tail_start(e, rows), slot0 = off;
+        off += rows;
+        if (rows == 0) continue;
+        if (!cache) embed_net(plan.packed[t], p + 1, e, 4, g.data(), dg.data(), work.data(), wsize);
+        for (int j = 0; j <= p; ++j) {
+          T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (int jj = j; jj < (j == p ? rows : j + 1); ++jj) {
+            const T* aj = a + (i * nnei + slot0 + jj) * 4;
+            s0 += aj[0]; s1 += aj[1]; s2 += aj[2]; s3 += aj[3];
+          }
+          s0 *= scale; s1 *= scale; s2 *= scale; s3 *= scale;
+          const T* row = cache ? cache + ((i * nnei + slot0 + j) * 2) * int64_t(ldc) : nullptr;
+          const T* gj = cache ? row : g.data() + int64_t(j) * ldg;
+          const T* gpj = cache ? row + ldc : dg.data() + int64_t(j) * ldg;
+          const T e0 = e[j * 4], e1 = e[j * 4 + 1], e2 = e[j * 4 + 2], e3 = e[j * 4 + 3];
+#pragma omp simd
+          for (int k = 0; k < ldg; ++k) {
+            const T gk = gj[k], pk = s0 * gpj[k];
+            q0[k] += gk * s0 + pk * e0;
+            q1[k] += gk * s1 + pk * e1;
+            q2[k] += gk * s2 + pk * e2;
+            q3[k] += gk * s3 + pk * e3;
+          }
+        }
+      }
+      store_transposed(q4.data(), ldg, ng, ggT_out + i * ng * 4);
+    }
+  }
+}
+
+}  // namespace dpp

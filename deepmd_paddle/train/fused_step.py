@@ -1,0 +1,125 @@
+"""A training step whose loss gradient is assembled by hand around the fused C++ embedding.
+
+Autograd through the embedding operator (``se_a_embed_train``) runs the embedding nets four
+times per step: forward, the gradient for the forces (which also computes weight gradients
+nobody asked for), the gradient of the energy term, and the double gradient of the force term.
+Here each pass runs once, and the two weight-gradient sweeps are one. With T the per-atom
+contraction (1/nnei) sum_j G_j^T R~_j (nat x ng x 4), E(T) the fitting part and
+gT = dE/dT, a loss L(E, F, W) with F, W linear in dE/dR~:
+
+1. ``T = se_a_embed(R~)`` without a graph; T is made a leaf, E = fit(D(T)) with Paddle layers,
+   gT = dE/dT with ``create_graph`` (the fitting net's double-backward graph).
+2. ``dE/dR~ = se_a_embed_vjp(R~, gT)`` (C++; it keeps G and dG/ds for step 3), a leaf; F and W follow from it through the
+   environment-matrix operator's gradient, with a graph in dE/dR~ only.
+3. ``a = dL/d(dE/dR~)`` by ``paddle.grad`` through that small graph (the force and virial
+   terms), then ``dL/dgT = se_a_embed_ggt(R~, a)`` (C++).
+4. ``L_e + <gT, dL/dgT>`` is a surrogate with the true gradient in the fitting weights and in T
+   (``backward``): ``Tbar = dL/dT``.
+5. ``se_a_embed_pgrad(R~, Tbar, gT, a)`` (C++) gives the embedding weights' gradient in one
+   reverse sweep over a forward-mode pass; it is added to ``.grad`` by the backward of
+   ``sum_p <p, grad_p>``.
+
+The result equals autograd through the Paddle layers to rounding (tests/test_train.py).
+Second derivatives in the positions never enter: the loss has none.
+"""
+from __future__ import annotations
+
+import paddle
+
+from ..model.env_mat import build_rij
+from ..model.energy_model import EnergyModel
+
+
+def supported(model) -> bool:
+    """The model's embedding can run in the fused operators (tanh nets, operators built)."""
+    op = model.descriptor.fused_op()
+    return isinstance(model, EnergyModel) and op is not None and all(
+        hasattr(op, n) for n in ("se_a_embed_vjp", "se_a_embed_ggt", "se_a_embed_pgrad"))
+
+
+def _in_atom_order(blocks, order_inv, shape):
+    return paddle.gather(paddle.concat(blocks), order_inv).reshape(shape)
+
+
+def step(model: EnergyModel, loss_fn, b: dict, lr: float):
+    """Loss and l2 of batch ``b`` (as ``loss_fn`` returns them); every trainable parameter's
+    ``.grad`` receives the loss gradient (accumulated, like ``loss.backward()``)."""
+    desc = model.descriptor
+    op = desc.fused_op()
+    attrs = desc.fused_attrs()
+    prec = desc.precision
+    coord, atype, box, nlist, shift, _ = model.prepare(b["coord"], b["atype"], b["box"])
+    nf, nloc, nnei = coord.shape[0], coord.shape[1], desc.nnei
+    rij = build_rij(coord, nlist, shift)
+    rij.stop_gradient = False
+    env = desc.env_mat(rij, nlist, atype)  # graph rij -> R~ (for the forces)
+    flat = env.detach().reshape([-1, nnei, 4])
+    at = atype.reshape([-1])
+
+    blocks, energies, index = [], [], []
+    for ti in range(model.ntypes):
+        idx = paddle.nonzero(at == ti).reshape([-1])
+        if idx.shape[0] == 0:
+            continue
+        env_i = paddle.gather(flat, idx)
+        if prec != "float64":
+            env_i = env_i.astype(prec)
+        live = desc.fused_params(ti)
+        params = [p.detach() for p in live]
+        t = op.se_a_embed(env_i, params, *attrs)
+        t.stop_gradient = False
+        energies.append(model.fitting(desc.from_contraction(t), ti) + model.out_bias[ti])
+        index.append(idx)
+        blocks.append({"idx": idx, "env": env_i, "live": live, "params": params, "T": t})
+    order_inv = paddle.argsort(paddle.concat(index))
+    energy = _in_atom_order(energies, order_inv, [nf, nloc, 1]).sum(axis=1)  # nf x 1
+    gts = paddle.grad(energy.sum(), [bl["T"] for bl in blocks], create_graph=True)
+
+    # dE/dR~ by the fused operator, then forces and virial through the env-mat gradient
+    parts = []
+    for bl, gt in zip(blocks, gts):
+        genv_i, bl["cache"] = op.se_a_embed_vjp(bl["env"], bl["params"], gt.detach(), *attrs)
+        parts.append(genv_i.astype("float64"))
+    genv = _in_atom_order(parts, order_inv, env.shape)
+    genv.stop_gradient = False
+    (g,) = paddle.grad(env, rij, grad_outputs=genv, create_graph=True)  # nf x nloc x nnei x 3
+    force = model._force(g, nlist)
+    virial = -paddle.matmul(g.reshape([nf, -1, 3]), rij.detach().reshape([nf, -1, 3]),
+                            transpose_x=True).reshape([nf, 9])
+
+    loss_fv, l2 = loss_fn({"energy": energy.detach(), "force": force, "virial": virial}, b, lr)
+    a = None
+    if isinstance(loss_fv, paddle.Tensor) and not loss_fv.stop_gradient:
+        (a,) = paddle.grad(loss_fv, genv, allow_unused=True)
+    loss_e, _ = loss_fn({"energy": energy, "force": force.detach(), "virial": virial.detach()}, b, lr)
+
+    surrogate = loss_e
+    if a is not None:
+        a = a.reshape([-1, nnei, 4])
+        for bl, gt in zip(blocks, gts):
+            bl["a"] = paddle.gather(a, bl["idx"]).astype(prec)
+            ggt = op.se_a_embed_ggt(bl["env"], bl["params"], bl["a"], bl.pop("cache"), *attrs)
+            surrogate = surrogate + (gt * ggt).sum()
+    if isinstance(surrogate, paddle.Tensor) and not surrogate.stop_gradient:
+        surrogate.backward()  # fitting weights, out_bias if trainable, and Tbar on each T
+
+    empty = paddle.zeros([0], prec)
+    grads = {}
+    for bl, gt in zip(blocks, gts):
+        tbar = bl["T"].grad
+        if tbar is None and "a" not in bl:
+            continue
+        flat_g = op.se_a_embed_pgrad(bl["env"], bl["params"], empty if tbar is None else tbar,
+                                     gt.detach() if "a" in bl else empty, bl.get("a", empty), *attrs)
+        parts = paddle.split(flat_g, [int(p.numel()) for p in bl["live"]])
+        for p, part in zip(bl["live"], parts):
+            if not p.stop_gradient:
+                key = id(p)
+                grads[key] = (p, part.reshape(p.shape) + (grads[key][1] if key in grads else 0))
+    if grads:
+        transfer = None
+        for p, gp in grads.values():
+            term = (p * gp).sum()
+            transfer = term if transfer is None else transfer + term
+        transfer.backward()
+    return loss_fv, l2
