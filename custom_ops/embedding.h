@@ -257,10 +257,21 @@ inline void load_transposed(const T* in, int ng, int ld, T* t4) {  // in: ng x 4
     for (int k = 0; k < ng; ++k) t4[c * ld + k] = in[k * 4 + c];
 }
 
+// rows x [G | G'] into a cache with row stride 2 ldc
+template <typename T>
+inline void store_rows(const T* g, const T* dg, int ldg, int rows, T* cache, int ldc) {
+  for (int j = 0; j < rows; ++j) {
+    std::copy(g + int64_t(j) * ldg, g + int64_t(j + 1) * ldg, cache + j * 2 * int64_t(ldc));
+    std::copy(dg + int64_t(j) * ldg, dg + int64_t(j + 1) * ldg, cache + j * 2 * int64_t(ldc) + ldc);
+  }
+}
+
 // env: nat x nnei x 4; nets[t] for neighbour type t with sel[t] slots; T: nat x ng x 4.
+// cache (optional): nat x nnei rows of stride 2 ldc that receive G and G' = dG/ds of the rows
+// evaluated, so that the backward needs no second pass through the nets.
 template <typename T>
 void se_a_embed_forward(const T* env, int64_t nat, const std::vector<int>& sel, const std::vector<EmbedNet<T>>& nets,
-                        int ng, int width, T* out) {
+                        int ng, int width, T* out, T* cache = nullptr, int ldc = 0) {
   const EmbedPlan<T> plan(sel, nets, ng, width);
   const int nnei = plan.nnei, ldg = plan.ldg;
   const int64_t wsize = plan.wsize;
@@ -268,7 +279,8 @@ void se_a_embed_forward(const T* env, int64_t nat, const std::vector<int>& sel, 
   const auto& packed = plan.packed;
 #pragma omp parallel
   {
-    std::vector<T> work(4 * wsize), g(int64_t(plan.maxsel) * ldg), t4(4 * ldg);
+    std::vector<T> work(4 * wsize), g(int64_t(plan.maxsel) * ldg), dg(cache ? int64_t(plan.maxsel) * ldg : 0),
+        t4(4 * ldg);
 #pragma omp for schedule(dynamic, 4)
     for (int64_t i = 0; i < nat; ++i) {
       std::fill(t4.begin(), t4.end(), T(0));
@@ -282,7 +294,8 @@ void se_a_embed_forward(const T* env, int64_t nat, const std::vector<int>& sel, 
         const int rows = sel[t], p = tail_start(e, rows);
         off += rows;
         if (rows == 0) continue;
-        embed_net(packed[t], p + 1, e, 4, g.data(), (T*)nullptr, work.data(), wsize);
+        embed_net(packed[t], p + 1, e, 4, g.data(), cache ? dg.data() : nullptr, work.data(), wsize);
+        if (cache) store_rows(g.data(), dg.data(), ldg, p + 1, cache + (i * nnei + off - rows) * 2 * int64_t(ldc), ldc);
         for (int j = 0; j <= p; ++j) {
           const T* gj = g.data() + int64_t(j) * ldg;
           const T w = j == p ? scale * T(rows - p) : scale;  // the tail row stands for rows - p slots
@@ -329,9 +342,11 @@ inline void row_gradient(const T* gt4, int ld, const T* gj, const T* gpj, const 
 
 // cache (optional): nat x nnei rows of stride 2 ldc (ldc >= the padded ng) that receive G and
 // G' of the rows evaluated (slots 0..p of each type block) for a later se_a_embed_ggt.
+// cached (optional): G and G' stored by the forward (row stride 2 ldc), read instead of
+// evaluating the nets again.
 template <typename T>
 void se_a_embed_backward(const T* env, const T* gT, int64_t nat, const std::vector<int>& sel,
-                         const std::vector<EmbedNet<T>>& nets, int ng, int width, T* genv, T* cache = nullptr,
+                         const std::vector<EmbedNet<T>>& nets, int ng, int width, T* genv, const T* cached = nullptr,
                          int ldc = 0) {
   const EmbedPlan<T> plan(sel, nets, ng, width);
   const int nnei = plan.nnei, ldg = plan.ldg;
@@ -352,18 +367,15 @@ void se_a_embed_backward(const T* env, const T* gT, int64_t nat, const std::vect
         const int rows = sel[t], p = tail_start(e, rows);
         off += rows;
         if (rows == 0) continue;
-        embed_net(packed[t], p + 1, e, 4, g.data(), dg.data(), work.data(), wsize);
-        for (int j = 0; j <= p; ++j)
-          row_gradient(gt4.data(), ldg, g.data() + int64_t(j) * ldg, dg.data() + int64_t(j) * ldg, e + j * 4, scale,
-                       u.data(), ge + j * 4);
+        const T* rows0 = cached ? cached + (i * nnei + off - rows) * 2 * int64_t(ldc) : nullptr;
+        if (!cached) embed_net(packed[t], p + 1, e, 4, g.data(), dg.data(), work.data(), wsize);
+        for (int j = 0; j <= p; ++j) {
+          const T* gj = cached ? rows0 + j * 2 * int64_t(ldc) : g.data() + int64_t(j) * ldg;
+          const T* gpj = cached ? gj + ldc : dg.data() + int64_t(j) * ldg;
+          row_gradient(gt4.data(), ldg, gj, gpj, e + j * 4, scale, u.data(), ge + j * 4);
+        }
         for (int j = p + 1; j < rows; ++j)  // identical slots, identical gradients
           for (int c = 0; c < 4; ++c) ge[j * 4 + c] = ge[p * 4 + c];
-        if (cache)
-          for (int j = 0; j <= p; ++j) {
-            T* row = cache + ((i * nnei + off - rows + j) * 2) * int64_t(ldc);
-            std::copy(g.data() + int64_t(j) * ldg, g.data() + int64_t(j + 1) * ldg, row);
-            std::copy(dg.data() + int64_t(j) * ldg, dg.data() + int64_t(j + 1) * ldg, row + ldc);
-          }
       }
     }
   }

@@ -212,9 +212,9 @@ PD_BUILD_DOUBLE_GRAD_OP(se_a_embed_train)
 // ---------------------------------------------------------------- hand-assembled training step
 // Three operators without gradients, for deepmd_paddle/train/fused_step.py, which assembles
 // the gradient of an energy/force/virial loss itself so that each embedding pass runs once:
-//   se_a_embed_vjp(Env, Params, GT)            -> dL/dEnv for a cotangent GT on T, and a Cache
-//                                                 of G, G' (empty above kCacheBytes)
+//   se_a_embed_vjp(Env, Params, GT, Cache)     -> dL/dEnv for a cotangent GT on T
 //   se_a_embed_ggt(Env, Params, A, Cache)      -> dL/dGT for a cotangent A on dE/dEnv
+// Cache: G and G' from se_a_embed_cached's forward, or empty (the nets are evaluated again).
 //   se_a_embed_pgrad(Env, Params, TBar, GT, A) -> the weight gradients, flat (net order,
 //                                                 W b idt per layer); TBar or A may be empty.
 namespace {
@@ -224,25 +224,22 @@ const T* data_or_null(const paddle::Tensor& x) {
   return x.numel() > 0 ? x.data<T>() : nullptr;
 }
 
-// G and G' of the evaluated rows kept between se_a_embed_vjp and se_a_embed_ggt, at most this
-// many bytes (beyond it the cache is empty and se_a_embed_ggt evaluates the nets again).
-constexpr int64_t kCacheBytes = int64_t(1) << 30;
 inline int cache_ld(int ng) { return (ng + 15) / 16 * 16; }  // >= the padded ng of either precision
 
 template <typename T>
-std::vector<paddle::Tensor> vjp_impl(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
-                                     const paddle::Tensor& gT, const std::vector<int>& sel, int nlayer, bool timestep) {
+paddle::Tensor vjp_impl(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params, const paddle::Tensor& gT,
+                        const paddle::Tensor& cache, const std::vector<int>& sel, int nlayer, bool timestep) {
   int ng, width;
   auto nets = make_nets<T>(params, int(sel.size()), nlayer, timestep, &ng, &width);
-  const int64_t nat = env.shape()[0], nnei = env.shape()[1];
-  const int ldc = cache_ld(ng);
-  const bool keep = nat * nnei * 2 * ldc * int64_t(sizeof(T)) <= kCacheBytes;
-  auto cache = paddle::empty({keep ? nat : 0, nnei, 2 * ldc}, env.dtype(), env.place());
+  const bool cached = cache.numel() > 0;
+  PD_CHECK(!cached || (cache.shape().size() == 3 && cache.shape()[0] == env.shape()[0] &&
+                       cache.shape()[1] == env.shape()[1] && cache.shape()[2] == 2 * cache_ld(ng)),
+           "se_a_embed_vjp: Cache must come from se_a_embed_cached on the same Env");
   auto genv = paddle::empty_like(env);
-  dpp::KernelThreads threads(nat, kSerialAtoms);
-  dpp::se_a_embed_backward<T>(env.data<T>(), gT.data<T>(), nat, sel, nets, ng, width, genv.data<T>(),
-                              keep ? cache.data<T>() : nullptr, ldc);
-  return {genv, cache};
+  dpp::KernelThreads threads(env.shape()[0], kSerialAtoms);
+  dpp::se_a_embed_backward<T>(env.data<T>(), gT.data<T>(), env.shape()[0], sel, nets, ng, width, genv.data<T>(),
+                              cached ? cache.data<T>() : nullptr, cache_ld(ng));
+  return genv;
 }
 
 template <typename T>
@@ -256,7 +253,7 @@ paddle::Tensor ggt_impl(const paddle::Tensor& env, const std::vector<paddle::Ten
   const bool cached = cache.numel() > 0;
   PD_CHECK(!cached || (cache.shape().size() == 3 && cache.shape()[0] == env.shape()[0] &&
                        cache.shape()[1] == env.shape()[1] && cache.shape()[2] == 2 * cache_ld(ng)),
-           "se_a_embed_ggt: Cache must come from se_a_embed_vjp on the same Env");
+           "se_a_embed_ggt: Cache must come from se_a_embed_cached on the same Env");
   dpp::se_a_embed_ggt<T>(env.data<T>(), a.data<T>(), env.shape()[0], sel, nets, ng, width, out.data<T>(),
                          cached ? cache.data<T>() : nullptr, cache_ld(ng));
   return out;
@@ -284,11 +281,11 @@ paddle::Tensor pgrad_impl(const paddle::Tensor& env, const std::vector<paddle::T
 }  // namespace
 
 std::vector<paddle::Tensor> SeAEmbedVjp(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
-                                        const paddle::Tensor& gT, const std::vector<int>& sel, int nlayer,
-                                        bool timestep) {
+                                        const paddle::Tensor& gT, const paddle::Tensor& cache,
+                                        const std::vector<int>& sel, int nlayer, bool timestep) {
   check(env, sel);
-  if (env.dtype() == paddle::DataType::FLOAT64) return vjp_impl<double>(env, params, gT, sel, nlayer, timestep);
-  return vjp_impl<float>(env, params, gT, sel, nlayer, timestep);
+  if (env.dtype() == paddle::DataType::FLOAT64) return {vjp_impl<double>(env, params, gT, cache, sel, nlayer, timestep)};
+  return {vjp_impl<float>(env, params, gT, cache, sel, nlayer, timestep)};
 }
 
 std::vector<paddle::Tensor> SeAEmbedGgt(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
@@ -312,13 +309,13 @@ std::vector<paddle::Tensor> SeAEmbedPgrad(const paddle::Tensor& env, const std::
 
 std::vector<std::vector<int64_t>> SeAEmbedVjpShape(const std::vector<int64_t>& env,
                                                    const std::vector<std::vector<int64_t>>& params,
-                                                   const std::vector<int64_t>& gT) {
-  return {env, {-1, env[1], -1}};
+                                                   const std::vector<int64_t>& gT, const std::vector<int64_t>& cache) {
+  return {env};
 }
 
 std::vector<paddle::DataType> SeAEmbedVjpDtype(const paddle::DataType& env, const std::vector<paddle::DataType>& params,
-                                               const paddle::DataType& gT) {
-  return {env, env};
+                                               const paddle::DataType& gT, const paddle::DataType& cache) {
+  return {env};
 }
 
 std::vector<std::vector<int64_t>> SeAEmbedGgtShape(const std::vector<int64_t>& env,
@@ -355,8 +352,8 @@ std::vector<paddle::DataType> SeAEmbedPgradDtype(const paddle::DataType& env,
 }
 
 PD_BUILD_OP(se_a_embed_vjp)
-    .Inputs({"Env", paddle::Vec("Params"), "GT"})
-    .Outputs({"GEnv", "Cache"})
+    .Inputs({"Env", paddle::Vec("Params"), "GT", "Cache"})
+    .Outputs({"GEnv"})
     .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
     .SetKernelFn(PD_KERNEL(SeAEmbedVjp))
     .SetInferShapeFn(PD_INFER_SHAPE(SeAEmbedVjpShape))
@@ -377,3 +374,93 @@ PD_BUILD_OP(se_a_embed_pgrad)
     .SetKernelFn(PD_KERNEL(SeAEmbedPgrad))
     .SetInferShapeFn(PD_INFER_SHAPE(SeAEmbedPgradShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(SeAEmbedPgradDtype));
+
+// ---------------------------------------------------------------- evaluation with a cache
+// se_a_embed_cached(Env, Params) -> T, Cache: se_a_embed that also keeps G and dG/ds of the
+// rows it evaluates (nat x nnei x 2 ldc), so that the gradient (forces) is a contraction only:
+// about a third less work per force call. Above DEEPMD_PADDLE_EMBED_CACHE_MB (default 512) the
+// cache is empty and the gradient evaluates the nets again, so memory stays O(threads) for
+// large systems. se_a_embed stays as it is for models frozen before this operator existed.
+namespace {
+
+int64_t embed_cache_budget() {
+  const char* env = std::getenv("DEEPMD_PADDLE_EMBED_CACHE_MB");
+  const double mb = env ? std::atof(env) : 512.0;
+  return int64_t(mb * 1024 * 1024);
+}
+
+template <typename T>
+std::vector<paddle::Tensor> forward_cached(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                                           const std::vector<int>& sel, int nlayer, bool timestep) {
+  int ng, width;
+  auto nets = make_nets<T>(params, int(sel.size()), nlayer, timestep, &ng, &width);
+  const int64_t nat = env.shape()[0], nnei = env.shape()[1];
+  const int ldc = cache_ld(ng);
+  const bool keep = nat * nnei * 2 * ldc * int64_t(sizeof(T)) <= embed_cache_budget();
+  auto out = paddle::empty({nat, ng, 4}, env.dtype(), env.place());
+  auto cache = paddle::empty({keep ? nat : 0, nnei, 2 * ldc}, env.dtype(), env.place());
+  dpp::KernelThreads threads(nat, kSerialAtoms);
+  dpp::se_a_embed_forward<T>(env.data<T>(), nat, sel, nets, ng, width, out.data<T>(), keep ? cache.data<T>() : nullptr,
+                             ldc);
+  return {out, cache};
+}
+
+template <typename T>
+paddle::Tensor backward_cached(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                               const paddle::Tensor& cache, const paddle::Tensor& gT, const std::vector<int>& sel,
+                               int nlayer, bool timestep) {
+  int ng, width;
+  auto nets = make_nets<T>(params, int(sel.size()), nlayer, timestep, &ng, &width);
+  const bool cached = cache.numel() > 0;
+  PD_CHECK(!cached || (cache.shape()[0] == env.shape()[0] && cache.shape()[2] == 2 * cache_ld(ng)),
+           "se_a_embed_cached: the cache does not belong to this Env");
+  auto genv = paddle::empty_like(env);
+  dpp::KernelThreads threads(env.shape()[0], kSerialAtoms);
+  dpp::se_a_embed_backward<T>(env.data<T>(), gT.data<T>(), env.shape()[0], sel, nets, ng, width, genv.data<T>(),
+                              cached ? cache.data<T>() : nullptr, cache_ld(ng));
+  return genv;
+}
+
+}  // namespace
+
+std::vector<paddle::Tensor> SeAEmbedCachedForward(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                                                  const std::vector<int>& sel, int nlayer, bool timestep) {
+  check(env, sel);
+  if (env.dtype() == paddle::DataType::FLOAT64) return forward_cached<double>(env, params, sel, nlayer, timestep);
+  if (env.dtype() == paddle::DataType::FLOAT32) return forward_cached<float>(env, params, sel, nlayer, timestep);
+  PD_THROW("se_a_embed_cached: only float32 and float64 are supported");
+}
+
+std::vector<paddle::Tensor> SeAEmbedCachedBackward(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                                                   const paddle::Tensor& cache, const paddle::Tensor& gT,
+                                                   const std::vector<int>& sel, int nlayer, bool timestep) {
+  if (env.dtype() == paddle::DataType::FLOAT64)
+    return {backward_cached<double>(env, params, cache, gT, sel, nlayer, timestep)};
+  return {backward_cached<float>(env, params, cache, gT, sel, nlayer, timestep)};
+}
+
+std::vector<std::vector<int64_t>> SeAEmbedCachedShape(const std::vector<int64_t>& env,
+                                                      const std::vector<std::vector<int64_t>>& params,
+                                                      const std::vector<int>& sel, int nlayer, bool timestep) {
+  auto t = SeAEmbedShape(env, params, sel, nlayer, timestep);
+  return {t[0], {-1, env[1], -1}};
+}
+
+std::vector<paddle::DataType> SeAEmbedCachedDtype(const paddle::DataType& env,
+                                                  const std::vector<paddle::DataType>& params) {
+  return {env, env};
+}
+
+PD_BUILD_OP(se_a_embed_cached)
+    .Inputs({"Env", paddle::Vec("Params")})
+    .Outputs({"T", "Cache"})
+    .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
+    .SetKernelFn(PD_KERNEL(SeAEmbedCachedForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(SeAEmbedCachedShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(SeAEmbedCachedDtype));
+
+PD_BUILD_GRAD_OP(se_a_embed_cached)
+    .Inputs({"Env", paddle::Vec("Params"), "Cache", paddle::Grad("T")})
+    .Outputs({paddle::Grad("Env")})
+    .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
+    .SetKernelFn(PD_KERNEL(SeAEmbedCachedBackward));

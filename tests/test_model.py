@@ -230,14 +230,16 @@ def test_fused_embedding_matches_layers(type_one_side, resnet_dt):
         np.testing.assert_allclose(f1[k], f0[k], rtol=1e-12, atol=1e-13)
 
 
-@pytest.mark.parametrize("type_one_side,resnet_dt,kind", [(True, False, "triclinic"), (False, True, "ortho"),
-                                                          (True, True, "open")])
-def test_fused_training_step_gradient(type_one_side, resnet_dt, kind):
+@pytest.mark.parametrize("type_one_side,resnet_dt,kind,cache_mb", [(True, False, "triclinic", "512"),
+                                                                   (False, True, "ortho", "0"),
+                                                                   (True, True, "open", "512")])
+def test_fused_training_step_gradient(type_one_side, resnet_dt, kind, cache_mb, monkeypatch):
     """The hand-assembled training step (train/fused_step.py: the C++ embedding passes and the
     loss gradient put together without autograd through the embedding) gives the same loss and
     the same gradient in every weight as autograd through the Paddle layers, for a loss on
-    energy, forces and virial over two frames."""
+    energy, forces and virial over two frames; with and without the G, dG/ds cache."""
     _skip_without_op(True)
+    monkeypatch.setenv("DEEPMD_PADDLE_EMBED_CACHE_MB", cache_mb)
     from deepmd_paddle.train import fused_step
     from deepmd_paddle.train.loss import EnerLoss
 
@@ -268,3 +270,27 @@ def test_fused_training_step_gradient(type_one_side, resnet_dt, kind):
         np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-10, atol=1e-11 * scale, err_msg=name)
         n += 1
     assert n == len(list(ref.parameters()))
+
+
+def test_embedding_cache_changes_nothing(monkeypatch):
+    """se_a_embed_cached keeps G and dG/ds for the force pass when they fit in
+    DEEPMD_PADDLE_EMBED_CACHE_MB; without the cache the gradient evaluates the nets again and
+    gives the same numbers."""
+    _skip_without_op(True)
+    coord, atype, cell = random_system(16, 2, "triclinic", seed=5)
+    m = make_small_model(True)
+    for p in m.parameters():
+        p.stop_gradient = True
+    assert m._embedding_mode(paddle.to_tensor(coord), False) == "infer"
+    assert hasattr(m.descriptor.fused_op(), "se_a_embed_cached")
+    env, _, _, _ = m.descriptor.env_mat_raw(*to_tensors(coord, atype, cell))
+    outs = []
+    for mb in ("512", "0"):
+        monkeypatch.setenv("DEEPMD_PADDLE_EMBED_CACHE_MB", mb)
+        op = m.descriptor.fused_op()
+        _, cache = op.se_a_embed_cached(env.reshape([-1, m.descriptor.nnei, 4]), m.descriptor.fused_params(0),
+                                        *m.descriptor.fused_attrs())
+        assert (cache.shape[0] == 0) == (mb == "0")
+        outs.append({k: v.numpy() for k, v in m(*to_tensors(coord, atype, cell)).items()})
+    for k in outs[0]:
+        np.testing.assert_array_equal(outs[0][k], outs[1][k])

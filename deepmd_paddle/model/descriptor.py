@@ -133,8 +133,12 @@ class DescrptSeA(paddle.nn.Layer):
             env = env.astype(self.precision)
         if fused:
             op = self.fused_op()
-            run = op.se_a_embed_train if fused == "train" else op.se_a_embed
-            xyz = run(env, self.fused_params(ti), *self.fused_attrs())
+            if fused == "train":
+                xyz = op.se_a_embed_train(env, self.fused_params(ti), *self.fused_attrs())
+            elif hasattr(op, "se_a_embed_cached"):  # keeps G, dG/ds for the force pass (small systems)
+                xyz, _ = op.se_a_embed_cached(env, self.fused_params(ti), *self.fused_attrs())
+            else:
+                xyz = op.se_a_embed(env, self.fused_params(ti), *self.fused_attrs())
         else:
             xyz = self._contract(env, ti, keep if self.uniform_stats else None)
         return self.from_contraction(xyz)

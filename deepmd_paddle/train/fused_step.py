@@ -7,9 +7,9 @@ Here each pass runs once, and the two weight-gradient sweeps are one. With T the
 contraction (1/nnei) sum_j G_j^T R~_j (nat x ng x 4), E(T) the fitting part and
 gT = dE/dT, a loss L(E, F, W) with F, W linear in dE/dR~:
 
-1. ``T = se_a_embed(R~)`` without a graph; T is made a leaf, E = fit(D(T)) with Paddle layers,
+1. ``T = se_a_embed_cached(R~)`` without a graph (it keeps G and dG/ds for steps 2 and 3); T is made a leaf, E = fit(D(T)) with Paddle layers,
    gT = dE/dT with ``create_graph`` (the fitting net's double-backward graph).
-2. ``dE/dR~ = se_a_embed_vjp(R~, gT)`` (C++; it keeps G and dG/ds for step 3), a leaf; F and W follow from it through the
+2. ``dE/dR~ = se_a_embed_vjp(R~, gT)`` (C++), a leaf; F and W follow from it through the
    environment-matrix operator's gradient, with a graph in dE/dR~ only.
 3. ``a = dL/d(dE/dR~)`` by ``paddle.grad`` through that small graph (the force and virial
    terms), then ``dL/dgT = se_a_embed_ggt(R~, a)`` (C++).
@@ -34,7 +34,7 @@ def supported(model) -> bool:
     """The model's embedding can run in the fused operators (tanh nets, operators built)."""
     op = model.descriptor.fused_op()
     return isinstance(model, EnergyModel) and op is not None and all(
-        hasattr(op, n) for n in ("se_a_embed_vjp", "se_a_embed_ggt", "se_a_embed_pgrad"))
+        hasattr(op, n) for n in ("se_a_embed_cached", "se_a_embed_vjp", "se_a_embed_ggt", "se_a_embed_pgrad"))
 
 
 def _in_atom_order(blocks, order_inv, shape):
@@ -66,11 +66,11 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
             env_i = env_i.astype(prec)
         live = desc.fused_params(ti)
         params = [p.detach() for p in live]
-        t = op.se_a_embed(env_i, params, *attrs)
+        t, cache = op.se_a_embed_cached(env_i, params, *attrs)  # cache: G, dG/ds (empty if too big)
         t.stop_gradient = False
         energies.append(model.fitting(desc.from_contraction(t), ti) + model.out_bias[ti])
         index.append(idx)
-        blocks.append({"idx": idx, "env": env_i, "live": live, "params": params, "T": t})
+        blocks.append({"idx": idx, "env": env_i, "live": live, "params": params, "T": t, "cache": cache})
     order_inv = paddle.argsort(paddle.concat(index))
     energy = _in_atom_order(energies, order_inv, [nf, nloc, 1]).sum(axis=1)  # nf x 1
     gts = paddle.grad(energy.sum(), [bl["T"] for bl in blocks], create_graph=True)
@@ -78,8 +78,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     # dE/dR~ by the fused operator, then forces and virial through the env-mat gradient
     parts = []
     for bl, gt in zip(blocks, gts):
-        genv_i, bl["cache"] = op.se_a_embed_vjp(bl["env"], bl["params"], gt.detach(), *attrs)
-        parts.append(genv_i.astype("float64"))
+        parts.append(op.se_a_embed_vjp(bl["env"], bl["params"], gt.detach(), bl["cache"], *attrs).astype("float64"))
     genv = _in_atom_order(parts, order_inv, env.shape)
     genv.stop_gradient = False
     (g,) = paddle.grad(env, rij, grad_outputs=genv, create_graph=True)  # nf x nloc x nnei x 3
