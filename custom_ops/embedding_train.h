@@ -143,6 +143,10 @@ struct NetGrads {
       idt.emplace_back(P.nop, T(0));
     }
   }
+  void zero() {
+    for (auto* v : {&w, &b, &idt})
+      for (auto& x : *v) std::fill(x.begin(), x.end(), T(0));
+  }
   // add into the flat, unpadded layout (W, b, idt when the layer has it), returns the next offset
   int64_t add_to(const TrainNet<T>& net, T* flat) const {
     int64_t off = 0;
@@ -271,6 +275,8 @@ void se_a_embed_param_grad(const T* env, const T* tbar, const T* gT, const T* a,
     for (const auto& P : tn[t].fwd) n += int64_t(P.n_in) * P.n_out + P.n_out + (P.has_idt ? P.n_out : 0);
     poff[t + 1] = poff[t] + n;
   }
+  const int64_t nchunk = std::min<int64_t>(nat, 32);
+  std::vector<std::vector<T>> partial(nchunk, std::vector<T>(poff.back(), T(0)));
 #pragma omp parallel
   {
     std::vector<TrainTape<T>> tapes;
@@ -289,75 +295,82 @@ void se_a_embed_param_grad(const T* env, const T* tbar, const T* gT, const T* a,
     T* q1 = q0 + ldg;
     T* q2 = q1 + ldg;
     T* q3 = q2 + ldg;
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t i = 0; i < nat; ++i) {
-      if (tbar) load_transposed(tbar + i * ng * 4, ng, ldg, tb4.data());
-      if (second) load_transposed(gT + i * ng * 4, ng, ldg, gt4.data());
-      if (ggT_out) std::fill(ggt4.begin(), ggt4.end(), T(0));
-      int off = 0;
-      for (size_t t = 0; t < nets.size(); ++t) {
-        const int rows = sel[t];
-        const T* e = env + (i * nnei + off) * 4;
-        const int slot0 = off;
-        off += rows;
-        if (rows == 0) continue;
-        const int p = tail_start(e, rows), n = p + 1;
-        auto& tp = tapes[t];
-        train_forward(tn[t], n, e, tp);
-        const T* G = tp.a.back().data();
-        const T* Gp = tp.da.back().data();
-        for (int j = 0; j < n; ++j) {
-          const T* ej = e + j * 4;
-          const T* gj = G + int64_t(j) * ldg;
-          const T* gpj = Gp + int64_t(j) * ldg;
-          const T e0 = ej[0], e1 = ej[1], e2 = ej[2], e3 = ej[3];
-          const int last = j == p ? rows : j + 1;  // the tail row stands for slots p..rows-1
-          T* gb = tp.yb.data() + int64_t(j) * ldg;
-          T* dgb = tp.dyb.data() + int64_t(j) * ldg;
-          if (tbar) {
-            T v[4];
-            row_gradient(tb4.data(), ldg, gj, gpj, ej, scale, ub.data(), v);
-            if (genv_out)
-              for (int jj = j; jj < last; ++jj)
-                for (int c = 0; c < 4; ++c) genv_out[(i * nnei + slot0 + jj) * 4 + c] = v[c];
-            const T w = scale * T(last - j);
-#pragma omp simd
-            for (int k = 0; k < ldg; ++k) gb[k] = ub[k] * w;
-          } else {
-            std::fill(gb, gb + ldg, T(0));
-          }
-          if (second) {
-            T s0 = 0, s1 = 0, s2 = 0, s3 = 0;  // every term is linear in a_j
-            for (int jj = j; jj < last; ++jj) {
-              const T* aj = a + (i * nnei + slot0 + jj) * 4;
-              s0 += aj[0]; s1 += aj[1]; s2 += aj[2]; s3 += aj[3];
+    // Atoms go in a fixed number of chunks whose sums are added in order: the result does
+    // not depend on the thread count or on which thread took which chunk (a restarted run
+    // repeats the uninterrupted one bit for bit).
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t chunk = 0; chunk < nchunk; ++chunk) {
+      for (auto& g : acc) g.zero();
+      for (int64_t i = chunk * nat / nchunk; i < (chunk + 1) * nat / nchunk; ++i) {
+        if (tbar) load_transposed(tbar + i * ng * 4, ng, ldg, tb4.data());
+        if (second) load_transposed(gT + i * ng * 4, ng, ldg, gt4.data());
+        if (ggT_out) std::fill(ggt4.begin(), ggt4.end(), T(0));
+        int off = 0;
+        for (size_t t = 0; t < nets.size(); ++t) {
+          const int rows = sel[t];
+          const T* e = env + (i * nnei + off) * 4;
+          const int slot0 = off;
+          off += rows;
+          if (rows == 0) continue;
+          const int p = tail_start(e, rows), n = p + 1;
+          auto& tp = tapes[t];
+          train_forward(tn[t], n, e, tp);
+          const T* G = tp.a.back().data();
+          const T* Gp = tp.da.back().data();
+          for (int j = 0; j < n; ++j) {
+            const T* ej = e + j * 4;
+            const T* gj = G + int64_t(j) * ldg;
+            const T* gpj = Gp + int64_t(j) * ldg;
+            const T e0 = ej[0], e1 = ej[1], e2 = ej[2], e3 = ej[3];
+            const int last = j == p ? rows : j + 1;  // the tail row stands for slots p..rows-1
+            T* gb = tp.yb.data() + int64_t(j) * ldg;
+            T* dgb = tp.dyb.data() + int64_t(j) * ldg;
+            if (tbar) {
+              T v[4];
+              row_gradient(tb4.data(), ldg, gj, gpj, ej, scale, ub.data(), v);
+              if (genv_out)
+                for (int jj = j; jj < last; ++jj)
+                  for (int c = 0; c < 4; ++c) genv_out[(i * nnei + slot0 + jj) * 4 + c] = v[c];
+              const T w = scale * T(last - j);
+  #pragma omp simd
+              for (int k = 0; k < ldg; ++k) gb[k] = ub[k] * w;
+            } else {
+              std::fill(gb, gb + ldg, T(0));
             }
-            s0 *= scale; s1 *= scale; s2 *= scale; s3 *= scale;
-#pragma omp simd
-            for (int k = 0; k < ldg; ++k) {
-              gb[k] += g0[k] * s0 + g1[k] * s1 + g2[k] * s2 + g3[k] * s3;
-              dgb[k] = s0 * (g0[k] * e0 + g1[k] * e1 + g2[k] * e2 + g3[k] * e3);
-            }
-            if (ggT_out) {
-#pragma omp simd
+            if (second) {
+              T s0 = 0, s1 = 0, s2 = 0, s3 = 0;  // every term is linear in a_j
+              for (int jj = j; jj < last; ++jj) {
+                const T* aj = a + (i * nnei + slot0 + jj) * 4;
+                s0 += aj[0]; s1 += aj[1]; s2 += aj[2]; s3 += aj[3];
+              }
+              s0 *= scale; s1 *= scale; s2 *= scale; s3 *= scale;
+  #pragma omp simd
               for (int k = 0; k < ldg; ++k) {
-                const T gk = gj[k], pk = s0 * gpj[k];
-                q0[k] += gk * s0 + pk * e0;
-                q1[k] += gk * s1 + pk * e1;
-                q2[k] += gk * s2 + pk * e2;
-                q3[k] += gk * s3 + pk * e3;
+                gb[k] += g0[k] * s0 + g1[k] * s1 + g2[k] * s2 + g3[k] * s3;
+                dgb[k] = s0 * (g0[k] * e0 + g1[k] * e1 + g2[k] * e2 + g3[k] * e3);
+              }
+              if (ggT_out) {
+  #pragma omp simd
+                for (int k = 0; k < ldg; ++k) {
+                  const T gk = gj[k], pk = s0 * gpj[k];
+                  q0[k] += gk * s0 + pk * e0;
+                  q1[k] += gk * s1 + pk * e1;
+                  q2[k] += gk * s2 + pk * e2;
+                  q3[k] += gk * s3 + pk * e3;
+                }
               }
             }
           }
+          if (second) train_reverse<T, true>(tn[t], n, tp, acc[t]);
+          else train_reverse<T, false>(tn[t], n, tp, acc[t]);
         }
-        if (second) train_reverse<T, true>(tn[t], n, tp, acc[t]);
-        else train_reverse<T, false>(tn[t], n, tp, acc[t]);
+        if (ggT_out) store_transposed(ggt4.data(), ldg, ng, ggT_out + i * ng * 4);
       }
-      if (ggT_out) store_transposed(ggt4.data(), ldg, ng, ggT_out + i * ng * 4);
+      for (size_t t = 0; t < nets.size(); ++t) acc[t].add_to(tn[t], partial[chunk].data() + poff[t]);
     }
-#pragma omp critical
-    for (size_t t = 0; t < nets.size(); ++t) acc[t].add_to(tn[t], pgrad + poff[t]);
   }
+  for (const auto& part : partial)
+    for (int64_t k = 0; k < poff.back(); ++k) pgrad[k] += part[k];
 }
 
 // The autograd operator's two sweeps: mode 0 (backward: cotangent gT on T; genv_out and

@@ -160,12 +160,19 @@ class Trainer:
         if self.valid_data is None:
             return None
         total, weight = {}, 0
-        for _ in range(self.numb_btch):
-            batch = self.valid_data.next_batch()
-            loss, l2 = self._forward(batch, lr, train=False)
-            for k, v in self._errors(loss, l2, batch["natoms"]).items():
-                total[k] = total.get(k, 0.0) + v * batch["natoms"]
-            weight += batch["natoms"]
+        trainable = [p for p in self.model.parameters() if not p.stop_gradient]
+        for p in trainable:  # values only: the model then takes its fused evaluation path
+            p.stop_gradient = True
+        try:
+            for _ in range(self.numb_btch):
+                batch = self.valid_data.next_batch()
+                loss, l2 = self._forward(batch, lr, train=False)
+                for k, v in self._errors(loss, l2, batch["natoms"]).items():
+                    total[k] = total.get(k, 0.0) + v * batch["natoms"]
+                weight += batch["natoms"]
+        finally:
+            for p in trainable:
+                p.stop_gradient = False
         return {k: v / weight for k, v in total.items()}
 
     # ----------------------------------------------------------------- output
