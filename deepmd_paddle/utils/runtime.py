@@ -6,6 +6,13 @@ again in page faults: a float64 elementwise op on 20 MB costs 4-5 ns per element
 under 1 (measured with Paddle 3.3.1 here). Raising the mmap and trim thresholds keeps freed
 blocks for reuse. Peak memory is unchanged; freed memory is returned to the system later.
 ``DEEPMD_PADDLE_NO_MALLOPT=1`` leaves malloc alone.
+
+Paddle's MKL runs on Intel's OpenMP runtime, whose idle threads spin for 200 ms
+(``KMP_BLOCKTIME``) after every parallel region; between two MKL calls they hold the cores that
+our operators' (GNU OpenMP) threads need. Measured on the 2-core machine under load: a water
+training step took 1.1-1.2 s instead of 0.44-0.49 s, and 60 % more CPU time. ``quiet_openmp``
+sets ``KMP_BLOCKTIME=0`` unless the user chose it (or ``OMP_WAIT_POLICY``); the runtime reads it
+when its first parallel region starts, so it must run before Paddle's first matrix product.
 """
 from __future__ import annotations
 
@@ -14,6 +21,12 @@ import ctypes.util
 import os
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+
+
+def quiet_openmp() -> None:
+    """Idle Intel OpenMP (MKL) threads sleep at once instead of spinning (see the docstring)."""
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("KMP_BLOCKTIME", "0")
 _done = False
 
 
