@@ -32,8 +32,10 @@ from ..model.energy_model import EnergyModel
 
 def supported(model) -> bool:
     """The model's embedding can run in the fused operators (tanh nets, operators built)."""
+    if not isinstance(model, EnergyModel) or not hasattr(model.descriptor, "fused_params"):
+        return False  # e.g. descriptors with type embedding: autograd through their layers
     op = model.descriptor.fused_op()
-    return isinstance(model, EnergyModel) and op is not None and all(
+    return op is not None and all(
         hasattr(op, n) for n in ("se_a_embed_cached", "se_a_embed_vjp", "se_a_embed_ggt", "se_a_embed_pgrad"))
 
 
