@@ -130,7 +130,8 @@ def _record(seen: dict, nlist_out) -> None:
 # without them is traced into a static graph. While tracing, the model sees only these
 # (``hasattr(lib, name)`` is False for the others), so an optional fused path whose operator
 # is not listed falls back to plain Paddle. Add an operator here once it has both functions.
-STATIC_OPS = ("deepmd_neighbor_list", "deepmd_env_mat", "bias_tanh", "se_a_embed", "se_a_embed_train")
+STATIC_OPS = ("deepmd_neighbor_list", "deepmd_env_mat", "bias_tanh", "se_a_embed", "se_a_embed_train",
+              "se_a_tabulate")
 
 
 class _StaticOps:

@@ -43,6 +43,9 @@ class EnergyModel(paddle.nn.Layer):
         fit = EnergyFitting(ntypes, desc.get_dim_out(), **fcfg)
         model = cls(type_map, desc, fit)
         model._config = {"type_map": type_map, "descriptor": dcfg, "fitting_net": fcfg}
+        if cfg.get("compress"):  # a compressed model's checkpoint: empty tables, filled on loading
+            from ..compress import attach
+            attach(model, cfg["compress"])
         return model
 
     def get_config(self) -> dict:
@@ -122,7 +125,11 @@ class EnergyModel(paddle.nn.Layer):
 
     def _embedding_mode(self, coord, create_graph):
         """How the embedding nets run: a fused C++ operator when it gives every derivative this
-        call needs and is the faster choice, the Paddle layers otherwise (DescrptSeA.forward)."""
+        call needs and is the faster choice, the Paddle layers otherwise (DescrptSeA.forward).
+        A compressed model: its tables' operator, or ``"exact"`` (their plain-Paddle twin) when
+        the call needs second derivatives in the positions."""
+        if self.descriptor.tabulation is not None:
+            return "exact" if create_graph and coord is not None and not coord.stop_gradient else "table"
         if self.descriptor.fused_op() is None:
             return None
         if not any(not p.stop_gradient for p in self.descriptor.parameters()):
