@@ -213,16 +213,18 @@ def tabulate_paddle(env, coef, info, sel, ti, type_one_side, ng):
         lower, upper, ext, h1, h2, n1, n2 = (row[i] for i in range(7))
         e = env[:, off:off + n, :]  # nat x n x 4
         s = e[:, :, 0]
-        in1 = paddle.logical_and(s >= lower, s < upper)
-        in2 = paddle.logical_and(s >= upper, s < ext)
-        k1 = paddle.minimum(paddle.floor((s - lower) / h1), n1 - 1)
-        k2 = paddle.minimum(paddle.floor((s - upper) / h2), n2 - 1)
-        last_len = paddle.where(n2 > 0, h2, h1)
-        zero = paddle.zeros_like(s)
-        idx = paddle.where(in1, k1, paddle.where(in2, n1 + k2, paddle.where(s < lower, zero, n1 + n2 - 1)))
-        x0 = paddle.where(in1, lower + k1 * h1, upper + k2 * h2)
+        sd = s.detach()  # the interval and its start: piecewise constant (floor has no double grad)
+        in1 = paddle.logical_and(sd >= lower, sd < upper)
+        in2 = paddle.logical_and(sd >= upper, sd < ext)
         inside = paddle.logical_or(in1, in2)
-        tt = paddle.where(inside, s - paddle.where(inside, x0, s), paddle.where(s < lower, zero, zero + last_len))
+        k1 = paddle.minimum(paddle.floor((sd - lower) / h1), n1 - 1)
+        k2 = paddle.minimum(paddle.floor((sd - upper) / h2), n2 - 1)
+        zero = paddle.zeros_like(sd)
+        below = sd < lower
+        idx = paddle.where(in1, k1, paddle.where(in2, n1 + k2, paddle.where(below, zero, zero + n1 + n2 - 1)))
+        x0 = paddle.where(in1, lower + k1 * h1, upper + k2 * h2)
+        end = paddle.where(below, zero, zero + paddle.where(n2 > 0, h2, h1))  # clamped: a table end
+        tt = paddle.where(inside, s - paddle.where(inside, x0, zero), end)
         c = paddle.gather(coef[net], idx.reshape([-1]).astype("int64"))[:, :, :ng]  # nat*n x K x ng
         c = c.reshape([s.shape[0], n, k, ng])
         tt = tt.unsqueeze(-1)
