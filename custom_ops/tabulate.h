@@ -90,6 +90,12 @@ inline void horner(const double* c, int ldg, double t, TabVec& g, TabVec& dg) {
   }
 }
 
+// The table block of an entry two ahead: the blocks are 2-5 KB and each is read once per atom.
+inline void prefetch_block(const double* c, int n) {
+  const char* p = reinterpret_cast<const char*>(c);
+  for (int b = 0; b < n * 8; b += 64) __builtin_prefetch(p + b);
+}
+
 // One neighbour entry of an atom: its table block, offset, weight (multiplicity x scale) and
 // row; `first`/`count`: the slots it stands for (for the gradient).
 struct Entry {
@@ -154,10 +160,7 @@ int64_t tabulate_forward(const double* env, int64_t nat, const std::vector<int>&
       double* a3 = a2 + ldg;
       for (size_t q = 0; q < ent.size(); ++q) {
         const Entry& en = ent[q];
-        if (q + 1 < ent.size()) {
-          const char* nx = reinterpret_cast<const char*>(ent[q + 1].c);
-          for (int b = 0; b < K * ldg * 8; b += 256) __builtin_prefetch(nx + b);
-        }
+        if (q + 2 < ent.size()) prefetch_block(ent[q + 2].c, K * ldg);
         const double r0 = en.r[0] * en.w, r1 = en.r[1] * en.w, r2 = en.r[2] * en.w, r3 = en.r[3] * en.w;
         for (int v = 0; v < nv; ++v) {
           TabVec g, dg;
@@ -203,10 +206,7 @@ void tabulate_backward(const double* env, const double* gT, int64_t nat, const s
       double* ge = genv + i * nnei * 4;
       for (size_t q = 0; q < ent.size(); ++q) {
         const Entry& en = ent[q];
-        if (q + 1 < ent.size()) {
-          const char* nx = reinterpret_cast<const char*>(ent[q + 1].c);
-          for (int b = 0; b < K * ldg * 8; b += 256) __builtin_prefetch(nx + b);
-        }
+        if (q + 2 < ent.size()) prefetch_block(ent[q + 2].c, K * ldg);
         TabVec s0 = {}, s1 = {}, s2 = {}, s3 = {}, sd = {};
         for (int v = 0; v < nv; ++v) {
           TabVec g, dg;
@@ -273,6 +273,62 @@ void tabulate_double_backward(const double* env, const double* ggenv, int64_t na
       for (int g = 0; g < ng; ++g)
         for (int c = 0; c < 4; ++c) ti[g * 4 + c] = acc[c * ldg + g];
     }
+  }
+}
+
+// ------------------------------------------------------------------ D = T T<^T
+// The se_e2_a descriptor of one atom from T (ng x 4): D[g, a] = sum_c T[g, c] T[a, c], a < A
+// (axis_neuron). Paddle's batched matmul on these 100 x 4 x 16 products costs more than the
+// whole tabulated embedding; here it is a few thousand FMAs per atom.
+//   backward: gT[x, c] = sum_a gD[x, a] T[a, c] + [x < A] sum_g gD[g, x] T[g, c]
+//   its derivative along gD (linear):  ggD[g, a] = sum_c A[g, c] T[a, c] + sum_c A[a, c] T[g, c]
+//   and along T: gT2[x, c] = [x < A] sum_g gD[g, x] A[g, c] + sum_{g < A} gD[x, g] A[g, c]
+// for a cotangent A of gT.
+inline void descriptor_forward(const double* T, int64_t nat, int ng, int na, double* D) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < nat; ++i) {
+    const double* t = T + i * ng * 4;
+    double* d = D + i * ng * na;
+    for (int g = 0; g < ng; ++g)
+      for (int a = 0; a < na; ++a)
+        d[g * na + a] = t[g * 4] * t[a * 4] + t[g * 4 + 1] * t[a * 4 + 1] + t[g * 4 + 2] * t[a * 4 + 2] +
+                        t[g * 4 + 3] * t[a * 4 + 3];
+  }
+}
+
+// gT += sum_a G[x, a] U[a, c] + [x < A] sum_g G[g, x] U[g, c]  (the backward with (G, U) = (gD, T);
+// with (G, U) = (gD, A) it is the derivative along T of the double backward)
+inline void descriptor_backward(const double* U, const double* G, int64_t nat, int ng, int na, double* gT) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < nat; ++i) {
+    const double* u = U + i * ng * 4;
+    const double* gd = G + i * ng * na;
+    double* o = gT + i * ng * 4;
+    for (int x = 0; x < ng; ++x) {
+      double s[4] = {0, 0, 0, 0};
+      for (int a = 0; a < na; ++a)
+        for (int c = 0; c < 4; ++c) s[c] += gd[x * na + a] * u[a * 4 + c];
+      if (x < na)
+        for (int g = 0; g < ng; ++g)
+          for (int c = 0; c < 4; ++c) s[c] += gd[g * na + x] * u[g * 4 + c];
+      for (int c = 0; c < 4; ++c) o[x * 4 + c] = s[c];
+    }
+  }
+}
+
+// ggD[g, a] = sum_c A[g, c] T[a, c] + A[a, c] T[g, c]
+inline void descriptor_double_backward(const double* T, const double* A, int64_t nat, int ng, int na, double* ggD) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < nat; ++i) {
+    const double* t = T + i * ng * 4;
+    const double* a4 = A + i * ng * 4;
+    double* o = ggD + i * ng * na;
+    for (int g = 0; g < ng; ++g)
+      for (int a = 0; a < na; ++a) {
+        double s = 0;
+        for (int c = 0; c < 4; ++c) s += a4[g * 4 + c] * t[a * 4 + c] + a4[a * 4 + c] * t[g * 4 + c];
+        o[g * na + a] = s;
+      }
   }
 }
 

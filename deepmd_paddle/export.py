@@ -131,7 +131,7 @@ def _record(seen: dict, nlist_out) -> None:
 # (``hasattr(lib, name)`` is False for the others), so an optional fused path whose operator
 # is not listed falls back to plain Paddle. Add an operator here once it has both functions.
 STATIC_OPS = ("deepmd_neighbor_list", "deepmd_env_mat", "bias_tanh", "se_a_embed", "se_a_embed_train",
-              "se_a_tabulate")
+              "se_a_tabulate", "se_a_descriptor")
 
 
 class _StaticOps:

@@ -256,3 +256,26 @@ def test_reference_water_model():
         assert np.abs(a["energy"].numpy() - b["energy"].numpy()).max() / 192 < te
         assert np.abs(a["force"].numpy() - b["force"].numpy()).max() < tf
         assert np.abs(b["energy"].numpy() - ref["energy"][:2]).max() / 192 < te
+
+
+@needs_op
+def test_descriptor_product_operator():
+    """se_a_descriptor (D = T T<^T) against Paddle's matmul: value, gradient, and the double
+    gradient along the upstream cotangent and along T."""
+    op = ops.load_op()
+    rng = np.random.default_rng(2)
+    t1 = paddle.to_tensor(rng.normal(size=(5, 12, 4)))
+    t2 = paddle.to_tensor(t1.numpy())
+    w = paddle.to_tensor(rng.normal(size=(5, 12, 3)))
+    v = paddle.to_tensor(rng.normal(size=(5, 12, 4)))
+    res = []
+    for t, fn in ((t1, lambda x: op.se_a_descriptor(x, 3)),
+                  (t2, lambda x: paddle.matmul(x, x[:, :3, :], transpose_y=True))):
+        t.stop_gradient = False
+        w.stop_gradient = False
+        d = fn(t)
+        (g,) = paddle.grad((d * w).sum(), t, create_graph=True)
+        gw, gt = paddle.grad((g * v).sum(), [w, t])
+        res.append([x.numpy() for x in (d, g, gw, gt)])
+    for a, b in zip(*res):
+        assert np.abs(a - b).max() < 1e-12
