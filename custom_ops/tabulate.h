@@ -285,33 +285,60 @@ void tabulate_double_backward(const double* env, const double* ggenv, int64_t na
 //   and along T: gT2[x, c] = [x < A] sum_g gD[g, x] A[g, c] + sum_{g < A} gD[x, g] A[g, c]
 // for a cotangent A of gT.
 inline void descriptor_forward(const double* T, int64_t nat, int ng, int na, double* D) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < nat; ++i) {
-    const double* t = T + i * ng * 4;
-    double* d = D + i * ng * na;
-    for (int g = 0; g < ng; ++g)
+#pragma omp parallel
+  {
+    std::vector<double> tt(4 * size_t(na));  // T<^T: 4 x na
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < nat; ++i) {
+      const double* t = T + i * ng * 4;
       for (int a = 0; a < na; ++a)
-        d[g * na + a] = t[g * 4] * t[a * 4] + t[g * 4 + 1] * t[a * 4 + 1] + t[g * 4 + 2] * t[a * 4 + 2] +
-                        t[g * 4 + 3] * t[a * 4 + 3];
+        for (int c = 0; c < 4; ++c) tt[c * na + a] = t[a * 4 + c];
+      double* d = D + i * ng * na;
+      for (int g = 0; g < ng; ++g) {
+        const double t0 = t[g * 4], t1 = t[g * 4 + 1], t2 = t[g * 4 + 2], t3 = t[g * 4 + 3];
+        double* dg = d + g * na;
+#pragma omp simd
+        for (int a = 0; a < na; ++a) dg[a] = t0 * tt[a] + t1 * tt[na + a] + t2 * tt[2 * na + a] + t3 * tt[3 * na + a];
+      }
+    }
   }
 }
 
-// gT += sum_a G[x, a] U[a, c] + [x < A] sum_g G[g, x] U[g, c]  (the backward with (G, U) = (gD, T);
+// gT = sum_a G[x, a] U[a, c] + [x < A] sum_g G[g, x] U[g, c]  (the backward with (G, U) = (gD, T);
 // with (G, U) = (gD, A) it is the derivative along T of the double backward)
 inline void descriptor_backward(const double* U, const double* G, int64_t nat, int ng, int na, double* gT) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < nat; ++i) {
-    const double* u = U + i * ng * 4;
-    const double* gd = G + i * ng * na;
-    double* o = gT + i * ng * 4;
-    for (int x = 0; x < ng; ++x) {
-      double s[4] = {0, 0, 0, 0};
+#pragma omp parallel
+  {
+    std::vector<double> acc(4 * size_t(na));  // sum_g G[g, a] U[g, c], as c x na
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < nat; ++i) {
+      const double* u = U + i * ng * 4;
+      const double* gd = G + i * ng * na;
+      double* o = gT + i * ng * 4;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int g = 0; g < ng; ++g) {
+        const double* row = gd + g * na;
+        const double u0 = u[g * 4], u1 = u[g * 4 + 1], u2 = u[g * 4 + 2], u3 = u[g * 4 + 3];
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+        for (int a = 0; a < na; ++a) {
+          const double r = row[a];
+          s0 += r * u[a * 4];
+          s1 += r * u[a * 4 + 1];
+          s2 += r * u[a * 4 + 2];
+          s3 += r * u[a * 4 + 3];
+          acc[a] += r * u0;
+          acc[na + a] += r * u1;
+          acc[2 * na + a] += r * u2;
+          acc[3 * na + a] += r * u3;
+        }
+        o[g * 4] = s0;
+        o[g * 4 + 1] = s1;
+        o[g * 4 + 2] = s2;
+        o[g * 4 + 3] = s3;
+      }
       for (int a = 0; a < na; ++a)
-        for (int c = 0; c < 4; ++c) s[c] += gd[x * na + a] * u[a * 4 + c];
-      if (x < na)
-        for (int g = 0; g < ng; ++g)
-          for (int c = 0; c < 4; ++c) s[c] += gd[g * na + x] * u[g * 4 + c];
-      for (int c = 0; c < 4; ++c) o[x * 4 + c] = s[c];
+        for (int c = 0; c < 4; ++c) o[a * 4 + c] += acc[c * na + a];
     }
   }
 }

@@ -279,3 +279,35 @@ def test_descriptor_product_operator():
         res.append([x.numpy() for x in (d, g, gw, gt)])
     for a, b in zip(*res):
         assert np.abs(a - b).max() < 1e-12
+
+
+@needs_op
+def test_cli_compress_then_fine_tune(tmp_path, capsys):
+    """`dpp compress -t input.json -o OUT.ckpt` (the range from the training data), then
+    `--init-model` training: the fitting net moves, the tables and the embedding nets do not."""
+    import json
+
+    from test_train import tiny_config
+
+    from deepmd_paddle.cli import main
+    from deepmd_paddle.data.demo import make_demo
+    from deepmd_paddle.train import checkpoint
+    from deepmd_paddle.train.trainer import Trainer
+
+    data = make_demo(str(tmp_path / "emt"), seed=7, segments=1, valid_segments=1, frames_per_segment=4, every=2,
+                     n_ag=4)
+    Trainer(tiny_config(data, numb_steps=4, disp_freq=4, save_freq=4), str(tmp_path / "a")).run()
+    script = tmp_path / "input.json"
+    script.write_text(json.dumps(tiny_config(data, numb_steps=4, disp_freq=4, save_freq=4)))
+    assert main(["compress", "-i", str(tmp_path / "a"), "-o", str(tmp_path / "c.ckpt"), "-t", str(script),
+                 "-s", "0.02", "--order", "3"]) == 0
+    assert "tables valid for pair distances" in capsys.readouterr().out
+    before, meta = checkpoint.load(str(tmp_path / "c.ckpt-0"))
+    assert meta["config"]["model"]["compress"]["order"] == 3
+    tr = Trainer(tiny_config(data, numb_steps=4, disp_freq=4, save_freq=4), str(tmp_path / "b"),
+                 init_model=str(tmp_path / "c.ckpt-0"))
+    tr.run()
+    after = {k: v.numpy() for k, v in tr.model.state_dict().items()}
+    moved = {k for k in after if not np.array_equal(after[k], before["model." + k])}
+    assert any(k.startswith("fitting.") for k in moved)
+    assert not any(k.startswith("descriptor.") for k in moved), sorted(moved)
