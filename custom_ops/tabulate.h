@@ -135,6 +135,36 @@ inline int64_t gather_entries(const double* env_i, const std::vector<int>& sel, 
   return nout;
 }
 
+// T of one atom on NV vectors of channels starting at column `col`: 4 NV accumulators stay in
+// registers over all entries (NV <= 4: 16 accumulators + NV values of G).
+template <int K, int NV>
+inline void contract_chunk(const std::vector<Entry>& ent, int ldg, int col, double* acc) {
+  TabVec a[NV][4];
+  for (int v = 0; v < NV; ++v)
+    for (int c = 0; c < 4; ++c) a[v][c] = TabVec{};
+  const size_t n = ent.size();
+  for (size_t q = 0; q < n; ++q) {
+    const Entry& en = ent[q];
+    if (q + 2 < n) {
+      const char* p = reinterpret_cast<const char*>(ent[q + 2].c + col);
+      for (int k = 0; k < K; ++k)
+        for (int b = 0; b < NV * 64; b += 64) __builtin_prefetch(p + k * ldg * 8 + b);
+    }
+    const double r0 = en.r[0] * en.w, r1 = en.r[1] * en.w, r2 = en.r[2] * en.w, r3 = en.r[3] * en.w;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      TabVec g, dg;
+      horner<K, false>(en.c + col + v * kTabLanes, ldg, en.t, g, dg);
+      a[v][0] += g * r0;
+      a[v][1] += g * r1;
+      a[v][2] += g * r2;
+      a[v][3] += g * r3;
+    }
+  }
+  for (int v = 0; v < NV; ++v)
+    for (int c = 0; c < 4; ++c) tab_store(acc + c * ldg + col + v * kTabLanes, a[v][c]);
+}
+
 // Threads over atoms; every call of one atom touches only its own rows.
 // out: nat x ng x 4. Returns the number of inputs outside the tables.
 template <int K>
@@ -149,36 +179,21 @@ int64_t tabulate_forward(const double* env, int64_t nat, const std::vector<int>&
   {
     std::vector<Entry> ent;
     ent.reserve(nnei);
-    std::vector<double> acc(4 * size_t(ldg));
+    std::vector<double> acc(4 * size_t(ldg));  // T transposed: 4 x ldg
 #pragma omp for schedule(dynamic, 16)
     for (int64_t i = 0; i < nat; ++i) {
       nout += gather_entries(env + i * nnei * 4, sel, tabs, K, ldg, scale, ent);
-      std::fill(acc.begin(), acc.end(), 0.0);
-      double* a0 = acc.data();
-      double* a1 = a0 + ldg;
-      double* a2 = a1 + ldg;
-      double* a3 = a2 + ldg;
-      for (size_t q = 0; q < ent.size(); ++q) {
-        const Entry& en = ent[q];
-        if (q + 2 < ent.size()) prefetch_block(ent[q + 2].c, K * ldg);
-        const double r0 = en.r[0] * en.w, r1 = en.r[1] * en.w, r2 = en.r[2] * en.w, r3 = en.r[3] * en.w;
-        for (int v = 0; v < nv; ++v) {
-          TabVec g, dg;
-          horner<K, false>(en.c + v * kTabLanes, ldg, en.t, g, dg);
-          const int o = v * kTabLanes;
-          tab_store(a0 + o, tab_load(a0 + o) + g * r0);
-          tab_store(a1 + o, tab_load(a1 + o) + g * r1);
-          tab_store(a2 + o, tab_load(a2 + o) + g * r2);
-          tab_store(a3 + o, tab_load(a3 + o) + g * r3);
-        }
+      int v = 0;
+      for (; v + 4 <= nv; v += 4) contract_chunk<K, 4>(ent, ldg, v * kTabLanes, acc.data());
+      switch (nv - v) {
+        case 3: contract_chunk<K, 3>(ent, ldg, v * kTabLanes, acc.data()); break;
+        case 2: contract_chunk<K, 2>(ent, ldg, v * kTabLanes, acc.data()); break;
+        case 1: contract_chunk<K, 1>(ent, ldg, v * kTabLanes, acc.data()); break;
+        default: break;
       }
       double* ti = out + i * ng * 4;
-      for (int g = 0; g < ng; ++g) {
-        ti[g * 4] = a0[g];
-        ti[g * 4 + 1] = a1[g];
-        ti[g * 4 + 2] = a2[g];
-        ti[g * 4 + 3] = a3[g];
-      }
+      for (int g = 0; g < ng; ++g)
+        for (int c = 0; c < 4; ++c) ti[g * 4 + c] = acc[c * ldg + g];
     }
   }
   return nout;
