@@ -153,6 +153,41 @@ def errors(workdir: str, method: str, rep: int) -> str:
     return f"{np.abs(a['e'] - b['e']).max() / n:.1e} / {np.abs(a['f'] - b['f']).max():.1e}"
 
 
+def accuracy(models: list, nframes: int = 4) -> list:
+    """Compressed vs uncompressed (dynamic models, float64) on the first frames of water data_3:
+    max |dE|/atom and max |dF|, for orders 5 and 3 at stride 0.01 and 5 at 0.1."""
+    import numpy as np
+    import paddle
+
+    from deepmd_paddle.compress import compress_model
+    from deepmd_paddle.export import load_model
+
+    data = os.path.join(os.path.dirname(bi.WATER), "data_3", "set.000")
+    coord = paddle.to_tensor(np.load(os.path.join(data, "coord.npy"))[:nframes].reshape(nframes, -1, 3))
+    box = paddle.to_tensor(np.load(os.path.join(data, "box.npy"))[:nframes])
+    atype = np.loadtxt(os.path.join(os.path.dirname(data), "type.raw"), dtype=np.int32)
+    atype = paddle.to_tensor(np.tile(atype, (nframes, 1)))
+    lines = ["| model | order | stride | max dE/atom (eV) | max dF (eV/A) | out-of-range inputs |", "| --- | --- | --- | --- | --- | --- |"]
+    from deepmd_paddle.compress import min_nbor_dist_from_input
+
+    for path in models:
+        base = load_model(path)
+        mnd = None  # the model's own, else the water training data's (configs/water_se_e2_a.json systems)
+        if getattr(base, "min_nbor_dist", None) is None:
+            mnd = min_nbor_dist_from_input(os.path.join(REPO, "configs", "water_se_e2_a.json"), base.descriptor.rcut,
+                                           base.type_map)
+        ref = base(coord, atype, box)
+        for order, stride in ((5, 0.01), (3, 0.01), (5, 0.1), (3, 0.1)):
+            model = compress_model(load_model(path), stride, 5, order, min_nbor_dist=mnd)
+            out = model(coord, atype, box)
+            de = np.abs(out["energy"].numpy() - ref["energy"].numpy()).max() / coord.shape[1]
+            df = np.abs(out["force"].numpy() - ref["force"].numpy()).max()
+            lines.append(f"| {os.path.basename(path.rstrip('/'))} | {order} | {stride} | {de:.1e} | {df:.1e} | "
+                         f"{model.descriptor.tabulation.n_out_of_range} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, nargs="+", default=[2, 4], help="replications per box edge (n = 192 r^3)")
@@ -164,6 +199,8 @@ def main():
     ap.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS_compress.md")
     ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--fix-pb", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--accuracy", nargs="+", metavar="MODEL",
+                    help="instead of timing: compressed vs uncompressed errors of these models on water data_3")
     args = ap.parse_args()
     if args.fix_pb:
         fix_pb(*args.fix_pb)
@@ -171,6 +208,11 @@ def main():
     if args.worker:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), json.loads(args.worker[2]),
                                 args.min_time, args.max_calls, args.workdir)))
+        return
+    if args.accuracy:
+        lines = accuracy(args.accuracy)
+        if args.write:
+            write(lines, args)
         return
     os.makedirs(args.workdir, exist_ok=True)
     have_tf = any(m.startswith("tf") for m in args.methods) and os.path.exists(bi.DPKIT_PYTHON)
@@ -196,16 +238,20 @@ def main():
             lines.append(line)
             print(line, flush=True)
     if args.write:
-        load = os.getloadavg()
-        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        head = [f"`python benchmarks/bench_compress.py {' '.join(sys.argv[1:])}` on {when}; {machine()}; "
-                f"{args.threads} threads per method; load average after the run "
-                f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; tables: -s {STRIDE} -e {EXTRAPOLATE} "
-                f"--order {ORDER}.", ""]
-        path = os.path.join(REPO, "benchmarks", "RESULTS_compress.md")
-        with open(path, "a") as f:
-            f.write("\n".join(head + lines) + "\n\n")
-        print(f"appended to {path}")
+        write(lines, args)
+
+
+def write(lines: list, args) -> None:
+    load = os.getloadavg()
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    what = "" if args.accuracy else (f"{args.threads} threads per method; tables: -s {STRIDE} -e {EXTRAPOLATE} "
+                                     f"--order {ORDER}; ")
+    head = [f"`python benchmarks/bench_compress.py {' '.join(sys.argv[1:])}` on {when}; {machine()}; {what}"
+            f"load average after the run {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.", ""]
+    path = os.path.join(REPO, "benchmarks", "RESULTS_compress.md")
+    with open(path, "a") as f:
+        f.write("\n".join(head + lines) + "\n\n")
+    print(f"appended to {path}")
 
 
 if __name__ == "__main__":

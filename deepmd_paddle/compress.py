@@ -309,7 +309,12 @@ def add_compress_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def compress_main(args: argparse.Namespace) -> int:
     from .export import freeze, load_model
 
+    from .export import frozen_prefix
+
     check_args(args.stride, args.extrapolate, args.order)
+    if frozen_prefix(args.input):
+        raise ValueError(f"compress: {args.input} is a frozen model; compression needs the trainable model it came "
+                         "from (a checkpoint or a DeePMD-kit .dp/.yaml file)")
     model = load_model(args.input)
     mnd = args.min_nbor_dist
     if mnd is None and args.training_script:

@@ -232,6 +232,11 @@ def test_checkpoint_and_frozen_compressed_model(tmp_path):
     e1, f1, v1 = DeepPot(str(tmp_path / "frz")).eval(coord, cell, atype[0])
     e2, f2, v2 = DeepPot(model).eval(coord, cell, atype[0])
     assert np.abs(e1 - e2).max() < 1e-10 and np.abs(f1 - f2).max() < 1e-12 and np.abs(v1 - v2).max() < 1e-11
+    close = coord.copy()
+    close[0, 1] = close[0, 0] + [0.1, 0.0, 0.0]  # closer than the tables reach
+    assert back.descriptor.tabulation.spec["r_table"] > 0.1
+    with pytest.warns(UserWarning, match="closer than its tables reach"):
+        DeepPot(str(tmp_path / "frz")).eval(close, cell, atype[0])
     ase = pytest.importorskip("ase")
     from deepmd_paddle.calculator import DP
 
