@@ -77,16 +77,16 @@ inline Where locate(const TableView& tb, int K, int ldg, double s) {
   return {tb.coef + last * block, len, 0.0, true};
 }
 
-// G (and G' when Deriv) on one vector of channels: Horner from the highest power.
+// G (and G' when Deriv) on one vector of channels: Horner from the highest power; the
+// derivative rides along (d <- d t + g before each step: one FMA, no multiplications by p).
 template <int K, bool Deriv>
 inline void horner(const double* c, int ldg, double t, TabVec& g, TabVec& dg) {
   g = tab_load(c + (K - 1) * ldg);
-  if (Deriv) dg = (K - 1) * g;
+  if (Deriv) dg = TabVec{};
 #pragma GCC unroll 8
   for (int p = K - 2; p >= 0; --p) {
-    const TabVec a = tab_load(c + p * ldg);
-    g = g * t + a;
-    if (Deriv && p > 0) dg = dg * t + double(p) * a;
+    if (Deriv) dg = dg * t + g;
+    g = g * t + tab_load(c + p * ldg);
   }
 }
 
