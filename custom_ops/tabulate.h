@@ -324,28 +324,38 @@ inline void descriptor_forward(const double* T, int64_t nat, int ng, int na, dou
 inline void descriptor_backward(const double* U, const double* G, int64_t nat, int ng, int na, double* gT) {
 #pragma omp parallel
   {
-    std::vector<double> acc(4 * size_t(na));  // sum_g G[g, a] U[g, c], as c x na
+    std::vector<double> ut(4 * size_t(na)), acc(4 * size_t(na));  // U<^T and sum_g G[g, a] U[g, c]: c x na
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < nat; ++i) {
       const double* u = U + i * ng * 4;
       const double* gd = G + i * ng * na;
       double* o = gT + i * ng * 4;
+      for (int a = 0; a < na; ++a)
+        for (int c = 0; c < 4; ++c) ut[c * na + a] = u[a * 4 + c];
       std::fill(acc.begin(), acc.end(), 0.0);
+      double* __restrict a0 = acc.data();
+      double* __restrict a1 = a0 + na;
+      double* __restrict a2 = a1 + na;
+      double* __restrict a3 = a2 + na;
+      const double* __restrict t0 = ut.data();
+      const double* __restrict t1 = t0 + na;
+      const double* __restrict t2 = t1 + na;
+      const double* __restrict t3 = t2 + na;
       for (int g = 0; g < ng; ++g) {
-        const double* row = gd + g * na;
+        const double* __restrict row = gd + g * na;
         const double u0 = u[g * 4], u1 = u[g * 4 + 1], u2 = u[g * 4 + 2], u3 = u[g * 4 + 3];
         double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
 #pragma omp simd reduction(+ : s0, s1, s2, s3)
         for (int a = 0; a < na; ++a) {
           const double r = row[a];
-          s0 += r * u[a * 4];
-          s1 += r * u[a * 4 + 1];
-          s2 += r * u[a * 4 + 2];
-          s3 += r * u[a * 4 + 3];
-          acc[a] += r * u0;
-          acc[na + a] += r * u1;
-          acc[2 * na + a] += r * u2;
-          acc[3 * na + a] += r * u3;
+          s0 += r * t0[a];
+          s1 += r * t1[a];
+          s2 += r * t2[a];
+          s3 += r * t3[a];
+          a0[a] += r * u0;
+          a1[a] += r * u1;
+          a2[a] += r * u2;
+          a3[a] += r * u3;
         }
         o[g * 4] = s0;
         o[g * 4 + 1] = s1;
