@@ -316,3 +316,29 @@ def test_cli_compress_then_fine_tune(tmp_path, capsys):
     moved = {k for k in after if not np.array_equal(after[k], before["model." + k])}
     assert any(k.startswith("fitting.") for k in moved)
     assert not any(k.startswith("descriptor.") for k in moved), sorted(moved)
+
+
+@needs_op
+@pytest.mark.parametrize("kind", ["small", "open"])
+def test_prod_force_virial_operator(kind, monkeypatch):
+    """The one-pass force / virial / atomic virial operator against the index_add scatter, for
+    the whole frame (the model) and for a block of centre atoms (the frozen lower program)."""
+    from deepmd_paddle.export import LowerProgram
+    from deepmd_paddle.model import EnergyModel
+
+    model = make_small_model(use_op=None).eval()
+    coord, atype, cell = random_system(18, nframes=2, kind=kind, seed=8)
+    c, a, b = to_tensors(coord, atype, cell)
+    nlist, shift, _, _ = model.descriptor.neighbor_list(c, a, b)
+    centre = paddle.to_tensor(np.array([3, 0, 11, 7], "int64"))
+    block = paddle.gather(nlist, centre, axis=1), paddle.gather(shift, centre, axis=1)
+    runs = []
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(EnergyModel, "prod_force_virial", lambda *args, **kw: None)
+        out = model(c, a, b, do_atomic_virial=True)
+        low = LowerProgram(model)(c, a, block[0], block[1], centre)
+        runs.append([out["force"], out["virial"], out["atom_virial"]] + list(low[1:]))
+    for x, y in zip(*runs):
+        assert np.abs(x.numpy() - y.numpy()).max() < 1e-12
+    assert np.abs(runs[0][0].numpy()).max() > 1e-3

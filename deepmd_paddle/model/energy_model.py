@@ -106,6 +106,12 @@ class EnergyModel(paddle.nn.Layer):
         energy = atom_e.sum(axis=1)  # nf x 1
         (g,) = paddle.grad(energy.sum(), rij, create_graph=create_graph)  # nf x nloc x nnei x 3
         out = {"energy": energy, "atom_energy": atom_e}
+        fused = None if create_graph else self.prod_force_virial(coord, g, rij, nlist)
+        if fused is not None:  # one C++ pass instead of index_add scatters (inference)
+            out["force"], out["virial"] = fused[0], fused[1]
+            if do_atomic_virial:
+                out["atom_virial"] = fused[2]
+            return out
         out["force"] = self._force(g, nlist)
         out["virial"] = -paddle.matmul(
             g.reshape([nf, -1, 3]), rij.reshape([nf, -1, 3]), transpose_x=True
@@ -171,6 +177,16 @@ class EnergyModel(paddle.nn.Layer):
                 if idx.size:
                     out[idx] = self.descriptor(paddle.gather(flat, paddle.to_tensor(idx)), ti).numpy()
         return out.reshape(nf, nloc, -1)
+
+    def prod_force_virial(self, coord, g, rij, nlist, centre=None):
+        """(force, virial, atom_virial) from g = dE/dr_ij of the centre atoms ``centre`` (default
+        all) in one C++ pass (``deepmd_prod_force_virial``, no gradient), or None without it."""
+        op = self.descriptor._op()
+        if op is None or not hasattr(op, "deepmd_prod_force_virial"):
+            return None
+        if centre is None:
+            centre = paddle.arange(paddle.shape(nlist)[1], dtype="int64")
+        return op.deepmd_prod_force_virial(coord, g, rij, nlist, centre)
 
     @staticmethod
     def _force(g, nlist):
