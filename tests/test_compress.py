@@ -342,3 +342,22 @@ def test_prod_force_virial_operator(kind, monkeypatch):
     for x, y in zip(*runs):
         assert np.abs(x.numpy() - y.numpy()).max() < 1e-12
     assert np.abs(runs[0][0].numpy()).max() > 1e-3
+
+
+@needs_op
+def test_no_extrapolation_table_and_float32_model():
+    """-e 1 (no coarse table: s beyond the data is clamped at once) and a float32 model (the
+    tables and D in float64, the fitting net in float32)."""
+    model = compress_model(make_small_model(use_op=None).eval(), 0.05, 1.0, 5, min_nbor_dist=MIN_DIST)
+    tab = model.descriptor.tabulation
+    assert (tab.info.numpy()[:, 6] == 0).all()  # n2 = 0
+    env = _block_env(model, *random_system(12, kind="ortho", seed=9)).numpy()
+    env[0, 0, 0] = tab.info.numpy()[0, 1] + 0.5  # beyond upper = ext
+    e = paddle.to_tensor(env)
+    a, na = ops.load_op().se_a_tabulate(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
+    b, nb = compress.tabulate_paddle(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
+    assert np.abs(a.numpy() - b.numpy()).max() < 1e-14 and int(na.numpy()[0]) == int(nb.numpy()[0]) == 1
+    coord, atype, cell = random_system(24, kind="ortho", seed=10)
+    ref = _eval(make_small_model(use_op=None, precision="float32").eval(), coord, atype, cell)
+    out = _eval(_small(precision="float32"), coord, atype, cell)
+    assert np.abs(ref["force"].numpy() - out["force"].numpy()).max() < 1e-5  # float32 rounding
