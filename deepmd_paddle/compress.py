@@ -15,7 +15,7 @@ or the pair (centre type, neighbour type) when ``type_one_side`` is false):
   The derivatives of the net in s are exact (forward mode through the layers, with
   DeePMD-kit's residual and timestep rules).
 - ``s`` outside ``[lower, ext)`` is clamped to the table's ends and counted
-  (``Tabulation.n_out_of_range``; a warning names the count).
+  (``Tabulation.n_out_of_range``; a warning at the first one, then whenever the count gains a digit). A frozen model cannot count: ``DeepPot`` warns when a pair is closer than the tables reach.
 
 The tabulated G is contracted with R~ in one C++ operator (``se_a_tabulate``,
 ``custom_ops/tabulate.h``) with its gradient (forces, virials) and the double gradient in the
@@ -145,8 +145,9 @@ class Tabulation(paddle.nn.Layer):
             xyz, nout = tabulate_paddle(env, self.coef, self.info, self.sel, ti, self.type_one_side, self.ng)
         if paddle.in_dynamic_mode():
             n = int(nout.numpy().reshape(-1)[0])
-            if n:
-                self.n_out_of_range += n
+            before = self.n_out_of_range
+            self.n_out_of_range += n
+            if n and (before == 0 or len(str(self.n_out_of_range)) > len(str(before))):  # first, then x10 (no flood)
                 log.warning("compressed model: %d embedding inputs outside the tables (clamped; %d so far): "
                             "atoms closer than the data's smallest distance %.4g A (table %.4g A) or a "
                             "wrong -e", n, self.n_out_of_range, self.spec["min_nbor_dist"], self.spec["r_table"])
