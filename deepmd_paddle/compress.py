@@ -17,7 +17,7 @@ or the pair (centre type, neighbour type) when ``type_one_side`` is false):
 - ``s`` outside ``[lower, ext)`` is clamped to the table's ends and counted
   (``Tabulation.n_out_of_range``; a warning at the first one, then whenever the count gains a
   digit). A frozen model cannot count: ``DeepPot`` warns when a pair is closer than the
-  tables reach. The operator also records the D = T T<^T product (``se_a_descriptor``).
+  tables reach. D = T T<^T runs in a second C++ operator (``se_a_descriptor``).
 
 The tabulated G is contracted with R~ in one C++ operator (``se_a_tabulate``,
 ``custom_ops/tabulate.h``) with its gradient (forces, virials) and the double gradient in the
