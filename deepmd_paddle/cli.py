@@ -6,6 +6,7 @@
     dpp neighbor-stat -s SYSTEM -r RCUT -t TYPE [TYPE ...]
     dpp plot lcurve.out -o lcurve.png
     dpp demo [-o DIR]
+    dpp compress -i MODEL -o OUT [-s 0.01] [-e 5] [--order 5|3] [-t INPUT]   (deepmd_paddle.compress)
 
 Errors in the user's input (config, data, model files: ValueError and OSError) print one line
 and exit with code 1; ``-v DEBUG`` shows the traceback instead.
@@ -284,6 +285,18 @@ def _run_model_devi(args):
     return model_devi_main(args)
 
 
+def _args_compress(p):
+    from .compress import add_compress_args
+
+    add_compress_args(p)
+
+
+def _run_compress(args):
+    from .compress import compress_main
+
+    return compress_main(args)
+
+
 COMMANDS = {
     "train": ("train a model from an input file", _args_train, _run_train),
     "freeze": ("export a checkpoint to a static model", _args_freeze, _run_freeze),
@@ -296,6 +309,8 @@ COMMANDS = {
                 _run_convert),
     "model-devi": ("model deviation of several models on a system (DeePMD-kit's model_devi.out)",
                    _args_model_devi, _run_model_devi),
+    "compress": ("tabulate the embedding nets (DP Compress): a faster model for inference", _args_compress,
+                 _run_compress),
 }
 
 

@@ -131,7 +131,7 @@ def _record(seen: dict, nlist_out) -> None:
 # (``hasattr(lib, name)`` is False for the others), so an optional fused path whose operator
 # is not listed falls back to plain Paddle. Add an operator here once it has both functions.
 STATIC_OPS = ("deepmd_neighbor_list", "deepmd_env_mat", "bias_tanh", "se_a_embed", "se_a_embed_train",
-              "se_a_embed_cached")
+              "se_a_embed_cached", "se_a_tabulate", "se_a_descriptor", "deepmd_prod_force_virial")
 
 
 class _StaticOps:
@@ -235,6 +235,9 @@ class LowerProgram(paddle.nn.Layer):
         env = self.model.descriptor.env_mat(rij, nlist, tc)  # nf x nc x nnei x 4
         atom_e = self.model.atomic_energy(env, tc, _embedding_mode(self.model))  # nf x nc x 1
         (g,) = paddle.grad(atom_e.sum(), rij)  # nf x nc x nnei x 3
+        fused = self.model.prod_force_virial(coord, g, rij, nlist, centre)
+        if fused is not None:
+            return atom_e, fused[0], fused[1], fused[2]
         j = paddle.clip(nlist.astype("int64"), min=0).reshape([nf, -1])  # padded slots carry g = 0
         ci = paddle.expand(centre.reshape([1, nc]), [nf, nc])
         force = _scatter(g.sum(axis=2), ci, nall) - _scatter(g.reshape([nf, -1, 3]), j, nall)

@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 import numpy as np
 import paddle
 
@@ -343,6 +344,10 @@ class DeepPot:
         """Refuse overlapping atoms, warn on neighbours beyond sel (the model's checks)."""
         if nmax is None:  # the dynamic model checked already
             return
+        table = (self.meta.get("model_def_script") or {}).get("compress")
+        if table and np.min(mindist) < table["r_table"]:  # a frozen compressed model cannot count them itself
+            warnings.warn(f"compressed model: a pair at {np.min(mindist):.4g} A is closer than its tables reach "
+                          f"({table['r_table']:.4g} A): embedding inputs were clamped", stacklevel=3)
         if np.min(mindist) < MIN_PAIR_DISTANCE or np.any(np.max(nmax, axis=0) > np.asarray(self.get_sel())):
             t = paddle.to_tensor
             check_neighbors(t(nmax), t(mindist), self.get_sel(), t(coord), None if box is None else t(box),

@@ -56,6 +56,7 @@ class DescrptSeA(paddle.nn.Layer):
         self.register_buffer("dstd", paddle.ones([ntypes, self.nnei, 4], "float64"))
         self.use_op = None  # None: the operator when available
         self.uniform_stats = True
+        self.tabulation = None  # compressed model: deepmd_paddle.compress.Tabulation replaces the nets
 
     # ---------------------------------------------------------------- environment
     def get_nnei(self):
@@ -127,8 +128,16 @@ class DescrptSeA(paddle.nn.Layer):
         do not flow back into R~). None: the Paddle layers (every derivative).
         ``keep[t]``: the largest number of real type-t neighbours of any atom in the block (the
         Paddle layers then embed only those slots; see ``_contract``).
+        A compressed model (``self.tabulation``) evaluates its tables instead: the C++ operator
+        ``se_a_tabulate``, or its plain-Paddle twin when ``fused == "exact"`` (second derivatives
+        in R~) or without the operator.
         Returns nat x (ng * axis_neuron).
         """
+        if self.tabulation is not None:
+            op = self._op() if fused != "exact" else None
+            xyz = self.tabulation(env, ti, op if hasattr(op, "se_a_tabulate") else None)
+            d = self.from_contraction(xyz)
+            return d if self.precision == "float64" else d.astype(self.precision)
         if self.precision != "float64":
             env = env.astype(self.precision)
         if fused:
@@ -145,7 +154,11 @@ class DescrptSeA(paddle.nn.Layer):
 
     def from_contraction(self, xyz):
         """D = T T<^T flattened (nat x ng*axis_neuron) from T = (1/nnei) sum_j G_j^T R~_j."""
-        d = paddle.matmul(xyz, xyz[:, : self.axis_neuron, :], transpose_y=True)  # nat x ng x axis
+        op = self._op()
+        if xyz.dtype == paddle.float64 and hasattr(op, "se_a_descriptor"):
+            d = op.se_a_descriptor(xyz, self.axis_neuron)  # C++: Paddle's batched matmul is slow here
+        else:
+            d = paddle.matmul(xyz, xyz[:, : self.axis_neuron, :], transpose_y=True)  # nat x ng x axis
         return d.reshape([d.shape[0], -1])
 
     def fused_params(self, ti: int | None) -> list:

@@ -43,6 +43,9 @@ class EnergyModel(paddle.nn.Layer):
         fit = EnergyFitting(ntypes, desc.get_dim_out(), **fcfg)
         model = cls(type_map, desc, fit)
         model._config = {"type_map": type_map, "descriptor": dcfg, "fitting_net": fcfg}
+        if cfg.get("compress"):  # a compressed model's checkpoint: empty tables, filled on loading
+            from ..compress import attach
+            attach(model, cfg["compress"])
         return model
 
     def get_config(self) -> dict:
@@ -91,6 +94,12 @@ class EnergyModel(paddle.nn.Layer):
         energy = atom_e.sum(axis=1)  # nf x 1
         (g,) = paddle.grad(energy.sum(), rij, create_graph=create_graph)  # nf x nloc x nnei x 3
         out = {"energy": energy, "atom_energy": atom_e}
+        fused = None if create_graph else self.prod_force_virial(coord, g, rij, nlist)
+        if fused is not None:  # one C++ pass instead of index_add scatters (inference)
+            out["force"], out["virial"] = fused[0], fused[1]
+            if do_atomic_virial:
+                out["atom_virial"] = fused[2]
+            return out
         out["force"] = self._force(g, nlist)
         out["virial"] = -paddle.matmul(
             g.reshape([nf, -1, 3]), rij.reshape([nf, -1, 3]), transpose_x=True
@@ -130,7 +139,11 @@ class EnergyModel(paddle.nn.Layer):
 
     def _embedding_mode(self, coord, create_graph):
         """How the embedding nets run: a fused C++ operator when it gives every derivative this
-        call needs and is the faster choice, the Paddle layers otherwise (DescrptSeA.forward)."""
+        call needs and is the faster choice, the Paddle layers otherwise (DescrptSeA.forward).
+        A compressed model: its tables' operator, or ``"exact"`` (their plain-Paddle twin) when
+        the call needs second derivatives in the positions."""
+        if self.descriptor.tabulation is not None:
+            return "exact" if create_graph and coord is not None and not coord.stop_gradient else "table"
         if self.descriptor.fused_op() is None:
             return None
         if not any(not p.stop_gradient for p in self.descriptor.parameters()):
@@ -172,6 +185,16 @@ class EnergyModel(paddle.nn.Layer):
                 if idx.size:
                     out[idx] = self.descriptor(paddle.gather(flat, paddle.to_tensor(idx)), ti).numpy()
         return out.reshape(nf, nloc, -1)
+
+    def prod_force_virial(self, coord, g, rij, nlist, centre=None):
+        """(force, virial, atom_virial) from g = dE/dr_ij of the centre atoms ``centre`` (default
+        all) in one C++ pass (``deepmd_prod_force_virial``, no gradient), or None without it."""
+        op = self.descriptor._op()
+        if op is None or not hasattr(op, "deepmd_prod_force_virial"):
+            return None
+        if centre is None:
+            centre = paddle.arange(paddle.shape(nlist)[1], dtype="int64")
+        return op.deepmd_prod_force_virial(coord, g, rij, nlist, centre)
 
     @staticmethod
     def _force(g, nlist):
