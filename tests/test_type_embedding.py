@@ -21,13 +21,16 @@ SPECS = [  # (type_embedding, type_one_side)
     pytest.param(True, False, id="properties-centre"),
     pytest.param(["Z", "electronegativity"], True, id="two-properties"),
     pytest.param({"neuron": [2]}, False, id="learned"),
+    pytest.param({"neuron": [3]}, True, id="learned-skip"),  # in_dim 4 = neuron[0]: first layer has x + ...
 ]
 
 
-def te_model(spec=True, type_one_side=False, use_op=False, sel=(8, 8, 8), type_map=TYPE_MAP, **kw):
+def te_model(spec=True, type_one_side=False, use_op=False, sel=(8, 8, 8), type_map=TYPE_MAP, neuron=None, **kw):
     cfg = small_model_config(type_one_side=type_one_side, sel=sel, **kw)
     cfg["type_map"] = list(type_map)
     cfg["descriptor"]["type_embedding"] = spec
+    if neuron is not None:
+        cfg["descriptor"]["neuron"] = neuron
     model = EnergyModel.from_config(cfg)
     n, d = len(type_map), model.descriptor
     rng = np.random.default_rng(0)
@@ -140,6 +143,30 @@ def test_equals_per_type_nets_with_type_bias(one_side):
     np.testing.assert_allclose(out["energy"], exp["energy"], rtol=1e-12)
     np.testing.assert_allclose(out["force"], exp["force"], atol=1e-11)
     np.testing.assert_allclose(out["virial"], exp["virial"], atol=1e-10)
+
+
+@pytest.mark.parametrize("spec,one_side,neuron", [
+    ({"neuron": [3]}, False, [4, 8]),  # no skip connection in the first layer
+    ({"neuron": [3]}, True, [4, 8]),  # y = x + tanh(...)
+    (["Z", "mass"], True, [6, 12]),  # y = [x, x] + tanh(...)
+    (["Z"], False, [3, 6]),
+])
+def test_first_layer_split_equals_concatenated_input(spec, one_side, neuron):
+    """The descriptor never builds [s, e_nb, e_c]: the net on that input, run by its Dense layers,
+    gives the same G."""
+    model = te_model(spec, one_side, neuron=neuron)
+    d = model.descriptor
+    rng = np.random.default_rng(0)
+    env = paddle.to_tensor(rng.normal(size=(4, d.nnei, 4)))
+    ti = paddle.to_tensor(np.array([0, 1, 2, 1], dtype=np.int32))
+    tebd, slot = d.type_embedding().numpy(), np.repeat(np.arange(3), d.sel)
+    x = [env.numpy()[:, :, :1], np.broadcast_to(tebd[slot], (4, d.nnei, tebd.shape[1]))]
+    if not one_side:
+        x.append(np.broadcast_to(tebd[ti.numpy()][:, None, :], (4, d.nnei, tebd.shape[1])))
+    ref = d.embeddings[0](paddle.to_tensor(np.concatenate(x, -1))).numpy()
+    t_nb, t_c = d._type_tables(env)
+    g = d._embed(env[:, :, :1], paddle.gather(t_nb, paddle.to_tensor(slot)), d._centre(t_c, ti, True))
+    np.testing.assert_allclose(g.numpy(), ref, rtol=1e-13, atol=1e-14)
 
 
 def test_real_neighbours_only_equals_every_slot():

@@ -136,13 +136,12 @@ class DescrptSeATebd(DescrptSeA):
         self.type_one_side = bool(type_one_side)
         self.type_embedding = TypeEmbedding(type_map, type_embedding, precision, seed)
         self.in_dim = 1 + self.type_embedding.dim * (1 if self.type_one_side else 2)
-        if neuron[0] in (self.in_dim, 2 * self.in_dim):
-            raise ValueError(f"descriptor.neuron[0] = {neuron[0]} equals (or doubles) the net's input width "
-                             f"{self.in_dim} (1 + type vector(s)): a residual first layer is not supported with a "
-                             "type embedding; choose another first width")
         rng = np.random.default_rng(seed)
         self.embeddings = paddle.nn.LayerList(
             [EmbeddingNet(neuron, activation_function, resnet_dt, precision, rng, in_dim=self.in_dim)])
+        # the first layer's skip connection when its width equals (x) or doubles ([x, x]) in_dim
+        n0, eye = int(neuron[0]), np.eye(self.in_dim)
+        self.skip = eye if n0 == self.in_dim else np.hstack([eye, eye]) if n0 == 2 * self.in_dim else None
 
     @paddle.jit.not_to_static
     def fused_op(self):
@@ -169,24 +168,41 @@ class DescrptSeATebd(DescrptSeA):
         (Also the way round Paddle 3.3's concat double gradient, which fails when a part of the
         concatenation is a constant.)"""
         first, rest = self.embeddings[0].layers[0], self.embeddings[0].layers[1:]
+        n0 = first.w.shape[1]
+        if self.skip is not None:  # the tables carry [type part of z | type part of the skip]
+            nb, nb_skip = nb[..., :n0], nb[..., n0:]
+            if centre is not None:
+                centre, c_skip = centre[..., :n0], centre[..., n0:]
         z = s * first.w[0] + nb  # ... x n0
         if centre is not None:
             z = z + centre
         y = first._bias_act(z)
         if first.idt is not None:
             y = y * first.idt
+        if self.skip is not None:  # + x (or [x, x]) = s skip[0] + e_nb skip_nb (+ e_c skip_c)
+            y = y + s * paddle.to_tensor(self.skip[0], dtype=y.dtype) + nb_skip
+            if centre is not None:
+                y = y + c_skip
         for layer in rest:
             y = layer(y)
         return y
 
     def _type_tables(self, env):
-        """(e W_nb, e W_c or None): the type part of the first layer, ntypes x neuron[0] each."""
+        """(e W_nb, e W_c or None): the type part of the first layer, ntypes x neuron[0] each
+        (ntypes x 2 neuron[0] with a skip connection: [e W | e skip], see ``_embed``)."""
         tebd = self.type_embedding().astype(env.dtype)  # ntypes x tdim
         w = self.embeddings[0].layers[0].w  # in_dim x n0: rows [s | neighbour type | centre type]
         tdim = self.type_embedding.dim
-        t_nb = paddle.matmul(tebd, w[1:1 + tdim])
-        t_c = None if self.type_one_side else paddle.matmul(tebd, w[1 + tdim:])
-        return t_nb, t_c
+
+        def table(lo, hi):
+            if self.skip is None:
+                return paddle.matmul(tebd, w[lo:hi])
+            n0 = w.shape[1]  # [W | skip] without a concat (see _embed): W [I 0] + skip [0 I]
+            left = paddle.to_tensor(np.eye(n0, 2 * n0), dtype=w.dtype)
+            right = paddle.to_tensor(self.skip[lo:hi] @ np.eye(n0, 2 * n0, n0), dtype=w.dtype)
+            return paddle.matmul(tebd, paddle.matmul(w[lo:hi], left) + right)
+
+        return table(1, 1 + tdim), None if self.type_one_side else table(1 + tdim, self.in_dim)
 
     @staticmethod
     def _centre(t_c, ti, per_atom):
