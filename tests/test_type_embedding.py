@@ -355,3 +355,23 @@ def test_alloy_dataset_and_training_steps(tmp_path):
     tr.run()
     tr.train_data.load_state_dict(Trainer(cfg, str(tmp_path / "run2")).train_data.state_dict())  # batch 0 again
     assert float(tr.forward_step(0)[2]) < first
+
+
+def test_shipped_alloy_configs_differ_only_in_the_type_embedding(tmp_path):
+    import json
+
+    from conftest import REPO
+
+    cfgs = []
+    for name in ("alloy_type_one_side.json", "alloy_type_embedding.json"):
+        with open(REPO / "configs" / name) as f:
+            raw = json.load(f)
+        for key in ("training_data", "validation_data"):
+            raw["training"][key]["systems"] = [str(_tiny_system(tmp_path))]
+        raw["model"]["type_map"] = ["Cu", "Ag", "Au", "Ni", "Pd"]
+        cfgs.append(config.normalize(raw))
+    plain, te = cfgs
+    assert plain["model"]["descriptor"]["type_embedding"] is False
+    assert te["model"]["descriptor"].pop("type_embedding") is True
+    plain["model"]["descriptor"].pop("type_embedding")
+    assert plain == te
