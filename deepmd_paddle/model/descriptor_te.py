@@ -21,13 +21,14 @@ padded), so the neighbour search, the environment matrix, its statistics and the
 ones of DescrptSeA. A padded slot of block t is what it is in se_e2_a: R = 0, hence
 ``R~ = -davg/dstd``, with the type of its block (never the type of index -1); it adds exactly what
 a type-t neighbour at rcut adds (``G(r0, e(t))^T r0``, zero when ``set_davg_zero``), so the
-energy stays smooth when neighbours cross rcut (DeePMD-kit's se_e2_a with a type embedding gives
-padded slots their block's type the same way). Padded slots are never run through the net one
+energy stays smooth when neighbours cross rcut. Padded slots are never run through the net one
 by one: in dynamic mode the net sees each atom's real neighbours only, compacted to the front,
 and the padded slots are added as ``npad x`` one evaluation per (centre type, block)
 (``_compact``); static graphs run every slot (same numbers).
 
-Because the net does not depend on the centre type through its weights, ``forward`` takes the
+The fitting nets stay one per element (DeePMD-kit's type-embedding models also share one fitting
+net fed with the type vector; that is not done here). Because the embedding net does not depend
+on the centre type through its weights, ``forward`` takes the
 centre types of a whole frame (``ti`` a tensor) and evaluates all atoms in one pass:
 ``EnergyModel.atomic_energy`` does that when the descriptor sets ``one_pass``.
 """
