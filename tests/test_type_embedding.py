@@ -300,16 +300,18 @@ def test_config_round_trip(tmp_path):
 
 
 # ----------------------------------------------------------------------------- export, DeepPot, ASE
-@pytest.mark.skipif(not ops.op_available(), reason="no C++ operator")
-def test_freeze_deeppot_and_ase_match_the_dynamic_model(tmp_path):
+@pytest.mark.parametrize("portable", [pytest.param(False, marks=pytest.mark.skipif(
+    not ops.op_available(), reason="no C++ operator")), True])
+def test_freeze_deeppot_and_ase_match_the_dynamic_model(tmp_path, portable):
     from deepmd_paddle import export
     from deepmd_paddle.calculator import DP
     from deepmd_paddle.infer import DeepPot
 
-    model = te_model(["Z", "mass", "electronegativity"], False, use_op=True)
+    spec = {"neuron": [3]} if portable else ["Z", "mass", "electronegativity"]
+    model = te_model(spec, portable, use_op=not portable)
     coord, atype, cell = three_types(15, 2, seed=12)
     ref = _eval(model, coord, atype, cell, do_atomic_virial=True)
-    export.freeze(model, str(tmp_path / "te"))
+    export.freeze(model, str(tmp_path / "te"), portable=portable)
     dp = DeepPot(str(tmp_path / "te"))
     assert dp.get_type_map() == TYPE_MAP
     e, f, v, ae, av = dp.eval(coord, cell, atype[0], atomic=True)
