@@ -34,6 +34,24 @@ def _choice(name: str, allowed, **kw) -> Argument:
                     extra_check_errmsg=f"Allowed values: {', '.join(allowed)}.", **kw)
 
 
+def type_embedding_arg(optional_default) -> Argument:
+    """``type_embedding``: element properties (true or a list of names) or DeePMD-kit's learned
+    section (a dict); see deepmd_paddle.model.descriptor_te."""
+    return Argument("type_embedding", [bool, list[str], dict, None], [
+        Argument("neuron", list[int], optional=True, default=[8], doc="Widths of the type embedding net."),
+        Argument("activation_function", str, optional=True, default="tanh"),
+        Argument("resnet_dt", bool, optional=True, default=False),
+        _choice("precision", PRECISIONS, optional=True, default="default"),
+        Argument("trainable", bool, optional=True, default=True),
+        Argument("seed", [int, None], optional=True, default=None),
+        Argument("use_econf_tebd", bool, optional=True, default=False, doc="Not supported (must be false)."),
+    ], optional=True, default=optional_default,
+        doc="One embedding net for all types, fed with [R~[0], type vector of the neighbour (and of the centre "
+            "when type_one_side is false)]. true: element properties (atomic_number, mass, covalent_radius, "
+            "electronegativity, valence_electrons); a list: those properties; a dict: a learned type vector "
+            "(DeePMD-kit's type_embedding section: neuron, activation_function, ...).")
+
+
 def descriptor_args() -> Argument:
     se_e2_a = Argument("se_e2_a", dict, [
         Argument("sel", [list[int], str], optional=True, default="auto",
@@ -55,6 +73,7 @@ def descriptor_args() -> Argument:
         Argument("exclude_types", list[list[int]], optional=True, default=[]),
         Argument("env_protection", [float, int], optional=True, default=0.0),
         Argument("set_davg_zero", bool, optional=True, default=False),
+        type_embedding_arg(False),
     ], alias=["se_a"])
     return Argument("descriptor", dict, [], [Variant("type", [se_e2_a])], doc="The descriptor.")
 
@@ -82,6 +101,7 @@ def model_args() -> Argument:
                  doc="Lower bound of the descriptor standard deviations."),
         descriptor_args(),
         fitting_args(),
+        type_embedding_arg(None),  # DeePMD-kit's model-level section; moved into the descriptor
     ])
 
 
@@ -223,6 +243,7 @@ def _check_values(cfg: dict) -> None:
     for part in (desc, model["fitting_net"]):
         if part["precision"] == "default":
             part["precision"] = "float64"
+    _check_type_embedding(model)
     sel = desc["sel"]
     if isinstance(sel, str):
         from deepmd_paddle.data.stats import auto_sel_factor
@@ -248,3 +269,33 @@ def _check_values(cfg: dict) -> None:
     for key in ("numb_steps", "disp_freq", "save_freq", "max_ckpt_keep"):
         if tr[key] < (0 if key == "numb_steps" else 1):
             raise ConfigError(f"training/{key} must be positive, got {tr[key]}")
+
+
+def _check_type_embedding(model: dict) -> None:
+    """Move DeePMD-kit's model-level ``type_embedding`` into the descriptor; check the properties
+    against the element table now, before any data is read."""
+    top = model.pop("type_embedding", None)
+    desc = model["descriptor"]
+    if top is not None and top is not False:
+        if desc["type_embedding"] not in (None, False):
+            raise ConfigError("type_embedding is given both in model and in model/descriptor; give it once")
+        desc["type_embedding"] = top
+    spec = desc["type_embedding"]
+    if spec is None or spec is False:
+        return
+    from deepmd_paddle.model.elements import PropertyError, property_matrix, PROPERTIES
+
+    key = "model/descriptor/type_embedding"
+    if isinstance(spec, dict):
+        if spec["use_econf_tebd"]:
+            raise ConfigError(f"{key}/use_econf_tebd: not supported; for physical inputs give "
+                              f"type_embedding: true or a list of {', '.join(PROPERTIES)}")
+        if not spec["neuron"] or min(spec["neuron"]) < 1:
+            raise ConfigError(f"{key}/neuron: need at least one positive width, got {spec['neuron']}")
+        if spec["precision"] == "default":
+            spec["precision"] = desc["precision"]
+        return
+    try:
+        property_matrix(model["type_map"], PROPERTIES if spec is True else spec)
+    except PropertyError as e:
+        raise ConfigError(f"{key}: {e}") from None

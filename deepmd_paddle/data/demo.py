@@ -43,10 +43,7 @@ def demo_config(train: str = "data/train", valid: str = "data/valid") -> dict:
 
 def _md_segment(rng, temperature: float, nframes: int, every: int, n_ag: int):
     """One strained, thermalised trajectory; returns coord, box, energy, force, virial, types."""
-    from ase import units
     from ase.build import bulk
-    from ase.calculators.emt import EMT
-    from ase.md.langevin import Langevin
 
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
     symbols = np.array(["Cu"] * len(atoms))
@@ -54,7 +51,17 @@ def _md_segment(rng, temperature: float, nframes: int, every: int, n_ag: int):
     atoms.set_chemical_symbols(symbols.tolist())
     order = np.argsort([TYPE_MAP.index(s) for s in symbols], kind="stable")  # Cu first, then Ag
     atoms = atoms[order]
-    strain = rng.uniform(-0.02, 0.02, (3, 3))
+    return label_md(atoms, rng, temperature, nframes, every, TYPE_MAP)
+
+
+def label_md(atoms, rng, temperature: float, nframes: int, every: int, type_map, max_strain: float = 0.02):
+    """Strain ``atoms`` at random (up to ``max_strain`` per component), run EMT Langevin MD and
+    return (arrays coord/box/energy/force/virial, types by ``type_map``)."""
+    from ase import units
+    from ase.calculators.emt import EMT
+    from ase.md.langevin import Langevin
+
+    strain = rng.uniform(-max_strain, max_strain, (3, 3))
     atoms.set_cell(atoms.cell[:] @ (np.eye(3) + (strain + strain.T) / 2), scale_atoms=True)
     atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)
     masses = atoms.get_masses()[:, None]
@@ -73,7 +80,7 @@ def _md_segment(rng, temperature: float, nframes: int, every: int, n_ag: int):
         out["energy"].append(atoms.get_potential_energy())
         out["force"].append(atoms.get_forces().reshape(-1))
         out["virial"].append((-atoms.get_volume() * atoms.get_stress(voigt=False)).reshape(-1))
-    types = np.array([TYPE_MAP.index(s) for s in atoms.get_chemical_symbols()])
+    types = np.array([type_map.index(s) for s in atoms.get_chemical_symbols()])
     return {k: np.array(v) for k, v in out.items()}, types
 
 

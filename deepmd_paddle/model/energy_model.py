@@ -13,6 +13,7 @@ import paddle
 
 from .checks import check_inputs, check_neighbors
 from .descriptor import DescrptSeA
+from .descriptor_te import descriptor_class, make_descriptor
 from .env_mat import build_rij
 from .fitting import EnergyFitting
 from .network import check_class
@@ -38,7 +39,7 @@ class EnergyModel(paddle.nn.Layer):
         dcfg = dict(cfg["descriptor"])
         fcfg = dict(cfg.get("fitting_net", {}))
         ntypes = len(type_map)
-        desc = DescrptSeA(ntypes, **dcfg)
+        desc = make_descriptor(type_map, dcfg)  # DescrptSeA, or DescrptSeATebd with a type_embedding
         fcfg.setdefault("precision", desc.precision)
         fit = EnergyFitting(ntypes, desc.get_dim_out(), **fcfg)
         model = cls(type_map, desc, fit)
@@ -60,6 +61,8 @@ class EnergyModel(paddle.nn.Layer):
                 "fitting_net": {"neuron": f.neuron, "resnet_dt": f.resnet_dt, "precision": f.precision,
                                 "activation_function": f.activation_function},
             }
+            if hasattr(d, "type_embedding"):
+                self._config["descriptor"]["type_embedding"] = d.type_embedding.config
         return self._config
 
     def get_rcut(self):
@@ -158,11 +161,13 @@ class EnergyModel(paddle.nn.Layer):
         flat = env.reshape([-1, nnei, 4])
         at = atype.reshape([-1])
         parts, index = [], []
+        # a descriptor with one_pass (one embedding net for all types) takes every atom at once
+        d_all = self.descriptor(flat, at, fused, keep) if getattr(self.descriptor, "one_pass", False) else None
         for ti in range(self.ntypes):
             idx = paddle.nonzero(at == ti).reshape([-1])  # atoms of centre type ti
             if paddle.in_dynamic_mode() and idx.shape[0] == 0:
                 continue
-            d = self.descriptor(paddle.gather(flat, idx), ti, fused, keep)
+            d = self.descriptor(paddle.gather(flat, idx), ti, fused, keep) if d_all is None else paddle.gather(d_all, idx)
             e = self.fitting(d, ti) + self.out_bias[ti]
             parts.append(e)
             index.append(idx)
@@ -242,7 +247,7 @@ class EnergyModel(paddle.nn.Layer):
             raise NotImplementedError("model preset_out_bias is not supported")
         type_map = list(d["type_map"])
         n = len(type_map)
-        desc = DescrptSeA.deserialize(d["descriptor"], arrays, n)
+        desc = descriptor_class(d["descriptor"]).deserialize(d["descriptor"], arrays, n)
         fit = EnergyFitting.deserialize(d["fitting"], arrays, n)
         model = cls(type_map, desc, fit)
         v = d.get("@variables", {})

@@ -120,11 +120,13 @@ class _Stack(paddle.nn.Layer):
 
 
 class EmbeddingNet(_Stack):
-    """s -> G(s): 1 -> neuron[0] -> ... -> neuron[-1], tanh, residual where widths allow."""
+    """s -> G(s): in_dim -> neuron[0] -> ... -> neuron[-1], tanh, residual where widths allow.
+    (in_dim is 1 for se_e2_a's nets; more with a type embedding, see descriptor_te.py)"""
 
-    def __init__(self, neuron, activation="tanh", resnet_dt=False, precision="float64", rng=None):
+    def __init__(self, neuron, activation="tanh", resnet_dt=False, precision="float64", rng=None, in_dim=1):
         super().__init__()
-        dims = [1] + list(neuron)
+        dims = [int(in_dim)] + list(neuron)
+        self.in_dim = int(in_dim)
         self.neuron = list(neuron)
         self.activation_function, self.resnet_dt, self.precision = activation, resnet_dt, precision
         self.layers = paddle.nn.LayerList(
@@ -133,18 +135,20 @@ class EmbeddingNet(_Stack):
 
     def serialize(self, arrays):
         return {
-            "@class": "EmbeddingNetwork", "@version": 2, "in_dim": 1, "neuron": self.neuron,
+            "@class": "EmbeddingNetwork", "@version": 2, "in_dim": self.in_dim, "neuron": self.neuron,
             "activation_function": self.activation_function, "resnet_dt": self.resnet_dt, "bias": True,
             "precision": self.precision, "layers": [l.serialize(arrays) for l in self.layers],
         }
 
     @classmethod
-    def deserialize(cls, d, arrays, precision=None):
+    def deserialize(cls, d, arrays, precision=None, in_dim=1):
+        """``in_dim``: the input width the caller expects (1 for se_e2_a)."""
         check_class(d, "EmbeddingNetwork", max_version=2)
-        if d.get("in_dim", 1) != 1:
-            raise NotImplementedError(f"embedding nets with in_dim {d['in_dim']} (type embedding) are not supported")
+        if d.get("in_dim", 1) != in_dim:
+            raise NotImplementedError(f"embedding net with in_dim {d['in_dim']} where {in_dim} is expected "
+                                      "(a type-embedding net in a plain se_e2_a descriptor, or the reverse)")
         net = cls(d["neuron"], d.get("activation_function", "tanh"), d.get("resnet_dt", False),
-                  precision or d.get("precision", "float64"))
+                  precision or d.get("precision", "float64"), in_dim=in_dim)
         net.layers = paddle.nn.LayerList([Dense.deserialize(l, arrays, net.precision) for l in d["layers"]])
         return net
 
