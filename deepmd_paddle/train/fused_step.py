@@ -32,9 +32,16 @@ from ..model.energy_model import EnergyModel
 
 def supported(model) -> bool:
     """The model's embedding can run in the fused operators (tanh nets, operators built)."""
-    if not isinstance(model, EnergyModel) or not hasattr(model.descriptor, "fused_params"):
-        return False  # e.g. descriptors with type embedding: autograd through their layers
-    op = model.descriptor.fused_op()
+    from ..model.descriptor import DescrptSeA
+
+    desc = getattr(model, "descriptor", None)
+    # per-type embedding nets only: type embedding (a subclass) and compressed models (tables)
+    # train by autograd through their layers
+    if not isinstance(model, EnergyModel) or type(desc) is not DescrptSeA or getattr(desc, "tabulation", None):
+        return False
+    if not any(not p.stop_gradient for p in desc.parameters()):
+        return False  # frozen embedding nets: nothing for the fused sweep to do
+    op = desc.fused_op()
     return op is not None and all(
         hasattr(op, n) for n in ("se_a_embed_cached", "se_a_embed_vjp", "se_a_embed_ggt", "se_a_embed_pgrad"))
 
