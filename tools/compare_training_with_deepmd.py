@@ -2,7 +2,8 @@
 frames and print both learning curves side by side.
 
 The water input of configs/water_se_e2_a.json is reduced to one frame of data_0 (so that both
-codes draw the same batch every step), the learning rate is held at start_lr, and:
+codes draw the same batch every step), the learning rate is held at start_lr (or decays with ``--decay-steps``: the lr and the loss
+prefactor schedules are then compared too), and:
 
 1. ``dp --tf train`` with 0 steps gives DeePMD-kit's initial weights and statistics, which
    ``dp --tf freeze`` and ``dp convert-backend`` turn into a ``.dp`` file and ``dpp convert``
@@ -42,8 +43,9 @@ def one_frame_system(dest: str) -> str:
     return dest
 
 
-def input_for(system: str, steps: int) -> dict:
-    inp = water_input(steps, decay_steps=10 ** 7, disp_freq=1)  # lr stays at start_lr
+def input_for(system: str, steps: int, decay_steps: int, total: int) -> dict:
+    inp = water_input(total, decay_steps=decay_steps, disp_freq=max(1, total // 40))
+    inp["training"]["numb_steps"] = steps
     tr = inp["training"]
     tr["training_data"]["systems"] = [system]
     tr["validation_data"].update(systems=[system], numb_btch=1)
@@ -65,13 +67,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dp", default=shutil.which("dp") or "/work/dpkit/bin/dp", help="DeePMD-kit's dp")
     ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--decay-steps", type=int, default=10 ** 7, help="learning-rate decay (default: none)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="dpp_vs_tf_")
     system = one_frame_system(os.path.join(work, "one_frame"))
     for name, steps in (("tf0", 0), ("tf", args.steps), ("ours", args.steps)):
         os.makedirs(os.path.join(work, name))
         with open(os.path.join(work, name, "input.json"), "w") as f:
-            json.dump(input_for(system, steps), f, indent=1)
+            json.dump(input_for(system, steps, args.decay_steps, args.steps), f, indent=1)
     t0 = os.path.join(work, "tf0")
     run([args.dp, "--tf", "train", "input.json"], t0)
     run([args.dp, "--tf", "freeze", "-o", "init.pb"], t0)
