@@ -13,20 +13,27 @@ our operators' (GNU OpenMP) threads need. Measured on the 2-core machine under l
 training step took 1.1-1.2 s instead of 0.44-0.49 s, and 60 % more CPU time. ``quiet_openmp``
 sets ``KMP_BLOCKTIME=0`` unless the user chose it (or ``OMP_WAIT_POLICY``); the runtime reads it
 when its first parallel region starts, so it must run before Paddle's first matrix product.
+GNU OpenMP's idle threads spin too (``GOMP_SPINCOUNT``); libgomp reads it when it is loaded,
+with Paddle, so it is set only when the package is imported before Paddle.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
+import sys
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
 
 def quiet_openmp() -> None:
-    """Idle Intel OpenMP (MKL) threads sleep at once instead of spinning (see the docstring)."""
-    if "OMP_WAIT_POLICY" not in os.environ:
-        os.environ.setdefault("KMP_BLOCKTIME", "0")
+    """Idle OpenMP threads sleep at once instead of spinning (see the docstring): Intel's
+    runtime (MKL) always; GNU's (our operators) when Paddle, which loads it, is not imported yet."""
+    if "OMP_WAIT_POLICY" in os.environ:
+        return
+    os.environ.setdefault("KMP_BLOCKTIME", "0")
+    if "paddle" not in sys.modules:
+        os.environ.setdefault("GOMP_SPINCOUNT", "0")
 _done = False
 
 
