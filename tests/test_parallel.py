@@ -166,6 +166,22 @@ def test_a_dying_rank_ends_the_run(two_ranks, tmp_path):
     assert "worker done" not in worker_log(tmp_path / "log", 0)
 
 
+def test_system_without_an_element(emt, tmp_path):
+    """A pure-Cu system next to the Cu/Ag one: a rank drawing it leaves the Ag fitting net without
+    a gradient (find_unused_parameters); the ranks still agree at every step and finish."""
+    cu = make_demo(str(tmp_path / "cu"), seed=8, segments=1, valid_segments=1, frames_per_segment=5, every=2, n_ag=0)
+    raw = raw_config(emt)
+    raw["training"]["training_data"]["systems"] = [emt["train"], cu["train"]]
+    raw["training"]["validation_data"] = None
+    (tmp_path / "input.json").write_text(json.dumps(raw))
+    r = launch([os.path.join(HERE, "parallel_worker.py"), str(tmp_path / "input.json"), str(tmp_path / "out")],
+               tmp_path / "log")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "(find_unused_parameters)" in worker_log(tmp_path / "log", 0)
+    w = np.load(tmp_path / "out" / "worker.npz")
+    assert len(w["rank_diff"]) == STEPS and np.all(w["rank_diff"] == 0.0)
+
+
 def test_lr_scale_and_rank_seeds():
     assert parallel.lr_scale("linear", 4) == 4.0
     assert parallel.lr_scale("sqrt", 4) == 2.0
