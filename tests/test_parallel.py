@@ -125,6 +125,7 @@ def test_only_rank0_writes_and_logs(two_ranks):
     assert sorted(p for p in os.listdir(out) if p.endswith(".json")) == [
         "model.ckpt-10.json", "model.ckpt-20.json", "out.json"]
     assert "step      20" in worker_log(log_dir, 0) and "INFO" not in worker_log(log_dir, 1)
+    assert "averaged over 2 workers in 1 all-reduce bucket(s) per step" in worker_log(log_dir, 0)
     meta = checkpoint.load(str(out / "model.ckpt-20"))[1]
     assert len(meta["state"]["train_ranks"]) == 2
     assert meta["state"]["train_ranks"][0] == meta["state"]["train"]

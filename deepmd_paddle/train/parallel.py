@@ -222,11 +222,9 @@ def launch(nproc: int, train_args: list[str], log_dir: str) -> int:
 
     if world_size_from_env() > 1:
         raise ValueError("dpp train --nproc: already inside a distributed launch; drop --nproc")
-    cmd = launch_command(nproc, train_args, log_dir)
-    env = dict(os.environ)
-    env.setdefault("PADDLE_DISTRI_BACKEND", "gloo" if not paddle.is_compiled_with_cuda() else "nccl")
+    cmd = launch_command(nproc, train_args, log_dir)  # the launcher picks gloo on CPU, NCCL on GPUs
     log.info("%s", " ".join(cmd))
-    proc = subprocess.Popen(cmd, env=env)
+    proc = subprocess.Popen(cmd)
     try:
         return proc.wait()
     except KeyboardInterrupt:  # the launcher got the Ctrl-C too: it stops the workers
