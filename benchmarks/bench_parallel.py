@@ -11,7 +11,12 @@ all-reduce and Adam; validation and lcurve.out writing at display steps are excl
 both runs alike); the first interval is warm-up and dropped. Frames per second = frames per
 step (1 per process) / s/step. The runs alternate (parallel, single, parallel, ...) so that the
 ratio of each pair is measured under about the same load; the load average (/proc/loadavg) is
-printed with each run. ``--write`` stores the table in benchmarks/RESULTS_parallel.md.
+printed with each run. ``--write`` appends the table to benchmarks/RESULTS_parallel.md.
+
+On a machine shared with other jobs the wall-clock ratio mostly measures how many cores the
+scheduler lends each run, so the table also gives the CPU seconds per step of the (rank 0)
+process: parallel / single CPU per frame is the work data parallelism adds (all-reduces,
+bookkeeping), which wall time on idle cores cannot hide.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ sys.path.insert(0, HERE)
 from _machine import machine  # noqa: E402
 from bench_train import WATER, water_input  # noqa: E402
 
-SPEED = re.compile(r"step\s+(\d+) .* ([0-9.]+) s/step")
+SPEED = re.compile(r"step\s+(\d+) .* ([0-9.]+) s/step \(CPU ([0-9.]+) s\)")
 ONE_THREAD = {"DP_INTRA_OP_PARALLELISM_THREADS": "1", "DEEPMD_PADDLE_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
@@ -40,8 +45,9 @@ def load() -> float:
         return float(f.read().split()[0])
 
 
-def run(nproc: int, input_file: str, outdir: str) -> tuple[float, float, float]:
-    """(s/step after the first interval, load before, load after) of one ``dpp train``."""
+def run(nproc: int, input_file: str, outdir: str) -> tuple[float, float, float, float]:
+    """(wall s/step, CPU s/step, both after the first interval, load before, load after) of one
+    ``dpp train``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PADDLE_")}
     env.update(ONE_THREAD)
     cmd = [sys.executable, "-m", "deepmd_paddle", "train", input_file, "-o", outdir]
@@ -56,11 +62,11 @@ def run(nproc: int, input_file: str, outdir: str) -> tuple[float, float, float]:
             text = f.read()
     if r.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{text[-3000:]}")
-    speeds = [float(m.group(2)) for m in SPEED.finditer(text)]
+    speeds = [(float(m.group(2)), float(m.group(3))) for m in SPEED.finditer(text)]
     if len(speeds) < 2:
         sys.exit(f"no s/step lines after warm-up in the output of {' '.join(cmd)}:\n{text[-2000:]}")
     timed = speeds[1:]  # the first interval holds the warm-up
-    return statistics.mean(timed), before, after
+    return statistics.mean(w for w, _ in timed), statistics.mean(c for _, c in timed), before, after
 
 
 def main() -> None:
@@ -86,20 +92,22 @@ def main() -> None:
             one = run(1, input_file, os.path.join(tmp, f"one{i}"))
             fps_par, fps_one = args.nproc / par[0], 1 / one[0]
             rows.append((par, one, fps_par, fps_one))
-            print(f"pair {i}: {args.nproc} x 1 thread {par[0]:.3f} s/step ({fps_par:.2f} frames/s, load "
-                  f"{par[1]:.2f}->{par[2]:.2f}); 1 x 1 thread {one[0]:.3f} s/step ({fps_one:.2f} frames/s, load "
-                  f"{one[1]:.2f}->{one[2]:.2f}); ratio {fps_par / fps_one:.2f}", flush=True)
+            print(f"pair {i}: {args.nproc} x 1 thread {par[0]:.3f} s/step, CPU {par[1]:.3f} ({fps_par:.2f} "
+                  f"frames/s, load {par[2]:.2f}->{par[3]:.2f}); 1 x 1 thread {one[0]:.3f} s/step, CPU {one[1]:.3f} "
+                  f"({fps_one:.2f} frames/s, load {one[2]:.2f}->{one[3]:.2f}); ratio {fps_par / fps_one:.2f}",
+                  flush=True)
     ratios = [r[2] / r[3] for r in rows]
     lines = [
         f"`python benchmarks/bench_parallel.py --steps {args.steps} --interval {args.interval} --pairs {args.pairs}"
         f" --nproc {args.nproc}`, {time.strftime('%Y-%m-%d %H:%M %Z')}, {machine()}.", "",
-        "| pair | load before->after (parallel run) | load before->after (single run) | "
-        f"{args.nproc} x 1 thread s/step | 1 x 1 thread s/step | frames/s parallel | frames/s single | ratio |",
+        "| pair | load before->after (parallel / single run) | "
+        f"{args.nproc} x 1 thread: s/step (CPU s/step) | 1 x 1 thread: s/step (CPU s/step) | "
+        "frames/s parallel | frames/s single | frames/s ratio | CPU per step parallel / single |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for i, (par, one, fp, fo) in enumerate(rows):
-        lines.append(f"| {i} | {par[1]:.2f}->{par[2]:.2f} | {one[1]:.2f}->{one[2]:.2f} | {par[0]:.3f} | "
-                     f"{one[0]:.3f} | {fp:.2f} | {fo:.2f} | {fp / fo:.2f} |")
+        lines.append(f"| {i} | {par[2]:.2f}->{par[3]:.2f} / {one[2]:.2f}->{one[3]:.2f} | {par[0]:.3f} ({par[1]:.3f}) | "
+                     f"{one[0]:.3f} ({one[1]:.3f}) | {fp:.2f} | {fo:.2f} | {fp / fo:.2f} | {par[1] / one[1]:.3f} |")
     lines += ["", f"frames/s ratio, {args.nproc} processes / 1 process: best {max(ratios):.2f}, "
               f"median {statistics.median(ratios):.2f} (target >= 1.7 for 2 processes)"]
     text = "\n".join(lines) + "\n"

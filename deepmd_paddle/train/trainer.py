@@ -219,7 +219,9 @@ class Trainer:
         fp.flush()
         return fp
 
-    def _display(self, fp, step: int, lr: float, trn: dict, val: dict | None, speed: float | None) -> None:
+    def _display(self, fp, step: int, lr: float, trn: dict, val: dict | None, speed: tuple | None) -> None:
+        """``speed``: (wall, CPU) seconds per step since the last display (CPU: all threads of this
+        process; CPU < wall x threads means the process waited, e.g. for the cores or its peers)."""
         line = f"{step:7d}"
         for k in trn:
             line += f"   {val[k]:11.2e} {trn[k]:11.2e}" if val else f"   {trn[k]:11.2e}"
@@ -230,8 +232,8 @@ class Trainer:
             msg += "  val " + " ".join(f"{k}={v:.3e}" for k, v in val.items())
         msg += f"  lr={lr:.2e}"
         if speed is not None:
-            eta = (self.numb_steps - step) * speed
-            msg += f"  {speed:.3f} s/step  ETA {_hms(eta)}"
+            eta = (self.numb_steps - step) * speed[0]
+            msg += f"  {speed[0]:.3f} s/step (CPU {speed[1]:.3f} s)  ETA {_hms(eta)}"
         log.info(msg)
 
     def save(self, step: int) -> str:
@@ -281,7 +283,7 @@ class Trainer:
         fp = self._open_lcurve() if tr["disp_training"] and self.par.is_main else None
         self.model.train()
         last_ckpt, step = None, self.start_step
-        t_last, step_last = time.perf_counter(), self.start_step
+        t_last, c_last, step_last = time.perf_counter(), time.process_time(), self.start_step
         try:
             for step in range(self.start_step, self.numb_steps + 1):
                 self._stop = self.par.any(self._stop)  # all ranks stop at the same step
@@ -297,12 +299,13 @@ class Trainer:
                 lr, batch, loss, l2 = self.forward_step(step)
                 if display:
                     now = time.perf_counter()
-                    speed = (now - t_last) / (step - step_last) if step > step_last else None
+                    speed = ((now - t_last) / (step - step_last), (time.process_time() - c_last) / (step - step_last)) \
+                        if step > step_last else None
                     trn = self.par.rms(self._errors(loss, l2, batch["natoms"]))  # over all ranks' batches
                     val = self.validate(lr)
                     if fp is not None:
                         self._display(fp, step, lr, trn, val, speed)
-                    t_last, step_last = time.perf_counter(), step
+                    t_last, c_last, step_last = time.perf_counter(), time.process_time(), step
                 if step == self.numb_steps:
                     break
                 self.update(loss, lr)
