@@ -132,11 +132,18 @@ def test_only_rank0_writes_and_logs(two_ranks):
     assert meta["state"]["train_ranks"][0] != meta["state"]["train_ranks"][1]
 
 
-def test_dpp_nproc_restart_continues_the_same_run(two_ranks, tmp_path):
-    """`dpp train --nproc 2 --restart ckpt-10` reaches the uninterrupted run's step 20."""
+def test_stop_on_one_rank_then_dpp_nproc_restart(two_ranks, tmp_path):
+    """Ctrl-C reaching rank 1 alone stops both ranks at the same step (the next multiple of
+    STOP_CHECK_STEPS) with a checkpoint; `dpp train --nproc 2 --restart` from it reaches the
+    uninterrupted run's step-20 parameters exactly."""
     cfg_path, out, _, _ = two_ranks
+    r = launch([os.path.join(HERE, "parallel_worker.py"), str(cfg_path), str(tmp_path / "stopped"), "--sigint-at", "3"],
+               tmp_path / "log")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert parallel.STOP_CHECK_STEPS == 10 and "worker done 10 interrupted" in worker_log(tmp_path / "log", 0)
+    assert checkpoint.resolve(str(tmp_path / "stopped")).endswith("model.ckpt-10")
     dpp = [sys.executable, "-m", "deepmd_paddle", "train", str(cfg_path), "-o", str(tmp_path / "re"),
-           "--nproc", "2", "--restart", str(out / "model.ckpt-10")]
+           "--nproc", "2", "--restart", str(tmp_path / "stopped")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PADDLE_")}
     env.update(DP_INTRA_OP_PARALLELISM_THREADS="1", DEEPMD_PADDLE_NUM_THREADS="1")
     r = subprocess.run(dpp, env=env, capture_output=True, text=True, timeout=240)

@@ -39,8 +39,9 @@ that was not launched (world size 1) skips them all and trains exactly as before
   rank's sampler state: ``--restart`` with the same number of ranks continues the same
   trajectory; with another number, ranks without a saved state start fresh streams (a warning
   says so).
-* Stopping: at every step the ranks agree whether any of them was asked to stop (SIGINT), with
-  one all-reduce of one integer, so they save and stop at the same step. (Under the launcher,
+* Stopping: every ``STOP_CHECK_STEPS`` steps the ranks agree whether any of them was asked to
+  stop (SIGINT), with one all-reduce of one integer, so they save and stop at the same step
+  (a check at every step would add a synchronisation point to every step). (Under the launcher,
   Ctrl-C reaches the launcher, which terminates the workers: continue from the last periodic
   checkpoint.) A rank that dies: the launcher stops the others and exits non-zero, naming the
   failed rank and showing its log tail; without the launcher the survivors' next collective
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 
 SCALE_BY_WORKER = ("linear", "sqrt", "none")
 COMM_BUFFER_MB = 256  # gradient bucket size: float64 models up to 32 M parameters in one all-reduce
+STOP_CHECK_STEPS = 10  # steps between the ranks' agreements on a requested stop
 OPS_THREADS_ENV = "DEEPMD_PADDLE_NUM_THREADS"  # the custom operators' thread cap (deepmd_paddle.ops)
 
 

@@ -286,8 +286,10 @@ class Trainer:
         t_last, c_last, step_last = time.perf_counter(), time.process_time(), self.start_step
         try:
             for step in range(self.start_step, self.numb_steps + 1):
-                self._stop = self.par.any(self._stop)  # all ranks stop at the same step
-                if self._stop:
+                # data parallel: the ranks agree every STOP_CHECK_STEPS steps (one tiny all-reduce)
+                stop = self._stop if self.par.size == 1 else (
+                    step % parallel.STOP_CHECK_STEPS == 0 and self.par.any(self._stop))
+                if stop:
                     last_ckpt = self.save(step)
                     log.warning("stopped at step %d; continue with --restart %s", step, last_ckpt)
                     return {"step": step, "checkpoint": last_ckpt, "interrupted": True}
