@@ -1,6 +1,6 @@
 """``dpp``: the command line. Each subcommand is one row of ``COMMANDS``: (help, add_args, run).
 
-    dpp train input.json [--restart CKPT | --init-model CKPT] [-o OUTDIR]
+    dpp train input.json [--restart CKPT | --init-model CKPT] [-o OUTDIR] [--nproc N]
     dpp freeze -c CKPT -o PREFIX            (deepmd_paddle.export)
     dpp test -m MODEL -s SYSTEM [-n N] [-d DETAIL_PREFIX]
     dpp neighbor-stat -s SYSTEM -r RCUT -t TYPE [TYPE ...]
@@ -30,16 +30,39 @@ def _args_train(p):
     g.add_argument("-r", "--restart", metavar="CKPT", help="continue from a checkpoint (file, base or folder)")
     g.add_argument("-i", "--init-model", metavar="CKPT", help="start from a checkpoint's weights, step 0")
     p.add_argument("-o", "--output", default=".", metavar="OUTDIR", help="folder for lcurve.out and checkpoints")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train data-parallel on N processes of this machine (paddle.distributed.launch; "
+                        "logs of each rank in OUTDIR/log)")
 
 
 def _run_train(args) -> int:
     from deepmd_paddle import config
     from deepmd_paddle.train.trainer import train
 
+    if args.nproc is not None:
+        return _launch_train(args)
     result = train(config.load(args.input), args.output, args.restart, args.init_model)
-    print(f"{'stopped' if result['interrupted'] else 'finished'} at step {result['step']}; "
-          f"checkpoint {result['checkpoint']}")
+    if os.environ.get("PADDLE_TRAINER_ID", "0") == "0":  # rank 0 of a data-parallel run reports
+        print(f"{'stopped' if result['interrupted'] else 'finished'} at step {result['step']}; "
+              f"checkpoint {result['checkpoint']}")
     return 0
+
+
+def _launch_train(args) -> int:
+    from deepmd_paddle import config
+    from deepmd_paddle.train.parallel import launch
+
+    config.load(args.input)  # a bad input fails here, once, not in every worker
+    train_args = ["-v", args.log_level, "train", os.path.abspath(args.input), "-o", os.path.abspath(args.output)]
+    for flag, value in (("--restart", args.restart), ("--init-model", args.init_model)):
+        if value:
+            train_args += [flag, os.path.abspath(value)]
+    log_dir = os.path.abspath(os.path.join(args.output, "log"))
+    code = launch(args.nproc, train_args, log_dir)
+    if code != 0:
+        print(f"dpp train: the distributed launch failed (exit code {code}); each rank's output is in "
+              f"{log_dir}/workerlog.<rank>", file=sys.stderr)
+    return 0 if code == 0 else 1
 
 
 # --------------------------------------------------------------------------- freeze

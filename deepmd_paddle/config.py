@@ -130,6 +130,9 @@ def learning_rate_args() -> Argument:
         Argument("stop_lr", [float, int, None], optional=True, default=None,
                  doc="Learning rate at numb_steps (default 1e-8 when stop_lr_ratio is not given)."),
         Argument("stop_lr_ratio", [float, None], optional=True, default=None),
+        _choice("scale_by_worker", ("linear", "sqrt", "none"), optional=True, default="linear",
+                doc="Data-parallel training: the optimizer's rate is the schedule's times the number of "
+                    "workers n (linear), sqrt(n), or 1 (none); the loss prefactors follow the unscaled rate."),
     ], [Variant("type", [exp], optional=True, default_tag="exp")], optional=True)
 
 

@@ -10,6 +10,9 @@ trajectory: it truncates ``disp_file`` to the steps before its own and carries o
 
 Ctrl-C (SIGINT) asks the loop to stop at the next step boundary, save a checkpoint and return;
 a second Ctrl-C stops at once without saving.
+
+Started by ``paddle.distributed.launch`` (``dpp train --nproc N``), the same loop trains data
+parallel: deepmd_paddle.train.parallel says what each rank does.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import paddle
 from deepmd_paddle.data.batch import DataSet
 from deepmd_paddle.data.stats import data_energy_bias, env_mat_stat, resolve_sel, stat_frames
 from deepmd_paddle.data.system import load_system
-from deepmd_paddle.train import checkpoint, fused_step
+from deepmd_paddle.train import checkpoint, fused_step, parallel
 from deepmd_paddle.train.loss import EnerLoss
 from deepmd_paddle.train.lr import LearningRateExp
 
@@ -41,10 +44,7 @@ def set_threads() -> int:
     """Threads of Paddle's CPU math library (Paddle's own default is 1)."""
     from paddle.base import core
 
-    try:
-        n = int(os.environ.get(THREADS_ENV) or len(os.sched_getaffinity(0)))
-    except AttributeError:  # no sched_getaffinity (macOS)
-        n = os.cpu_count() or 1
+    n = int(os.environ.get(THREADS_ENV) or parallel.cores_per_process())  # cores / workers on this machine
     core.set_num_threads(max(1, n))
     return n
 
@@ -67,25 +67,31 @@ class Trainer:
             raise ValueError("give either restart or init_model, not both")
         self.config = cfg = copy.deepcopy(config)
         self.outdir = outdir
+        self.par = par = parallel.Parallel()  # rank and world size; a single process when not launched
         log.info("%d CPU threads (set %s to change)", set_threads(), THREADS_ENV)
-        os.makedirs(outdir, exist_ok=True)
+        if par.is_main:
+            os.makedirs(outdir, exist_ok=True)
         tr = cfg["training"]
         self.numb_steps, seed = tr["numb_steps"], tr["seed"]
         if seed is not None:
             paddle.seed(seed)
         type_map = cfg["model"]["type_map"]
-        self.train_data = self._dataset(tr["training_data"], type_map, seed)
+        self.train_data = self._dataset(tr["training_data"], type_map, parallel.rank_seed(seed, par.rank))
         valid = tr["validation_data"]
         self.valid_data = None if valid is None else self._dataset(valid, type_map, None if seed is None else seed + 1)
         self.numb_btch = 0 if valid is None else valid["numb_btch"]
 
-        ckpt = checkpoint.load(restart or init_model) if (restart or init_model) else None
+        # a checkpoint is read by rank 0 only; the data scans below run on every rank (the same
+        # frames, so no rank idles in a collective past gloo's timeout), then rank 0's results win
+        ckpt = par.broadcast(checkpoint.load(restart or init_model) if par.is_main and (restart or init_model)
+                             else None)
         if ckpt is not None:
             cfg["model"] = ckpt[1]["config"]["model"]
             if cfg["model"]["type_map"] != type_map:
                 raise ValueError(f"checkpoint type_map {cfg['model']['type_map']} differs from the input's {type_map}")
         else:
             self._fill_model_config(cfg["model"], seed)
+            cfg["model"] = par.broadcast(cfg["model"])
         from deepmd_paddle.model import EnergyModel
 
         self.model = EnergyModel.from_config(cfg["model"])
@@ -93,27 +99,44 @@ class Trainer:
         if ckpt is not None:
             checkpoint.load_model_tensors(self.model, ckpt[0])
         else:
-            self._statistics(seed)
-        self.lr = LearningRateExp.from_config(cfg["learning_rate"], self.numb_steps)
-        self.loss = EnerLoss(cfg["learning_rate"]["start_lr"], **cfg["loss"])
-        self.opt = paddle.optimizer.Adam(learning_rate=self.lr.value(0), parameters=self.model.parameters())
+            stat_seed = seed if seed is not None or par.size == 1 else par.broadcast(
+                int(np.random.default_rng().integers(2 ** 62)))  # the same frames on every rank
+            self._set_statistics(*par.broadcast(self._statistics(stat_seed)))
+        ntypes = len(type_map)
         # the loss gradient assembled around the fused C++ embedding (train/fused_step.py), or
         # autograd through the Paddle layers (DEEPMD_PADDLE_FUSED_TRAINING=0, or no operators)
         self.fused = os.environ.get(FUSED_ENV, "1") != "0" and fused_step.supported(self.model)
         log.info("training step: %s", "fused C++ embedding" if self.fused else "autograd through Paddle layers")
         self._grads_ready = False
+        if self.fused:  # data parallel: rank 0's weights everywhere, gradients averaged by hand
+            self.ddp = self.model
+            par.sync_parameters(self.model)
+            if par.size > 1:
+                nparam = sum(int(np.prod(p.shape)) for p in self.model.parameters() if not p.stop_gradient)
+                log.info("gradients: %d parameters averaged over %d workers in 1 all-reduce per step "
+                         "(fused training step)", nparam, par.size)
+        else:
+            self.ddp = par.wrap(self.model, find_unused=any((s.type_counts(ntypes) == 0).any()
+                                                             for s in self.train_data.systems))
+        self.lr = LearningRateExp.from_config(cfg["learning_rate"], self.numb_steps)
+        self.lr_scale = parallel.lr_scale(cfg["learning_rate"].get("scale_by_worker", "linear"), par.size)
+        if self.lr_scale != 1.0:
+            log.info("learning rate x %.4g (%d workers, scale_by_worker %s)", self.lr_scale, par.size,
+                     cfg["learning_rate"]["scale_by_worker"])
+        self.loss = EnerLoss(cfg["learning_rate"]["start_lr"], **cfg["loss"])
+        self.opt = paddle.optimizer.Adam(learning_rate=self.lr.value(0) * self.lr_scale,
+                                         parameters=self.model.parameters())
         self.start_step = 0
         if restart:
             tensors, meta = ckpt
             checkpoint.load_optimizer_tensors(self.model, self.opt, tensors)
             self.start_step = meta["step"]
-            self.train_data.load_state_dict(meta["state"]["train"])
-            if self.valid_data is not None and meta["state"].get("valid"):
-                self.valid_data.load_state_dict(meta["state"]["valid"])
+            self._load_sampler_states(meta["state"])
         self.prefix = os.path.join(outdir, tr["save_ckpt"])
         self._stop = False
-        with open(os.path.join(outdir, "out.json"), "w") as f:  # DeePMD-kit's record of the full input
-            json.dump(cfg, f, indent=1)
+        if par.is_main:
+            with open(os.path.join(outdir, "out.json"), "w") as f:  # DeePMD-kit's record of the full input
+                json.dump(cfg, f, indent=1)
 
     # ----------------------------------------------------------------- set-up
     @staticmethod
@@ -134,46 +157,70 @@ class Trainer:
             if part["seed"] is None and seed is not None:
                 part["seed"] = seed + i
 
-    def _statistics(self, seed) -> None:
+    def _statistics(self, seed) -> tuple:
+        """(davg, dstd, energy bias) from ``data_stat_nbatch`` batches of every system."""
         mc = self.config["model"]
         frames = stat_frames(self.train_data.systems, self.train_data.batch_size, mc["data_stat_nbatch"], seed)
         t0 = time.perf_counter()
         davg, dstd = env_mat_stat(self.model.descriptor, self.train_data.systems, frames, self.dtype,
                                   mc["data_stat_protect"], mc["descriptor"]["set_davg_zero"])
-        self.model.descriptor.set_stat(davg, dstd)
         bias = data_energy_bias(self.train_data.systems, frames, len(mc["type_map"]), mc["fitting_net"]["rcond"])
-        self.model.fitting.set_bias(bias)
         log.info("statistics from %d frames in %.1f s; energy bias per type %s",
                  sum(len(f) for f in frames), time.perf_counter() - t0, np.round(bias, 6).tolist())
+        return davg, dstd, bias
+
+    def _set_statistics(self, davg, dstd, bias) -> None:
+        self.model.descriptor.set_stat(davg, dstd)
+        self.model.fitting.set_bias(bias)
+
+    def _load_sampler_states(self, state: dict) -> None:
+        """This rank's sampler state from a checkpoint (``train_ranks`` when written by several)."""
+        saved = state.get("train_ranks") or [state["train"]]
+        if self.par.rank < len(saved):
+            self.train_data.load_state_dict(saved[self.par.rank])
+        if len(saved) != self.par.size:
+            log.warning("checkpoint written by %d worker(s), restarted with %d: ranks %s draw fresh batch "
+                        "sequences, so the run differs from an uninterrupted one", len(saved), self.par.size,
+                        list(range(len(saved), self.par.size)) or "beyond the first")
+        if self.valid_data is not None and state.get("valid"):
+            self.valid_data.load_state_dict(state["valid"])
 
     # ----------------------------------------------------------------- evaluation
     def _forward(self, batch: dict, lr: float, train: bool):
         b = to_paddle(batch, self.dtype)
-        out = self.model(b["coord"], b["atype"], box=b["box"], create_graph=train)
-        return self.loss(out, b, lr)
+        out = (self.ddp if train else self.model)(b["coord"], b["atype"], box=b["box"], create_graph=train)
+        loss, l2 = self.loss(out, b, lr)
+        if train and self.par.size > 1 and not isinstance(loss, paddle.Tensor):
+            loss = (out["energy"] * 0.0).sum()  # no label here: a zero gradient still joins the all-reduce
+        return loss, l2
 
     def _errors(self, loss, l2: dict, natoms: int) -> dict:
         return self.loss.rmse(float(loss), l2, natoms)
 
     def validate(self, lr: float) -> dict | None:
-        """Errors over ``numb_btch`` validation batches, averaged with natoms weights (DeePMD-kit)."""
+        """Errors over ``numb_btch`` validation batches, averaged with natoms weights (DeePMD-kit).
+        Data parallel: every rank draws every batch and evaluates its share (batch i on rank
+        i mod n); the sums are all-reduced."""
         if self.valid_data is None:
             return None
-        total, weight = {}, 0
+        keys = ["rmse"] + [f"rmse_{k}" for k in self.loss.keys]
+        sums = np.zeros(len(keys) + 1)  # natoms-weighted errors, then the weight
         trainable = [p for p in self.model.parameters() if not p.stop_gradient]
         for p in trainable:  # values only: the model then takes its fused evaluation path
             p.stop_gradient = True
         try:
-            for _ in range(self.numb_btch):
+            for i in range(self.numb_btch):
                 batch = self.valid_data.next_batch()
+                if i % self.par.size != self.par.rank:
+                    continue
                 loss, l2 = self._forward(batch, lr, train=False)
-                for k, v in self._errors(loss, l2, batch["natoms"]).items():
-                    total[k] = total.get(k, 0.0) + v * batch["natoms"]
-                weight += batch["natoms"]
+                errors = self._errors(loss, l2, batch["natoms"])
+                sums += [errors[k] * batch["natoms"] for k in keys] + [batch["natoms"]]
         finally:
             for p in trainable:
                 p.stop_gradient = False
-        return {k: v / weight for k, v in total.items()}
+        sums = self.par.sum(sums)
+        return {k: v / sums[-1] for k, v in zip(keys, sums[:-1])}
 
     # ----------------------------------------------------------------- output
     def _open_lcurve(self):
@@ -194,7 +241,9 @@ class Trainer:
         fp.flush()
         return fp
 
-    def _display(self, fp, step: int, lr: float, trn: dict, val: dict | None, speed: float | None) -> None:
+    def _display(self, fp, step: int, lr: float, trn: dict, val: dict | None, speed: tuple | None) -> None:
+        """``speed``: (wall, CPU) seconds per step since the last display (CPU: all threads of this
+        process; CPU < wall x threads means the process waited, e.g. for the cores or its peers)."""
         line = f"{step:7d}"
         for k in trn:
             line += f"   {val[k]:11.2e} {trn[k]:11.2e}" if val else f"   {trn[k]:11.2e}"
@@ -205,13 +254,18 @@ class Trainer:
             msg += "  val " + " ".join(f"{k}={v:.3e}" for k, v in val.items())
         msg += f"  lr={lr:.2e}"
         if speed is not None:
-            eta = (self.numb_steps - step) * speed
-            msg += f"  {speed:.3f} s/step  ETA {_hms(eta)}"
+            eta = (self.numb_steps - step) * speed[0]
+            msg += f"  {speed[0]:.3f} s/step (CPU {speed[1]:.3f} s)  ETA {_hms(eta)}"
         log.info(msg)
 
     def save(self, step: int) -> str:
-        state = {"train": self.train_data.state_dict(),
-                 "valid": None if self.valid_data is None else self.valid_data.state_dict()}
+        """Write checkpoint ``step`` (rank 0; every rank must call this: it gathers the samplers)."""
+        samplers = self.par.gather(self.train_data.state_dict())
+        if not self.par.is_main:
+            return f"{self.prefix}-{step}.safetensors"
+        state = {"train": samplers[0], "valid": None if self.valid_data is None else self.valid_data.state_dict()}
+        if self.par.size > 1:
+            state["train_ranks"] = samplers
         base = checkpoint.save(self.prefix, step, self.model, self.opt, self.config, state,
                                self.config["training"]["max_ckpt_keep"])
         log.info("saved checkpoint %s.safetensors (+ .json)", base)
@@ -225,6 +279,10 @@ class Trainer:
         if self.fused:  # the gradients are in .grad already
             loss, l2 = fused_step.step(self.model, self.loss, to_paddle(batch, self.dtype), lr)
             self._grads_ready = True
+            if self.par.size > 1:  # every rank joins the all-reduce and steps, labels or not
+                self.par.average_gradients(self.model.parameters())
+                if not isinstance(loss, paddle.Tensor):
+                    loss = paddle.zeros([], dtype="float64")
         else:
             loss, l2 = self._forward(batch, lr, train=True)
         return lr, batch, loss, l2
@@ -232,7 +290,7 @@ class Trainer:
     def update(self, loss, lr: float) -> None:
         """One Adam step at learning rate ``lr`` (nothing when no label entered the loss)."""
         if isinstance(loss, paddle.Tensor):
-            self.opt.set_lr(lr)
+            self.opt.set_lr(lr * self.lr_scale)
             if not self._grads_ready:
                 loss.backward()
             self.opt.step()
@@ -254,29 +312,36 @@ class Trainer:
             old_handler = signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError:  # not the main thread: no Ctrl-C handling
             pass
-        fp = self._open_lcurve() if tr["disp_training"] else None
+        fp = self._open_lcurve() if tr["disp_training"] and self.par.is_main else None
         self.model.train()
         gc.collect()
         gc.freeze()  # the objects alive now live to the end: the collector need not walk them each step
         last_ckpt, step = None, self.start_step
-        t_last, step_last = time.perf_counter(), self.start_step
+        t_last, c_last, step_last = time.perf_counter(), time.process_time(), self.start_step
         try:
             for step in range(self.start_step, self.numb_steps + 1):
-                if self._stop:
+                # data parallel: the ranks agree every STOP_CHECK_STEPS steps (one tiny all-reduce)
+                stop = self._stop if self.par.size == 1 else (
+                    step % parallel.STOP_CHECK_STEPS == 0 and self.par.any(self._stop))
+                if stop:
                     last_ckpt = self.save(step)
                     log.warning("stopped at step %d; continue with --restart %s", step, last_ckpt)
                     return {"step": step, "checkpoint": last_ckpt, "interrupted": True}
                 if step > self.start_step and (step % save_freq == 0 or step == self.numb_steps):
                     last_ckpt = self.save(step)
-                display = fp is not None and step % disp_freq == 0
+                display = tr["disp_training"] and step % disp_freq == 0
                 if step == self.numb_steps and not display:
                     break
                 lr, batch, loss, l2 = self.forward_step(step)
                 if display:
                     now = time.perf_counter()
-                    speed = (now - t_last) / (step - step_last) if step > step_last else None
-                    self._display(fp, step, lr, self._errors(loss, l2, batch["natoms"]), self.validate(lr), speed)
-                    t_last, step_last = time.perf_counter(), step
+                    speed = ((now - t_last) / (step - step_last), (time.process_time() - c_last) / (step - step_last)) \
+                        if step > step_last else None
+                    trn = self.par.rms(self._errors(loss, l2, batch["natoms"]))  # over all ranks' batches
+                    val = self.validate(lr)
+                    if fp is not None:
+                        self._display(fp, step, lr, trn, val, speed)
+                    t_last, c_last, step_last = time.perf_counter(), time.process_time(), step
                 if step == self.numb_steps:
                     break
                 self.update(loss, lr)
