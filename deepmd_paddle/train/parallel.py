@@ -198,13 +198,16 @@ class Parallel:
         flat = paddle.concat([(p.grad if p.grad is not None else paddle.zeros_like(p)).reshape([-1])
                               for p in params])
         dist.all_reduce(flat)
-        parts = paddle.split(flat / self.size, [int(np.prod(p.shape)) for p in params])
-        transfer = None
+        flat.scale_(1.0 / self.size)
+        parts = paddle.split(flat, [int(np.prod(p.shape)) for p in params])
+        missing = []
         for p, g in zip(params, parts):
-            p.clear_gradient(False)
-            term = (p * g.reshape(p.shape)).sum()
-            transfer = term if transfer is None else transfer + term
-        transfer.backward()  # .grad = the averaged gradient
+            if p.grad is None:
+                missing.append((p, g))
+            else:
+                p.grad.set_value(g.reshape(p.shape))
+        if missing:  # no gradient tensor to write into: let a backward create it
+            sum((p * g.reshape(p.shape)).sum() for p, g in missing).backward()
 
     def wrap(self, model: paddle.nn.Layer, find_unused: bool) -> paddle.nn.Layer:
         """``paddle.DataParallel(model)`` (parameters and buffers synchronised from rank 0), or
