@@ -5,10 +5,12 @@ training checkpoint, or a DeePMD-kit ``.dp``/``.yaml`` file, and offers DeePMD-k
 ``eval(coords, cells, atom_types, atomic=False)``, ``eval_descriptor`` and getters.
 
 Backends (``backend=`` or ``$DEEPMD_PADDLE_INFER_BACKEND``):
-- ``jit``: ``paddle.jit.load`` of the frozen programs. The default for frozen models: in the
-  recorded benchmark it was 10-35% faster than ``predictor`` from 192 to 12,288 atoms (not in
-  the single 98,304-atom sample; the shared test machine moves both by up to 2x between runs,
-  ``benchmarks/RESULTS_infer.md``), at about twice its memory (2.2 GB at 98,304 atoms).
+- ``auto`` (the default): for frozen models ``jit`` for calls of fewer than
+  ``AUTO_PREDICTOR_ATOMS`` atoms (frames x atoms) and ``predictor`` from there, the faster of
+  the two on the quiet machine (water, 2 threads: 1,536 to 98,304 atoms 114-116 us/atom with
+  ``predictor`` against 158-176 with ``jit``, and 0.7x the memory; at 192 atoms the two runs
+  disagreed, 170 vs 211 and 198 vs 162: ``benchmarks/RESULTS_infer.md``); ``dynamic`` otherwise.
+- ``jit``: ``paddle.jit.load`` of the frozen programs.
 - ``predictor``: ``paddle.inference`` on the same programs, ``disable_onednn()`` (oneDNN gives
   wrong numbers for these nets on CPU; a test guards the numbers); the leanest in memory.
 - ``dynamic``: the ``EnergyModel`` in dynamic mode: checkpoints and ``.dp`` files (the only
@@ -42,6 +44,7 @@ THREADS_ENV = "DP_INTRA_OP_PARALLELISM_THREADS"  # DeePMD-kit's name; default: a
 # (for the dynamic and jit backends it sets Paddle's process-wide CPU math threads, as training does)
 DEFAULT_ATOM_BUDGET = 2048
 BACKENDS = ("auto", "predictor", "jit", "dynamic")
+AUTO_PREDICTOR_ATOMS = 1000  # "auto": paddle.inference from this many atoms per call
 
 
 class ModelFileError(ValueError):
@@ -172,10 +175,12 @@ class DeepPot:
                 _register_op(prefix, self.meta)
             if backend == "dynamic":
                 raise ValueError(f"{self.model_file} is a frozen model: backend must be predictor or jit")
-            self.backend = "jit" if backend == "auto" else backend
-            self._runner = (_JitRunner(prefix) if self.backend == "jit"
-                            else _PredictorRunner(prefix, self.meta, _threads()))
-            if self.backend == "jit":
+            self.backend = backend
+            self._runner = (_PredictorRunner(prefix, self.meta, _threads()) if backend == "predictor"
+                            else _JitRunner(prefix))
+            if backend == "auto":  # predictors are created on first use
+                self._large = _PredictorRunner(prefix, self.meta, _threads())
+            if backend != "predictor":
                 paddle.base.core.set_num_threads(_threads())  # Paddle's default is 1
         else:
             if backend not in ("auto", "dynamic"):
@@ -193,6 +198,7 @@ class DeepPot:
             self._use_op = m.descriptor.use_op is not False and ops.load_op() is not None
             self.backend = "dynamic"
             self._runner = _DynamicRunner(m, owned=self.model_file is not None)
+            self._large = None
             paddle.base.core.set_num_threads(_threads())  # Paddle's default is 1
         self.type_map = list(self.meta["type_map"])
 
@@ -248,7 +254,7 @@ class DeepPot:
             if na > self.atom_budget:
                 res = self._blocks(coord[f], atype[f], b)
             else:
-                res = self._runner.full(coord[f], atype[f], b, atomic)
+                res = self._runner_for(atype[f].size).full(coord[f], atype[f], b, atomic)
                 self._check_neighbors(res[5], res[6], coord[f], b)
             for k, v in zip(("energy", "force", "virial", "atom_energy", "atom_virial"), res):
                 if k in out:
@@ -324,6 +330,11 @@ class DeepPot:
         self._check_neighbors(nmax.numpy(), mindist.numpy(), coord, box)
         return nlist.numpy(), shift.numpy()
 
+    def _runner_for(self, atoms: int):
+        """The runner of a call with ``atoms`` atoms (frames x atoms): see ``auto`` above."""
+        large = getattr(self, "_large", None)
+        return large if large is not None and atoms >= AUTO_PREDICTOR_ATOMS else self._runner
+
     def _blocks(self, coord, atype, box):
         """Frames larger than the budget: blocks of centre atoms through the lower program."""
         nf, na = atype.shape
@@ -332,7 +343,7 @@ class DeepPot:
         atom_energy, atom_virial = np.empty([nf, na, 1]), np.zeros([nf, na, 9])
         for c in range(0, na, self.atom_budget):
             centre = np.arange(c, min(na, c + self.atom_budget), dtype=np.int64)
-            ae, f, v, av = self._runner.lower(coord, atype, np.ascontiguousarray(nlist[:, centre]),
+            ae, f, v, av = self._runner_for(na).lower(coord, atype, np.ascontiguousarray(nlist[:, centre]),
                                               np.ascontiguousarray(shift[:, centre]), centre)
             atom_energy[:, centre] = ae
             force += f

@@ -153,7 +153,7 @@ def test_freeze_cli_from_checkpoint(tmp_path):
     args = parser.parse_args(["-c", str(tmp_path / "ckpt"), "-o", str(tmp_path / "frozen.json")])
     assert export.freeze_main(args) == 0
     dp = DeepPot(str(tmp_path / "frozen"))
-    assert dp.get_sel() == [3, 5] and dp.backend == "jit"
+    assert dp.get_sel() == [3, 5] and dp.backend == "auto"
     coord, atype, cell = random_system(24, nframes=2, kind="triclinic")
     model.set_use_op(True)
     with pytest.warns(UserWarning, match="beyond sel"):

@@ -70,6 +70,21 @@ def test_atom_budget_batches_and_blocks(ref, portable, backend, monkeypatch):
     _close(v, ref["virial"])
 
 
+@needs_op
+def test_auto_backend_switches_to_the_predictor(ref, monkeypatch):
+    """``auto`` on a frozen model: jit for small calls, paddle.inference from
+    AUTO_PREDICTOR_ATOMS atoms per call (here lowered to 300: a 192-atom frame alone runs on
+    jit, 4 frames in one call on the predictor); the reference numbers either way."""
+    monkeypatch.setattr(infer, "AUTO_PREDICTOR_ATOMS", 300)
+    dp = _deeppot(False, "auto")
+    assert dp.backend == "auto"
+    e, f, v = dp.eval(ref["coord"][:1], ref["cell"][:1], ref["atype"])
+    _close(f, ref["force"][:1])
+    assert not dp._large.predictors  # 192 atoms: jit
+    _check_reference(dp, ref)  # 4 frames (768 atoms) in one call: the predictor
+    assert "pbc" in dp._large.predictors
+
+
 def test_input_forms_and_getters(ref):
     dp = DeepPot(str(MODEL))
     assert dp.get_type_map() == ["O", "H"] and dp.get_ntypes() == 2 and dp.get_rcut() == 6.0
