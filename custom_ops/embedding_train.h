@@ -251,6 +251,33 @@ void train_reverse(const TrainNet<T>& net, int rows, TrainTape<T>& tp, NetGrads<
   }
 }
 
+// The cotangent a of slots first..last-1 (a tail row stands for several equal slots), times scale.
+template <typename T>
+inline void row_cotangent(const T* a, int64_t first, int64_t last, T scale, T s[4]) {
+  s[0] = s[1] = s[2] = s[3] = T(0);
+  for (int64_t jj = first; jj < last; ++jj)
+    for (int c = 0; c < 4; ++c) s[c] += a[jj * 4 + c];
+  for (int c = 0; c < 4; ++c) s[c] *= scale;
+}
+
+// ggT (in the [4][ld] layout q) += G_j s^T + s_0 G'_j R~_j^T for one row.
+template <typename T>
+inline void add_ggt_row(T* q, int ld, const T* gj, const T* gpj, const T s[4], const T* ej) {
+  T* q0 = q;
+  T* q1 = q + ld;
+  T* q2 = q + 2 * ld;
+  T* q3 = q + 3 * ld;
+  const T s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3], e0 = ej[0], e1 = ej[1], e2 = ej[2], e3 = ej[3];
+#pragma omp simd
+  for (int k = 0; k < ld; ++k) {
+    const T gk = gj[k], pk = s0 * gpj[k];
+    q0[k] += gk * s0 + pk * e0;
+    q1[k] += gk * s1 + pk * e1;
+    q2[k] += gk * s2 + pk * e2;
+    q3[k] += gk * s3 + pk * e3;
+  }
+}
+
 // The weight gradients of a loss that reaches T through two cotangents (either may be null):
 //   tbar  (nat x ng x 4): dL/dT directly (an energy loss; the first backward), and
 //   a     (nat x nnei x 4): dL/d(dE/dR~), with gT = dE/dT (a loss on forces; the double backward).
@@ -291,10 +318,6 @@ void se_a_embed_param_grad(const T* env, const T* tbar, const T* gT, const T* a,
     const T* g1 = g0 + ldg;
     const T* g2 = g1 + ldg;
     const T* g3 = g2 + ldg;
-    T* q0 = ggt4.data();
-    T* q1 = q0 + ldg;
-    T* q2 = q1 + ldg;
-    T* q3 = q2 + ldg;
     // Atoms go in a fixed number of chunks whose sums are added in order: the result does
     // not depend on the thread count or on which thread took which chunk (a restarted run
     // repeats the uninterrupted one bit for bit).
@@ -332,33 +355,21 @@ void se_a_embed_param_grad(const T* env, const T* tbar, const T* gT, const T* a,
                 for (int jj = j; jj < last; ++jj)
                   for (int c = 0; c < 4; ++c) genv_out[(i * nnei + slot0 + jj) * 4 + c] = v[c];
               const T w = scale * T(last - j);
-  #pragma omp simd
+#pragma omp simd
               for (int k = 0; k < ldg; ++k) gb[k] = ub[k] * w;
             } else {
               std::fill(gb, gb + ldg, T(0));
             }
             if (second) {
-              T s0 = 0, s1 = 0, s2 = 0, s3 = 0;  // every term is linear in a_j
-              for (int jj = j; jj < last; ++jj) {
-                const T* aj = a + (i * nnei + slot0 + jj) * 4;
-                s0 += aj[0]; s1 += aj[1]; s2 += aj[2]; s3 += aj[3];
-              }
-              s0 *= scale; s1 *= scale; s2 *= scale; s3 *= scale;
-  #pragma omp simd
+              T sa[4];  // every term is linear in a_j
+              row_cotangent(a + (i * nnei + slot0) * 4, j, last, scale, sa);
+              const T s0 = sa[0], s1 = sa[1], s2 = sa[2], s3 = sa[3];
+#pragma omp simd
               for (int k = 0; k < ldg; ++k) {
                 gb[k] += g0[k] * s0 + g1[k] * s1 + g2[k] * s2 + g3[k] * s3;
                 dgb[k] = s0 * (g0[k] * e0 + g1[k] * e1 + g2[k] * e2 + g3[k] * e3);
               }
-              if (ggT_out) {
-  #pragma omp simd
-                for (int k = 0; k < ldg; ++k) {
-                  const T gk = gj[k], pk = s0 * gpj[k];
-                  q0[k] += gk * s0 + pk * e0;
-                  q1[k] += gk * s1 + pk * e1;
-                  q2[k] += gk * s2 + pk * e2;
-                  q3[k] += gk * s3 + pk * e3;
-                }
-              }
+              if (ggT_out) add_ggt_row(ggt4.data(), ldg, gj, gpj, sa, ej);
             }
           }
           if (second) train_reverse<T, true>(tn[t], n, tp, acc[t]);
@@ -397,10 +408,6 @@ void se_a_embed_ggt(const T* env, const T* a, int64_t nat, const std::vector<int
 #pragma omp parallel
   {
     std::vector<T> work(4 * wsize), g(int64_t(plan.maxsel) * ldg), dg(int64_t(plan.maxsel) * ldg), q4(4 * ldg);
-    T* q0 = q4.data();
-    T* q1 = q0 + ldg;
-    T* q2 = q1 + ldg;
-    T* q3 = q2 + ldg;
 #pragma omp for schedule(dynamic, 4)
     for (int64_t i = 0; i < nat; ++i) {
       std::fill(q4.begin(), q4.end(), T(0));
@@ -412,24 +419,12 @@ void se_a_embed_ggt(const T* env, const T* a, int64_t nat, const std::vector<int
         if (rows == 0) continue;
         if (!cache) embed_net(plan.packed[t], p + 1, e, 4, g.data(), dg.data(), work.data(), wsize);
         for (int j = 0; j <= p; ++j) {
-          T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-          for (int jj = j; jj < (j == p ? rows : j + 1); ++jj) {
-            const T* aj = a + (i * nnei + slot0 + jj) * 4;
-            s0 += aj[0]; s1 += aj[1]; s2 += aj[2]; s3 += aj[3];
-          }
-          s0 *= scale; s1 *= scale; s2 *= scale; s3 *= scale;
+          T sa[4];
+          row_cotangent(a + (i * nnei + slot0) * 4, j, j == p ? rows : j + 1, scale, sa);
           const T* row = cache ? cache + ((i * nnei + slot0 + j) * 2) * int64_t(ldc) : nullptr;
           const T* gj = cache ? row : g.data() + int64_t(j) * ldg;
           const T* gpj = cache ? row + ldc : dg.data() + int64_t(j) * ldg;
-          const T e0 = e[j * 4], e1 = e[j * 4 + 1], e2 = e[j * 4 + 2], e3 = e[j * 4 + 3];
-#pragma omp simd
-          for (int k = 0; k < ldg; ++k) {
-            const T gk = gj[k], pk = s0 * gpj[k];
-            q0[k] += gk * s0 + pk * e0;
-            q1[k] += gk * s1 + pk * e1;
-            q2[k] += gk * s2 + pk * e2;
-            q3[k] += gk * s3 + pk * e3;
-          }
+          add_ggt_row(q4.data(), ldg, gj, gpj, sa, e + j * 4);
         }
       }
       store_transposed(q4.data(), ldg, ng, ggT_out + i * ng * 4);

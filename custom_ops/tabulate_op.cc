@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "paddle/extension.h"
+#include "threads.h"
 #include "tabulate.h"
 
 #ifdef _OPENMP
@@ -23,30 +24,7 @@
 
 namespace {
 
-// Threads for one call (Paddle's import sets OMP_NUM_THREADS=1): every core, or
-// DEEPMD_PADDLE_NUM_THREADS; small calls run serially. Restored afterwards.
-class CallThreads {
- public:
-  explicit CallThreads(int64_t work) {
-#ifdef _OPENMP
-    static const int n = [] {
-      const char* env = std::getenv("DEEPMD_PADDLE_NUM_THREADS");
-      const int v = env ? std::atoi(env) : 0;
-      return v > 0 ? v : omp_get_num_procs();
-    }();
-    saved_ = omp_get_max_threads();
-    omp_set_num_threads(work < 4096 ? 1 : n);
-#endif
-  }
-  ~CallThreads() {
-#ifdef _OPENMP
-    omp_set_num_threads(saved_);
-#endif
-  }
-
- private:
-  int saved_ = 1;
-};
+constexpr int64_t kSerialSlots = 4096;  // below this many atoms x slots a call runs on one thread
 
 struct Plan {
   std::vector<dpp::TableView> tabs;
@@ -93,7 +71,7 @@ std::vector<paddle::Tensor> TabulateForward(const paddle::Tensor& env, const pad
   const int64_t nat = env.shape()[0];
   auto out = paddle::empty({nat, ng, 4}, env.dtype(), env.place());
   auto nout = paddle::empty({1}, paddle::DataType::INT64, env.place());
-  CallThreads threads(nat * p.nnei);
+  dpp::KernelThreads threads(nat * p.nnei, kSerialSlots);
   nout.data<int64_t>()[0] = p.K == 6 ? dpp::tabulate_forward<6>(env.data<double>(), nat, sel, p.tabs, ng, p.ldg, out.data<double>())
                                      : dpp::tabulate_forward<4>(env.data<double>(), nat, sel, p.tabs, ng, p.ldg, out.data<double>());
   return {out, nout};
@@ -106,7 +84,7 @@ std::vector<paddle::Tensor> TabulateBackward(const paddle::Tensor& env, const pa
   const int64_t nat = env.shape()[0];
   PD_CHECK(gT.numel() == nat * ng * 4, "se_a_tabulate_grad: Grad(T) must be nat x ng x 4");
   auto genv = paddle::empty_like(env);
-  CallThreads threads(nat * p.nnei);
+  dpp::KernelThreads threads(nat * p.nnei, kSerialSlots);
   if (p.K == 6) dpp::tabulate_backward<6>(env.data<double>(), gT.data<double>(), nat, sel, p.tabs, ng, p.ldg, genv.data<double>());
   else dpp::tabulate_backward<4>(env.data<double>(), gT.data<double>(), nat, sel, p.tabs, ng, p.ldg, genv.data<double>());
   return {genv};
@@ -120,7 +98,7 @@ std::vector<paddle::Tensor> TabulateDoubleBackward(const paddle::Tensor& env, co
   const int64_t nat = env.shape()[0];
   PD_CHECK(ggenv.numel() == env.numel(), "se_a_tabulate_grad_grad: Grad(Grad(Env)) must be shaped like Env");
   auto ggT = paddle::empty_like(gT);
-  CallThreads threads(nat * p.nnei);
+  dpp::KernelThreads threads(nat * p.nnei, kSerialSlots);
   if (p.K == 6) dpp::tabulate_double_backward<6>(env.data<double>(), ggenv.data<double>(), nat, sel, p.tabs, ng, p.ldg, ggT.data<double>());
   else dpp::tabulate_double_backward<4>(env.data<double>(), ggenv.data<double>(), nat, sel, p.tabs, ng, p.ldg, ggT.data<double>());
   return {ggT};
@@ -201,7 +179,7 @@ std::vector<paddle::Tensor> DescriptorForward(const paddle::Tensor& t, int axis)
   const int64_t nat = t.shape()[0];
   const int ng = int(t.shape()[1]);
   auto d = paddle::empty({nat, ng, axis}, t.dtype(), t.place());
-  CallThreads threads(nat * 16);
+  dpp::KernelThreads threads(nat * 16, kSerialSlots);
   dpp::descriptor_forward(t.data<double>(), nat, ng, axis, d.data<double>());
   return {d};
 }
@@ -212,7 +190,7 @@ std::vector<paddle::Tensor> DescriptorBackward(const paddle::Tensor& t, const pa
   const int ng = int(t.shape()[1]);
   PD_CHECK(gd.numel() == nat * ng * axis, "se_a_descriptor_grad: Grad(D) must be nat x ng x axis");
   auto gt = paddle::empty_like(t);
-  CallThreads threads(nat * 16);
+  dpp::KernelThreads threads(nat * 16, kSerialSlots);
   dpp::descriptor_backward(t.data<double>(), gd.data<double>(), nat, ng, axis, gt.data<double>());
   return {gt};
 }
@@ -224,7 +202,7 @@ std::vector<paddle::Tensor> DescriptorDoubleBackward(const paddle::Tensor& t, co
   const int ng = int(t.shape()[1]);
   auto ggd = paddle::empty_like(gd);
   auto gt2 = paddle::empty_like(t);
-  CallThreads threads(nat * 16);
+  dpp::KernelThreads threads(nat * 16, kSerialSlots);
   dpp::descriptor_double_backward(t.data<double>(), ggt.data<double>(), nat, ng, axis, ggd.data<double>());
   dpp::descriptor_backward(ggt.data<double>(), gd.data<double>(), nat, ng, axis, gt2.data<double>());
   return {ggd, gt2};
