@@ -125,19 +125,7 @@ def worker(method: str, rep: int, paths: dict, min_time: float, max_calls: int, 
 
 
 def run(method: str, rep: int, paths: dict, args) -> dict | None:
-    python = bi.DPKIT_PYTHON if method.startswith("tf") else sys.executable
-    cmd = [python, os.path.abspath(__file__), "--worker", method, str(rep), json.dumps(paths),
-           "--min-time", str(args.min_time), "--max-calls", str(args.max_calls), "--workdir", args.workdir]
-    env = dict(os.environ)
-    t = str(args.threads)
-    env.update(OMP_NUM_THREADS=t, DP_INTRA_OP_PARALLELISM_THREADS=t, DP_INTER_OP_PARALLELISM_THREADS="1",
-               TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    for line in out.stdout.splitlines()[::-1]:
-        if line.startswith("{"):
-            return json.loads(line)
-    sys.stderr.write(f"{method} x {192 * rep ** 3} failed:\n{out.stderr[-2500:]}\n")
-    return None
+    return bi.run(method, rep, paths, args, script=__file__, extra=("--workdir", args.workdir))
 
 
 def errors(workdir: str, method: str, rep: int) -> str:

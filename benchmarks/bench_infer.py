@@ -222,10 +222,12 @@ def op_shares(stdout: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- driver
-def run(method: str, rep: int, paths: dict, args) -> dict | None:
-    python = DPKIT_PYTHON if method == "tf" else sys.executable
-    cmd = [python, os.path.abspath(__file__), "--worker", method, str(rep), json.dumps(paths),
-           "--min-time", str(args.min_time), "--max-calls", str(args.max_calls)]
+def run(method: str, rep: int, paths: dict, args, script: str = __file__, extra: tuple = ()) -> dict | None:
+    """One (method, size) case in a fresh process of ``script`` (DeePMD-kit's python for tf*);
+    the worker's last JSON line, or None with its error on stderr."""
+    python = DPKIT_PYTHON if method.startswith("tf") else sys.executable
+    cmd = [python, os.path.abspath(script), "--worker", method, str(rep), json.dumps(paths),
+           "--min-time", str(args.min_time), "--max-calls", str(args.max_calls), *extra]
     env = dict(os.environ)
     threads = str(args.threads)
     env.update(OMP_NUM_THREADS=threads, DP_INTRA_OP_PARALLELISM_THREADS=threads, DP_INTER_OP_PARALLELISM_THREADS="1",

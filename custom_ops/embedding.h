@@ -58,26 +58,32 @@ struct PackedLayer {
   bool has_idt = false;
 };
 
+// One layer packed: w(k, c) for k < n_in, c < n_out; b, idt may be null (0 and 1).
+template <typename T, typename W>
+PackedLayer<T> pack_layer(int n_in, int n_out, W w, const T* b, const T* idt) {
+  PackedLayer<T> P;
+  P.n_in = n_in;
+  P.n_out = n_out;
+  P.nop = pad_to(n_out, kLanes<T>);
+  P.w.assign(size_t(n_in) * P.nop, T(0));
+  P.b.assign(P.nop, T(0));
+  P.idt.assign(P.nop, T(1));
+  for (int k = 0; k < n_in; ++k)
+    for (int c = 0; c < n_out; ++c) P.w[size_t(k) * P.nop + c] = w(k, c);
+  for (int c = 0; c < n_out; ++c) {
+    if (b) P.b[c] = b[c];
+    if (idt) P.idt[c] = idt[c];
+  }
+  P.has_idt = idt != nullptr;
+  return P;
+}
+
 template <typename T>
 std::vector<PackedLayer<T>> pack_net(const EmbedNet<T>& net) {
   std::vector<PackedLayer<T>> out;
-  for (const auto& L : net) {
-    PackedLayer<T> P;
-    P.n_in = L.n_in;
-    P.n_out = L.n_out;
-    P.nop = pad_to(L.n_out, kLanes<T>);
-    P.w.assign(size_t(P.n_in) * P.nop, T(0));
-    P.b.assign(P.nop, T(0));
-    P.idt.assign(P.nop, T(1));
-    for (int k = 0; k < L.n_in; ++k)
-      for (int c = 0; c < L.n_out; ++c) P.w[size_t(k) * P.nop + c] = L.w[int64_t(k) * L.n_out + c];
-    for (int c = 0; c < L.n_out; ++c) {
-      P.b[c] = L.b[c];
-      if (L.idt) P.idt[c] = L.idt[c];
-    }
-    P.has_idt = L.idt != nullptr;
-    out.push_back(std::move(P));
-  }
+  for (const auto& L : net)
+    out.push_back(pack_layer<T>(L.n_in, L.n_out, [&](int k, int c) { return L.w[int64_t(k) * L.n_out + c]; }, L.b,
+                                L.idt));
   return out;
 }
 
@@ -340,9 +346,7 @@ inline void row_gradient(const T* gt4, int ld, const T* gj, const T* gpj, const 
   ge[3] = a3 * scale;
 }
 
-// cache (optional): nat x nnei rows of stride 2 ldc (ldc >= the padded ng) that receive G and
-// G' of the rows evaluated (slots 0..p of each type block) for a later se_a_embed_ggt.
-// cached (optional): G and G' stored by the forward (row stride 2 ldc), read instead of
+// cached (optional): G and G' stored by se_a_embed_forward (row stride 2 ldc), read instead of
 // evaluating the nets again.
 template <typename T>
 void se_a_embed_backward(const T* env, const T* gT, int64_t nat, const std::vector<int>& sel,

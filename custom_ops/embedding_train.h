@@ -29,16 +29,8 @@ namespace dpp {
 // W^T of a layer packed for gemm_bias: n_in = n_out(W), columns = n_in(W) padded, bias 0.
 template <typename T>
 PackedLayer<T> pack_transposed(const EmbedLayer<T>& L) {
-  PackedLayer<T> P;
-  P.n_in = L.n_out;
-  P.n_out = L.n_in;
-  P.nop = pad_to(L.n_in, kLanes<T>);
-  P.w.assign(size_t(P.n_in) * P.nop, T(0));
-  P.b.assign(P.nop, T(0));
-  P.idt.assign(P.nop, T(1));
-  for (int k = 0; k < L.n_in; ++k)
-    for (int c = 0; c < L.n_out; ++c) P.w[size_t(c) * P.nop + k] = L.w[int64_t(k) * L.n_out + c];
-  return P;
+  return pack_layer<T>(L.n_out, L.n_in, [&](int k, int c) { return L.w[int64_t(c) * L.n_out + k]; }, nullptr,
+                       nullptr);
 }
 
 // GW (ni x ldz) += X^T Z (+ DX^T ZP when Tangent): X, DX rows x ni (stride ldx), Z, ZP rows x ldz.
@@ -395,7 +387,7 @@ void se_a_embed_train_sweep(int mode, const T* env, const T* gT, const T* ggenv,
 }
 
 // ggT = dL/dgT for a cotangent a on dL/dR~ (see se_a_embed_param_grad), without weight gradients.
-// cache: what se_a_embed_backward stored (G, G' of the evaluated rows, stride 2 ldc), or null
+// cache: what se_a_embed_forward stored (G, G' of the evaluated rows, stride 2 ldc), or null
 // to evaluate the nets again.
 template <typename T>
 void se_a_embed_ggt(const T* env, const T* a, int64_t nat, const std::vector<int>& sel,

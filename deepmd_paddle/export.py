@@ -266,8 +266,7 @@ class DescriptorProgram(paddle.nn.Layer):
                 continue
             parts.append(desc(paddle.gather(flat, idx), ti, _embedding_mode(self.model)).astype("float64"))
             index.append(idx)
-        d = paddle.gather(paddle.concat(parts), paddle.argsort(paddle.concat(index)))
-        return d.reshape([nf, nc, -1])
+        return EnergyModel.in_atom_order(parts, index).reshape([nf, nc, -1])
 
 
 def _save(layer: paddle.nn.Layer, name: str, prefix: str) -> None:

@@ -171,9 +171,12 @@ class EnergyModel(paddle.nn.Layer):
             e = self.fitting(d, ti) + self.out_bias[ti]
             parts.append(e)
             index.append(idx)
-        order = paddle.concat(index)
-        e = paddle.gather(paddle.concat(parts), paddle.argsort(order))
-        return e.reshape([nf, nloc, 1])
+        return self.in_atom_order(parts, index).reshape([nf, nloc, 1])
+
+    @staticmethod
+    def in_atom_order(parts: list, index: list):
+        """The rows of ``parts`` (block k holds the atoms ``index[k]``) back in atom order."""
+        return paddle.gather(paddle.concat(parts), paddle.argsort(paddle.concat(index)))
 
     def descriptor_of(self, coord, atype, box=None):
         """The se_e2_a descriptor D (nf x nloc x ng*axis_neuron), as DeePMD-kit's eval_descriptor."""

@@ -46,10 +46,6 @@ def supported(model) -> bool:
         hasattr(op, n) for n in ("se_a_embed_cached", "se_a_embed_vjp", "se_a_embed_ggt", "se_a_embed_pgrad"))
 
 
-def _in_atom_order(blocks, order_inv, shape):
-    return paddle.gather(paddle.concat(blocks), order_inv).reshape(shape)
-
-
 def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     """Loss and l2 of batch ``b`` (as ``loss_fn`` returns them); every trainable parameter's
     ``.grad`` receives the loss gradient (accumulated, like ``loss.backward()``)."""
@@ -80,15 +76,14 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
         energies.append(model.fitting(desc.from_contraction(t), ti) + model.out_bias[ti])
         index.append(idx)
         blocks.append({"idx": idx, "env": env_i, "live": live, "params": params, "T": t, "cache": cache})
-    order_inv = paddle.argsort(paddle.concat(index))
-    energy = _in_atom_order(energies, order_inv, [nf, nloc, 1]).sum(axis=1)  # nf x 1
+    energy = EnergyModel.in_atom_order(energies, index).reshape([nf, nloc, 1]).sum(axis=1)  # nf x 1
     gts = paddle.grad(energy.sum(), [bl["T"] for bl in blocks], create_graph=True)
 
     # dE/dR~ by the fused operator, then forces and virial through the env-mat gradient
     parts = []
     for bl, gt in zip(blocks, gts):
         parts.append(op.se_a_embed_vjp(bl["env"], bl["params"], gt.detach(), bl["cache"], *attrs).astype("float64"))
-    genv = _in_atom_order(parts, order_inv, env.shape)
+    genv = EnergyModel.in_atom_order(parts, index).reshape(env.shape)
     genv.stop_gradient = False
     (g,) = paddle.grad(env, rij, grad_outputs=genv, create_graph=True)  # nf x nloc x nnei x 3
     force = model._force(g, nlist)
