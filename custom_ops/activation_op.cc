@@ -4,8 +4,13 @@
 
 #include "activation.h"
 #include "paddle/extension.h"
+#include "threads.h"
 
 namespace {
+
+// Below this many elements a call runs on one thread (the kernels' own OpenMP `if` clauses
+// use the same bound).
+constexpr int64_t kSerialElements = 32768;
 
 int num_threads() {
 #ifdef _OPENMP
@@ -24,12 +29,14 @@ void check_bias(const paddle::Tensor& z, const paddle::Tensor& b) {
 template <typename T>
 void fwd(const paddle::Tensor& z, const paddle::Tensor& b, paddle::Tensor& y) {
   const int64_t cols = b.shape()[0];
+  dpp::KernelThreads threads(z.numel(), kSerialElements);
   dpp::bias_tanh_forward<T>(z.data<T>(), b.data<T>(), y.data<T>(), z.numel() / cols, cols);
 }
 
 template <typename T>
 void bwd(const paddle::Tensor& y, const paddle::Tensor& gy, paddle::Tensor& gz, paddle::Tensor& gb) {
   const int64_t cols = gb.shape()[0];
+  dpp::KernelThreads threads(y.numel(), kSerialElements);
   const int nt = num_threads();
   std::vector<T> scratch(size_t(nt) * cols);
   dpp::bias_tanh_backward<T>(y.data<T>(), gy.data<T>(), gz.data<T>(), gb.data<T>(), y.numel() / cols, cols,
@@ -40,6 +47,7 @@ template <typename T>
 void dbwd(const paddle::Tensor& y, const paddle::Tensor& gy, const paddle::Tensor* ggz, const paddle::Tensor* ggb,
           paddle::Tensor& gg_y, paddle::Tensor& g_y) {
   const int64_t cols = y.shape().back();
+  dpp::KernelThreads threads(y.numel(), kSerialElements);
   dpp::bias_tanh_double_backward<T>(y.data<T>(), gy.data<T>(), ggz ? ggz->data<T>() : nullptr,
                                     ggb ? ggb->data<T>() : nullptr, gg_y.data<T>(), g_y.data<T>(),
                                     y.numel() / cols, cols);

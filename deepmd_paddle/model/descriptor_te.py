@@ -146,8 +146,28 @@ class DescrptSeATebd(DescrptSeA):
 
     @paddle.jit.not_to_static
     def fused_op(self):
-        """None: the fused C++ embedding knows one-input nets only."""
-        return None
+        """The fused C++ embedding, which takes this net as per-type one-input nets
+        (``fused_params``): only when the first layer is a plain tanh layer (no skip connection,
+        no timestep). The fused training step (train/fused_step.py) uses it; ``forward`` runs
+        the Paddle layers whatever ``fused`` says."""
+        first = self.embeddings[0].layers[0]
+        if self.skip is not None or first.idt is not None or first.w.shape[1] <= 2:
+            return None
+        return super().fused_op()
+
+    def fused_params(self, ti: int | None) -> list:
+        """The net as the fused operators take it for centre type ti: per neighbour type t, a
+        one-input net whose first layer has the weight ``w_s`` (row 0 of W) and the bias
+        ``b + e_t W_nb (+ e_ti W_c)``, the other layers shared. These are tensors computed from
+        the parameters, so a gradient given to them reaches W, b and a learned type embedding."""
+        first, rest = self.embeddings[0].layers[0], self.embeddings[0].layers[1:]
+        t_nb, t_c = self._type_tables(first.w)
+        bias = first.b + t_nb  # ntypes x n0
+        if t_c is not None:
+            bias = bias + t_c[ti]
+        w_s = first.w[0:1]
+        shared = [p for layer in rest for p in ((layer.w, layer.b) if layer.idt is None else (layer.w, layer.b, layer.idt))]
+        return [p for t in range(self.ntypes) for p in [w_s, bias[t], *shared]]
 
     # ---------------------------------------------------------------- descriptor
     def forward(self, env, ti, fused: str | None = None, keep: list | None = None):

@@ -35,9 +35,9 @@ def supported(model) -> bool:
     from ..model.descriptor import DescrptSeA
 
     desc = getattr(model, "descriptor", None)
-    # per-type embedding nets only: type embedding (a subclass) and compressed models (tables)
-    # train by autograd through their layers
-    if not isinstance(model, EnergyModel) or type(desc) is not DescrptSeA or getattr(desc, "tabulation", None):
+    # compressed models (tables) train by autograd through their layers; a type embedding
+    # passes its net to the operators as per-type nets (DescrptSeATebd.fused_params)
+    if not isinstance(model, EnergyModel) or not isinstance(desc, DescrptSeA) or getattr(desc, "tabulation", None):
         return False
     if not any(not p.stop_gradient for p in desc.parameters()):
         return False  # frozen embedding nets: nothing for the fused sweep to do
@@ -61,21 +61,29 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     flat = env.detach().reshape([-1, nnei, 4])
     at = atype.reshape([-1])
 
-    blocks, energies, index = [], [], []
-    for ti in range(model.ntypes):
-        idx = paddle.nonzero(at == ti).reshape([-1])
-        if idx.shape[0] == 0:
-            continue
-        env_i = paddle.gather(flat, idx)
+    # blocks of atoms that share embedding nets: one per centre type, or all atoms at once when
+    # the nets do not depend on the centre type (type_one_side)
+    by_type = [(ti, paddle.nonzero(at == ti).reshape([-1])) for ti in range(model.ntypes)]
+    by_type = [(ti, idx) for ti, idx in by_type if idx.shape[0] > 0]
+    groups = [(0, None)] if desc.type_one_side else by_type
+    blocks = []
+    for ti, idx in groups:
+        env_i = flat if idx is None else paddle.gather(flat, idx)
         if prec != "float64":
             env_i = env_i.astype(prec)
         live = desc.fused_params(ti)
         params = [p.detach() for p in live]
         t, cache = op.se_a_embed_cached(env_i, params, *attrs)  # cache: G, dG/ds (empty if too big)
         t.stop_gradient = False
+        blocks.append({"idx": idx, "env": env_i, "live": live, "params": params, "T": t, "cache": cache})
+    energies, index = [], []
+    for k, (ti, idx) in enumerate(by_type):
+        if not desc.type_one_side:
+            t = blocks[k]["T"]
+        else:
+            t = blocks[0]["T"] if len(by_type) == 1 else paddle.gather(blocks[0]["T"], idx)
         energies.append(model.fitting(desc.from_contraction(t), ti) + model.out_bias[ti])
         index.append(idx)
-        blocks.append({"idx": idx, "env": env_i, "live": live, "params": params, "T": t, "cache": cache})
     energy = EnergyModel.in_atom_order(energies, index).reshape([nf, nloc, 1]).sum(axis=1)  # nf x 1
     gts = paddle.grad(energy.sum(), [bl["T"] for bl in blocks], create_graph=True)
 
@@ -83,7 +91,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     parts = []
     for bl, gt in zip(blocks, gts):
         parts.append(op.se_a_embed_vjp(bl["env"], bl["params"], gt.detach(), bl["cache"], *attrs).astype("float64"))
-    genv = EnergyModel.in_atom_order(parts, index).reshape(env.shape)
+    genv = (parts[0] if desc.type_one_side else EnergyModel.in_atom_order(parts, index)).reshape(env.shape)
     genv.stop_gradient = False
     (g,) = paddle.grad(env, rij, grad_outputs=genv, create_graph=True)  # nf x nloc x nnei x 3
     force = model._force(g, nlist)
@@ -100,7 +108,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     if a is not None:
         a = a.reshape([-1, nnei, 4])
         for bl, gt in zip(blocks, gts):
-            bl["a"] = paddle.gather(a, bl["idx"]).astype(prec)
+            bl["a"] = (a if bl["idx"] is None else paddle.gather(a, bl["idx"])).astype(prec)
             ggt = op.se_a_embed_ggt(bl["env"], bl["params"], bl["a"], bl.pop("cache"), *attrs)
             surrogate = surrogate + (gt * ggt).sum()
     if isinstance(surrogate, paddle.Tensor) and not surrogate.stop_gradient:
