@@ -9,6 +9,9 @@ atoms. The smallest pair distance (for the tables' range) is that of the frame.
 Methods, each (method, size) in its own process (peak RSS is its own):
   jit             DeepPot on our frozen uncompressed model (paddle.jit.load, DeepPot's default)
   jit_compressed  DeepPot on `dpp compress -s 0.01 -e 5 --order 5` of the same model (frozen)
+  predictor, predictor_compressed
+                  the same two frozen models through paddle.inference (DeepPot's backend
+                  "predictor", which its default "auto" picks from 1,000 atoms per call)
   tf_compressed   DeePMD-kit's DeepPot on `dp --tf compress` of the converted .pb (same -s, -e),
                   through $DPKIT_PYTHON (default /work/dpkit/bin/python), when installed
   tf              DeePMD-kit's uncompressed .pb (only with --methods tf)
@@ -35,7 +38,7 @@ import bench_infer as bi  # noqa: E402  (same model, boxes, timing and RSS helpe
 from _machine import machine  # noqa: E402
 
 REPO = bi.REPO
-METHODS = ("jit", "jit_compressed", "tf_compressed", "tf")
+METHODS = ("jit", "jit_compressed", "predictor", "predictor_compressed", "tf_compressed", "tf")
 STRIDE, EXTRAPOLATE, ORDER = 0.01, 5, 5  # dp compress takes an integer -e
 
 
@@ -109,7 +112,8 @@ def worker(method: str, rep: int, paths: dict, min_time: float, max_calls: int, 
         dp = DeepPot(paths["pb_c"] if method == "tf_compressed" else paths["pb"])
     else:
         from deepmd_paddle.infer import DeepPot
-        dp = DeepPot(paths["frozen_c"] if method == "jit_compressed" else paths["frozen"], backend="jit")
+        backend, _, compressed = method.partition("_")
+        dp = DeepPot(paths["frozen_c"] if compressed else paths["frozen"], backend=backend)
     base = bi.peak_rss_mb()
     t0 = time.perf_counter()
     e, f, v = dp.eval(coord, box, atype)
@@ -206,15 +210,15 @@ def main():
     have_tf = any(m.startswith("tf") for m in args.methods) and os.path.exists(bi.DPKIT_PYTHON)
     paths = prepare(args.workdir, have_tf)
     methods = [m for m in args.methods if not m.startswith("tf") or have_tf]
-    lines = ["| atoms | method | us/atom/step | uncompressed / this | tf_compressed / this | peak RSS MB (base) | "
+    lines = ["| atoms | method | us/atom/step | uncompressed (same backend) / this | tf_compressed / this | peak RSS MB (base) | "
              "max dE/atom / max dF vs uncompressed | calls |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     print("\n".join(lines), flush=True)
     for rep in args.reps:
         row = {m: run(m, rep, paths, args) for m in methods}
-        ref, tfc = row.get("jit"), row.get("tf_compressed")
+        tfc = row.get("tf_compressed")
         for m in methods:
-            r = row[m]
+            r, ref = row[m], row.get(m.partition("_")[0])  # the uncompressed model of the same backend
             if r is None:
                 line = f"| {192 * rep ** 3:,} | {m} | failed | | | | | |"
             else:

@@ -174,7 +174,8 @@ class DescrptSeATebd(DescrptSeA):
         """D (nat x ng*axis_neuron) of atoms with normalised environment ``env`` (nat x nnei x 4).
 
         ``ti``: the centre type of all of them (int) or of each (int tensor, nat). ``fused`` is
-        ignored (no fused operator for this net), and so is ``keep`` (see ``_contract``).
+        ignored (the Paddle layers run here; the fused operators serve the training step through
+        ``fused_params``), and so is ``keep`` (see ``_contract``).
         """
         if self.precision != "float64":
             env = env.astype(self.precision)
