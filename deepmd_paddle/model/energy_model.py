@@ -89,7 +89,11 @@ class EnergyModel(paddle.nn.Layer):
         """
         coord, atype, box, nlist, shift, keep = self.prepare(coord, atype, box, check)
         nf, nloc = coord.shape[0], coord.shape[1]
-        rij = build_rij(coord, nlist, shift)  # nf x nloc x nnei x 3
+        op = self.descriptor._op()
+        if not create_graph and coord.stop_gradient and hasattr(op, "deepmd_build_rij"):
+            rij = op.deepmd_build_rij(coord, nlist, shift)  # one C++ pass; no graph to coord needed
+        else:
+            rij = build_rij(coord, nlist, shift)  # nf x nloc x nnei x 3
         if rij.stop_gradient:
             rij.stop_gradient = False
         env = self.descriptor.env_mat(rij, nlist, atype)  # nf x nloc x nnei x 4
