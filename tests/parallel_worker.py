@@ -6,7 +6,8 @@ It runs ``Trainer.run`` unchanged except that after every update it all-gathers 
 parameters of every rank and records the largest difference to rank 0's, and the first frame's
 coordinates of each rank's batch (to check that the ranks draw different batches). Rank 0
 writes OUTDIR/worker.npz. ``--die-at S``: rank 1 kills itself (SIGKILL) at its S-th update;
-``--sigint-at S``: rank 1 sends itself SIGINT (Ctrl-C) there.
+``--sigint-at S``: rank 1 sends itself SIGINT (Ctrl-C) there. ``--inplace-numel N``: gradients of
+N values and more are all-reduced in place (parallel.INPLACE_NUMEL), the others concatenated.
 """
 import json
 import os
@@ -18,6 +19,7 @@ import paddle
 import paddle.distributed as dist
 
 from deepmd_paddle import config
+from deepmd_paddle.train import parallel
 from deepmd_paddle.train.trainer import Trainer
 
 paddle.set_default_dtype("float64")
@@ -53,6 +55,8 @@ def main():
     for flag in ("--die-at", "--sigint-at"):
         if flag in sys.argv:
             setattr(CheckedTrainer, flag[2:].replace("-", "_"), int(sys.argv[sys.argv.index(flag) + 1]))
+    if "--inplace-numel" in sys.argv:
+        parallel.INPLACE_NUMEL = int(sys.argv[sys.argv.index("--inplace-numel") + 1])
     with open(cfg_path) as f:
         cfg = config.normalize(json.load(f))
     tr = CheckedTrainer(cfg, outdir)

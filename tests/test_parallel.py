@@ -86,7 +86,9 @@ def two_ranks(emt, tmp_path_factory):
     cfg_path = tmp / "input.json"
     cfg_path.write_text(json.dumps(raw_config(emt)))
     out = tmp / "out"
-    r = launch([os.path.join(HERE, "parallel_worker.py"), str(cfg_path), str(out)], tmp / "log")
+    # gradients of 200 values and more all-reduced in place, the smaller ones concatenated: both ways
+    r = launch([os.path.join(HERE, "parallel_worker.py"), str(cfg_path), str(out), "--inplace-numel", "200"],
+               tmp / "log")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return cfg_path, out, np.load(out / "worker.npz"), tmp / "log"
 

@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 
 SCALE_BY_WORKER = ("linear", "sqrt", "none")
 COMM_BUFFER_MB = 256  # gradient bucket size: float64 models up to 32 M parameters in one all-reduce
+INPLACE_NUMEL = 1 << 16  # fused training step: gradients this large are all-reduced in place
 STOP_CHECK_STEPS = 10  # steps between the ranks' agreements on a requested stop
 OPS_THREADS_ENV = "DEEPMD_PADDLE_NUM_THREADS"  # the custom operators' thread cap (deepmd_paddle.ops)
 
@@ -188,20 +189,30 @@ class Parallel:
         sync_params_buffers(model)
 
     def average_gradients(self, params) -> None:
-        """Every trainable parameter's ``.grad`` replaced by its mean over ranks, in one
-        all-reduce of the flattened gradients (a missing gradient counts as zero)."""
+        """Every trainable parameter's ``.grad`` replaced by its mean over ranks: large
+        gradients (``INPLACE_NUMEL`` values and more: the fitting nets' weights) are all-reduced
+        where they lie, the small ones in one all-reduce of their concatenation (a missing
+        gradient counts as zero)."""
         if self.size == 1:
             return
         import paddle.distributed as dist
 
         params = [p for p in params if not p.stop_gradient]
+        large = [p for p in params if p.grad is not None and int(np.prod(p.shape)) >= INPLACE_NUMEL]
+        small = [p for p in params if p.grad is None or int(np.prod(p.shape)) < INPLACE_NUMEL]
+        for p in large:  # no copies of the 8 MB of a water model's fitting weights
+            g = p.grad.detach()  # the same memory, as a tensor that may be written in place
+            dist.all_reduce(g)
+            g.scale_(1.0 / self.size)
+        if not small:
+            return
         flat = paddle.concat([(p.grad if p.grad is not None else paddle.zeros_like(p)).reshape([-1])
-                              for p in params])
+                              for p in small])
         dist.all_reduce(flat)
         flat.scale_(1.0 / self.size)
-        parts = paddle.split(flat, [int(np.prod(p.shape)) for p in params])
+        parts = paddle.split(flat, [int(np.prod(p.shape)) for p in small])
         missing = []
-        for p, g in zip(params, parts):
+        for p, g in zip(small, parts):
             if p.grad is None:
                 missing.append((p, g))
             else:
