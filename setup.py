@@ -9,7 +9,7 @@ setup(
     packages=find_packages(include=["deepmd_paddle", "deepmd_paddle.*"]) + ["deepmd_paddle.custom_ops"],
     # the top-level custom_ops/ folder is installed as deepmd_paddle/custom_ops
     package_dir={"deepmd_paddle.custom_ops": "custom_ops"},
-    package_data={"deepmd_paddle.custom_ops": ["*.cc", "*.h"]},
+    package_data={"deepmd_paddle.custom_ops": ["*.cc", "*.h"], "deepmd_paddle.lammps": ["src/*.cpp", "src/*.h"]},
     python_requires=">=3.9",
     install_requires=[
         "paddlepaddle>=3.3,<3.4",
