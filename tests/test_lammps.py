@@ -58,16 +58,35 @@ def _setup(lmp, data, model=MODEL, extra=()):
         lmp.command(c)
 
 
-@pytest.mark.parametrize("tilt", [False, True], ids=["cubic", "triclinic"])
-def test_first_step_equals_deeppot(plugin, tmp_path, tilt):
+@pytest.fixture(scope="module")
+def frozen(tmp_path_factory):
+    from deepmd_paddle.export import freeze
+
+    prefix = str(tmp_path_factory.mktemp("frozen") / "water")
+    freeze(MODEL, prefix)
+    return prefix
+
+
+@pytest.mark.parametrize("tilt, backend", [(False, "dynamic"), (True, "dynamic"), (False, "predictor")],
+                         ids=["cubic-dp", "triclinic-dp", "cubic-frozen-predictor"])
+def test_first_step_equals_deeppot(plugin, tmp_path, monkeypatch, request, tilt, backend):
+    """LAMMPS's step 0 (energy, forces, virial, per-atom energy and virial) against DeepPot:
+    the .dp file in dynamic mode, and the frozen model through paddle.inference (the path of
+    DeepPot's auto backend from 1,000 atoms), which the pair style takes via DeepPot's backend."""
     from deepmd_paddle import DeepPot
+    from deepmd_paddle.infer import BACKEND_ENV
     from deepmd_paddle.lammps.data import write_data
+
+    model = str(MODEL)
+    if backend == "predictor":
+        model = request.getfixturevalue("frozen")
+        monkeypatch.setenv(BACKEND_ENV, backend)  # read by the pair style's DeepPot in this process
 
     coord, cell, atype = _water(tilt)
     rot = write_data(tmp_path / "water.data", coord, cell, atype, ["O", "H"])
     assert np.allclose(rot, np.eye(3))
     lmp = _lammps(plugin)
-    _setup(lmp, tmp_path / "water.data", extra=[
+    _setup(lmp, tmp_path / "water.data", model=model, extra=[
         "compute pe_atom all pe/atom", "compute s_atom all stress/atom NULL virial",
         "compute w all pressure NULL virial", "thermo_style custom step pe c_w[1]", "run 0"])
     n = len(atype)
@@ -80,7 +99,9 @@ def test_first_step_equals_deeppot(plugin, tmp_path, tilt):
     atom_v = -lmp.numpy.extract_compute("s_atom", 1, 2)[:n][order] / nktv2p  # stress/atom = -virial
     lmp.close()
 
-    e, f, v, ae, av = DeepPot(str(MODEL)).eval(coord[None], cell.reshape(1, 9), atype, atomic=True)
+    dp = DeepPot(model)
+    assert dp.backend == backend
+    e, f, v, ae, av = dp.eval(coord[None], cell.reshape(1, 9), atype, atomic=True)
     assert abs(energy - e[0, 0]) < 1e-10 * abs(e[0, 0])
     np.testing.assert_allclose(force, f[0], rtol=0, atol=1e-10)
     np.testing.assert_allclose(virial, v[0, VOIGT], rtol=0, atol=1e-10 * np.abs(v).max())

@@ -10,8 +10,10 @@ types; ``compute`` receives the addresses of LAMMPS's arrays, views them with nu
 
 E = sum of the local atoms' energies; the forces on ghost atoms go back to LAMMPS, which adds
 them to their owners (reverse communication), so every pair term counts once over all ranks.
-The virial is ``sum F (x) r`` in DeePMD-kit's sign, which is LAMMPS's; LAMMPS's per-atom
-virial takes components xx yy zz xy xz yz = indices 0 4 8 3 6 7 of the model's 3 x 3.
+The model's virial is ``W[a][b] = -sum_ij g_a r_b`` (``g = dE/dr_ij``): with ``F = -g`` the force
+on neighbour j, ``W[a][b] = sum F_a r_b``, DeePMD-kit's sign, which is LAMMPS's. LAMMPS's
+``xy = sum r_x F_y`` is ``W[1][0]``: its xx yy zz xy xz yz (global and per atom; a per-atom
+virial is not symmetric) are indices 0 4 8 3 6 7 of the row-major 3 x 3.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 from ..infer import DeepPot
 from .. import export
 
-LAMMPS_VIRIAL = [0, 4, 8, 3, 6, 7]  # xx yy zz xy xz yz of a row-major 3 x 3 (row = force)
+LAMMPS_VIRIAL = [0, 4, 8, 3, 6, 7]  # LAMMPS's xx yy zz xy xz yz in the model's row-major 3 x 3
 _LOCAL_RANKS_ENV = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE")
 
 

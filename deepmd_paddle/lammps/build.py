@@ -101,18 +101,13 @@ def mpi_library() -> Path | None:
 
 
 def libpython() -> str:
-    name = sysconfig.get_config_var("LDLIBRARY") or ""
+    """The shared libpython the plugin loads under ``lmp``; "" when this Python has none (the
+    plugin then works from LAMMPS's Python module only, and says so under ``lmp``)."""
     libdir = sysconfig.get_config_var("LIBDIR") or ""
-    path = os.path.join(libdir, name)
-    if not name.endswith(".so") and ".so." not in name or not os.path.isfile(path):
-        instsoname = sysconfig.get_config_var("INSTSONAME") or ""
-        alt = os.path.join(libdir, instsoname)
-        if instsoname and os.path.isfile(alt):
-            return alt
-        raise PluginBuildError(f"this Python ({sys.executable}) has no shared libpython ({path}): the `lmp` "
-                               "executable cannot start it (LAMMPS's Python module still works with a Python "
-                               "built with --enable-shared)")
-    return path
+    for name in (sysconfig.get_config_var("INSTSONAME"), sysconfig.get_config_var("LDLIBRARY")):
+        if name and ".so" in name and os.path.isfile(os.path.join(libdir, name)):
+            return os.path.join(libdir, name)
+    return ""
 
 
 def _compiler() -> list[str]:

@@ -88,6 +88,10 @@ std::string plugin_dir() {
 std::string load_bridge(Bridge &b) {
   if (b.init) return "";
   if (!dlsym(RTLD_DEFAULT, "Py_IsInitialized")) {  // the lmp executable: no Python yet
+    if (DPP_LIBPYTHON[0] == '\0')
+      return std::string("the plugin was built with a Python that has no shared libpython (") + DPP_PYTHON_EXE +
+             "): run LAMMPS from Python (deepmd_paddle.lammps.lammps_instance), or build the plugin with a Python "
+             "configured with --enable-shared";
     if (!dlopen(DPP_LIBPYTHON, RTLD_NOW | RTLD_GLOBAL))
       return std::string("cannot load the Python library ") + DPP_LIBPYTHON + ": " + dlerror();
   }
@@ -207,7 +211,7 @@ class PairDeepmdPaddle : public Pair {
                          err, sizeof(err)) != 0)
       error->one(FLERR, "pair style deepmd/paddle: {}", err);
     if (eflag_global) eng_vdwl += out[0];
-    if (vflag_global) {  // LAMMPS: xx yy zz xy xz yz; the model's 3 x 3 is sum_pairs F (x) r, row = force
+    if (vflag_global) {  // LAMMPS: xx yy zz xy xz yz; the model's w[3a+b] = sum F_a r_b, xy = sum r_x F_y
       const double *w = out + 1;
       virial[0] += w[0];
       virial[1] += w[4];
