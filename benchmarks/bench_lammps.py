@@ -11,6 +11,7 @@ Printed: the ratio LAMMPS s/step / DeepPot s/call, and LAMMPS's step-0 energy ag
     python benchmarks/bench_lammps.py --reps 2 --steps 20
     python benchmarks/bench_lammps.py --nve              # 1,000 NVE steps at 0.5 fs: drift
     python benchmarks/bench_lammps.py --ranks            # 1 vs 2 MPI ranks after 100 steps
+    python benchmarks/bench_lammps.py --parity           # step 0 against DeepPot, largest differences
 
 --nve and --ranks run the 192-atom box with --model (default: the DeePMD-kit reference water
 model in ../shared, its .dp file read directly; trained 200 steps only); --dt 0.25 halves the
@@ -117,6 +118,37 @@ def speed(args, plugin: str) -> list[str]:
     return lines
 
 
+# ----------------------------------------------------------------------------- parity
+def parity(args, plugin: str) -> list[str]:
+    """Step 0 through LAMMPS's Python module against DeepPot: the reference model (.dp, dynamic;
+    frozen, paddle.inference) on 192 atoms, the random standard model frozen on 1,536 (auto)."""
+    import numpy as np
+
+    from deepmd_paddle import DeepPot
+    from deepmd_paddle.export import freeze
+    from deepmd_paddle.lammps.evaluate import lammps_eval
+
+    paths = bench_infer.prepare(args.workdir, want_tf=False)
+    ref_frozen = os.path.join(args.workdir, "reference_frozen")
+    freeze(REFERENCE_DP, ref_frozen)
+    voigt = [0, 4, 8, 3, 6, 7]
+    lines = ["| model | backend | atoms | energy | force | virial | atom energy | atom virial |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    cases = [(REFERENCE_DP, "dynamic", 1), (ref_frozen, "predictor", 1), (paths["frozen"], "auto", 2)]
+    for model, backend, rep in cases:
+        os.environ["DEEPMD_PADDLE_INFER_BACKEND"] = backend
+        coord, box, atype = bench_infer.water(rep)
+        got = lammps_eval(model, coord[0], box[0], atype, ["O", "H"])
+        e, f, v, ae, av = DeepPot(model).eval(coord, box, atype, atomic=True)
+        diff = [abs(got["energy"] - e[0, 0]), np.abs(got["force"] - f[0]).max(), np.abs(got["virial"] - v[0, voigt]).max(),
+                np.abs(got["atom_energy"] - ae[0, :, 0]).max(), np.abs(got["atom_virial"] - av[0][:, voigt]).max()]
+        lines.append(f"| {os.path.basename(model)} | {backend} | {len(atype):,} | " +
+                     " | ".join(f"{d:.1e}" for d in diff) + " |")
+        print(lines[-1], flush=True)
+    os.environ.pop("DEEPMD_PADDLE_INFER_BACKEND")
+    return lines
+
+
 # ----------------------------------------------------------------------------- NVE and ranks
 def nve(args, plugin: str) -> list[str]:
     import numpy as np
@@ -175,6 +207,7 @@ def main():
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--nve", action="store_true", help="1,000 NVE steps: energy drift")
     ap.add_argument("--ranks", action="store_true", help="1 vs 2 MPI ranks after 100 steps")
+    ap.add_argument("--parity", action="store_true", help="step 0 against DeepPot: largest differences")
     ap.add_argument("--model", default=REFERENCE_DP, help="model of --nve and --ranks (default: the DeePMD-kit "
                                                           "reference water model in ../shared)")
     ap.add_argument("--dt", type=float, default=0.5, help="--nve time step, fs")
@@ -186,7 +219,9 @@ def main():
     from deepmd_paddle.lammps import build_plugin
 
     plugin = str(build_plugin())
-    if args.nve or args.ranks:
+    if args.parity:
+        lines = parity(args, plugin)
+    elif args.nve or args.ranks:
         lines = (nve(args, plugin) if args.nve else []) + (ranks(args, plugin) if args.ranks else [])
     else:
         lines = speed(args, plugin)

@@ -75,7 +75,7 @@ def test_first_step_equals_deeppot(plugin, tmp_path, monkeypatch, request, tilt,
     DeepPot's auto backend from 1,000 atoms), which the pair style takes via DeepPot's backend."""
     from deepmd_paddle import DeepPot
     from deepmd_paddle.infer import BACKEND_ENV
-    from deepmd_paddle.lammps.data import write_data
+    from deepmd_paddle.lammps.evaluate import lammps_eval
 
     model = str(MODEL)
     if backend == "predictor":
@@ -83,31 +83,18 @@ def test_first_step_equals_deeppot(plugin, tmp_path, monkeypatch, request, tilt,
         monkeypatch.setenv(BACKEND_ENV, backend)  # read by the pair style's DeepPot in this process
 
     coord, cell, atype = _water(tilt)
-    rot = write_data(tmp_path / "water.data", coord, cell, atype, ["O", "H"])
-    assert np.allclose(rot, np.eye(3))
-    lmp = _lammps(plugin)
-    _setup(lmp, tmp_path / "water.data", model=model, extra=[
-        "compute pe_atom all pe/atom", "compute s_atom all stress/atom NULL virial",
-        "compute w all pressure NULL virial", "thermo_style custom step pe c_w[1]", "run 0"])
-    n = len(atype)
-    order = np.argsort(lmp.numpy.extract_atom("id")[:n])
-    nktv2p, vol = lmp.extract_global("nktv2p"), abs(np.linalg.det(cell))
-    energy = lmp.get_thermo("pe")
-    force = lmp.numpy.extract_atom("f")[:n][order]
-    virial = lmp.numpy.extract_compute("w", 0, 1) * vol / nktv2p  # pressure x V = virial
-    atom_e = lmp.numpy.extract_compute("pe_atom", 1, 1)[:n][order]
-    atom_v = -lmp.numpy.extract_compute("s_atom", 1, 2)[:n][order] / nktv2p  # stress/atom = -virial
-    lmp.close()
-
+    _lammps(plugin).close()  # skips when LAMMPS's Python module does not load
+    got = lammps_eval(model, coord, cell, atype, ["O", "H"])
+    assert np.allclose(got["rotation"], np.eye(3))
     dp = DeepPot(model)
     assert dp.backend == backend
     e, f, v, ae, av = dp.eval(coord[None], cell.reshape(1, 9), atype, atomic=True)
-    assert abs(energy - e[0, 0]) < 1e-10 * abs(e[0, 0])
-    np.testing.assert_allclose(force, f[0], rtol=0, atol=1e-10)
-    np.testing.assert_allclose(virial, v[0, VOIGT], rtol=0, atol=1e-10 * np.abs(v).max())
-    np.testing.assert_allclose(atom_e, ae[0, :, 0], rtol=0, atol=1e-10)
-    np.testing.assert_allclose(atom_v, av[0][:, VOIGT], rtol=0, atol=1e-10)
-    assert np.abs(force).max() > 0.1 and np.abs(virial).max() > 1.0  # a configuration with real forces
+    assert abs(got["energy"] - e[0, 0]) < 1e-10 * len(atype)  # eV
+    np.testing.assert_allclose(got["force"], f[0], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got["virial"], v[0, VOIGT], rtol=0, atol=1e-10 * np.abs(v).max())
+    np.testing.assert_allclose(got["atom_energy"], ae[0, :, 0], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got["atom_virial"], av[0][:, VOIGT], rtol=0, atol=1e-10)
+    assert np.abs(f).max() > 0.1 and np.abs(v).max() > 1.0  # a configuration with real forces
 
 
 @pytest.mark.parametrize("commands, message", [
@@ -187,3 +174,16 @@ def test_two_ranks_follow_one_rank_and_nve(plugin, tmp_path):
     drift = abs(t1[-1, 3] - t1[0, 3]) / len(atype)
     assert drift < 2e-4, drift
     assert abs(t1[-1, 1] - t1[0, 1]) > 10 * drift * len(atype)  # the atoms moved: pe changed
+
+
+def test_cli_builds_into_a_folder(plugin, tmp_path, capsys):
+    """`dpp lammps-plugin --build -o DIR` writes both libraries there and prints the plugin path;
+    without --build it prints the cached plugin."""
+    from deepmd_paddle.cli import main
+
+    assert main(["lammps-plugin", "--build", "-o", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()[0]
+    assert printed == str(tmp_path / "deepmd_paddle_lammps.so")
+    assert sorted(p.name for p in tmp_path.glob("*.so")) == ["deepmd_paddle_lammps.so", "libdpp_lammps_bridge.so"]
+    assert main(["lammps-plugin"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == str(plugin)
