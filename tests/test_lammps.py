@@ -108,8 +108,11 @@ def test_first_step_equals_deeppot(plugin, tmp_path, monkeypatch, request, tilt,
       "pair_coeff * * O"], "element of each of the 2 atom types"),
     (["units metal", "newton off", "atom_style atomic", "read_data {data}", "pair_style deepmd/paddle {model}",
       "pair_coeff * * O H", "run 0"], "requires `newton on`"),
-], ids=["units", "missing-model", "element", "coeff-count", "newton"])
+    (["units metal", "atom_style full", "region b block 0 8 0 8 0 8", "create_box 2 b", "create_atoms 1 single 1 1 1",
+      "mass * 1.0", "pair_style deepmd/paddle {model}", "pair_coeff * * O H", "run 0"], "special_bonds lj/coul 1.0"),
+], ids=["units", "missing-model", "element", "coeff-count", "newton", "special-bonds"])
 def test_errors(plugin, tmp_path, commands, message):
+    """Each input fails with a LAMMPS error that names what is wrong and what is allowed."""
     from deepmd_paddle.lammps.data import write_data
 
     coord, cell, atype = _water()
@@ -120,6 +123,23 @@ def test_errors(plugin, tmp_path, commands, message):
             lmp.command(c.format(data=tmp_path / "water.data", model=MODEL, tmp=tmp_path))
     lmp.close()
     assert message in str(err.value), str(err.value)
+
+
+
+def test_molecular_atom_style_with_full_special_weights(plugin, tmp_path):
+    """atom_style full with special_bonds 1 1 1 runs: an O-H pair (no bond) equals DeepPot."""
+    from deepmd_paddle import DeepPot
+
+    lmp = _lammps(plugin)
+    for c in ["units metal", "atom_style full", "special_bonds lj/coul 1.0 1.0 1.0", "region b block 0 20 0 20 0 20",
+              "create_box 2 b", "create_atoms 1 single 5 5 5", "create_atoms 2 single 5.9 5.3 5.1", "mass * 1.0",
+              f"pair_style deepmd/paddle {MODEL}", "pair_coeff * * O H", "run 0"]:
+        lmp.command(c)
+    energy = lmp.get_thermo("pe")
+    lmp.close()
+    e, _, _ = DeepPot(str(MODEL)).eval(np.array([[5, 5, 5], [5.9, 5.3, 5.1]]), np.diag([20.0] * 3).reshape(1, 9),
+                                       np.array([0, 1]))
+    assert abs(energy - e[0, 0]) < 1e-10
 
 
 NVE = """units metal

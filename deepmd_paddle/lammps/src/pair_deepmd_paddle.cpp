@@ -2,7 +2,7 @@
 // interpreter, loaded with `plugin load`. Built by `dpp lammps-plugin --build`.
 //
 //   units metal
-//   newton on (the default)
+//   newton on (the default); molecular atom styles: special_bonds lj/coul 1.0 1.0 1.0
 //   pair_style deepmd/paddle MODEL       # frozen model (dpp freeze), checkpoint, .dp or .yaml
 //   pair_coeff * * O H                   # element of each LAMMPS type, from the model's type map
 //
@@ -186,6 +186,14 @@ class PairDeepmdPaddle : public Pair {
     if (force->newton_pair == 0)
       error->all(FLERR, "pair style deepmd/paddle requires `newton on` (forces on ghost atoms are summed back)");
     if (!model_) error->all(FLERR, "pair style deepmd/paddle: pair_coeff * * ELEMENTS... is missing");
+    // LAMMPS leaves 1-2, 1-3, 1-4 neighbours with zero special weights out of the lists; the model
+    // must see every atom within rcut, bonded or not
+    if (atom->molecular != Atom::ATOMIC)
+      for (int k = 1; k <= 3; ++k)
+        if (force->special_lj[k] == 0.0 && force->special_coul[k] == 0.0)
+          error->all(FLERR, "pair style deepmd/paddle needs every bonded neighbour in its list: with a molecular "
+                            "atom style set `special_bonds lj/coul 1.0 1.0 1.0` (the weights do not enter the "
+                            "model; special_bonds 1-{} weights are 0 now)", k + 1);
     neighbor->add_request(this, NeighConst::REQ_FULL);
   }
 
