@@ -9,6 +9,7 @@ Printed: the ratio LAMMPS s/step / DeepPot s/call, and LAMMPS's step-0 energy ag
 
     python benchmarks/bench_lammps.py                    # speed, 1,536 and 12,288 atoms
     python benchmarks/bench_lammps.py --reps 2 --steps 20
+    python benchmarks/bench_lammps.py --np 2              # LAMMPS on 2 ranks of 1 thread (2 cores)
     python benchmarks/bench_lammps.py --nve              # 1,000 NVE steps at 0.5 fs: drift
     python benchmarks/bench_lammps.py --ranks            # 1 vs 2 MPI ranks after 100 steps
     python benchmarks/bench_lammps.py --parity           # step 0 against DeepPot, largest differences
@@ -96,8 +97,9 @@ def loop_time(log: str) -> tuple[float, int]:
 # ----------------------------------------------------------------------------- speed
 def speed(args, plugin: str) -> list[str]:
     paths = bench_infer.prepare(args.workdir, want_tf=False)
-    lines = ["| atoms | DeepPot (auto) ms/call | LAMMPS ms/step | LAMMPS / DeepPot | step-0 energy: LAMMPS - DeepPot (eV) |",
-             "| --- | --- | --- | --- | --- |"]
+    ranks = f", {args.np} MPI ranks x {max(1, args.threads // args.np)} threads" if args.np > 1 else ""
+    lines = [f"| atoms | DeepPot (auto) ms/call | LAMMPS{ranks} ms/step | LAMMPS / DeepPot | "
+             "step-0 energy: LAMMPS - DeepPot (eV) |", "| --- | --- | --- | --- | --- |"]
     print("\n".join(lines), flush=True)
     for rep in args.reps:
         data = os.path.join(args.workdir, f"water_{rep}.data")
@@ -107,7 +109,7 @@ def speed(args, plugin: str) -> list[str]:
             f.write(INPUT.format(data=data, plugin=plugin, model=paths["frozen"], temp=330, thermo=args.steps,
                                  steps=args.steps, tail="", dt=0.0005))
         ours = bench_infer.run("auto", rep, paths, args)
-        log = lmp(script, threads=args.threads)
+        log = lmp(script, ranks=args.np, threads=max(1, args.threads // args.np))
         seconds, steps = loop_time(log)
         e0 = thermo(log)[0, 2]
         ms_dp, ms_lmp = ours["us_per_atom"] * n / 1e3, seconds / steps * 1e3
@@ -205,6 +207,7 @@ def main():
     ap.add_argument("--min-time", type=float, default=5.0, help="DeepPot: seconds of timed calls")
     ap.add_argument("--max-calls", type=int, default=20)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--np", type=int, default=1, help="speed: LAMMPS on this many MPI ranks (threads / np each)")
     ap.add_argument("--nve", action="store_true", help="1,000 NVE steps: energy drift")
     ap.add_argument("--ranks", action="store_true", help="1 vs 2 MPI ranks after 100 steps")
     ap.add_argument("--parity", action="store_true", help="step 0 against DeepPot: largest differences")
