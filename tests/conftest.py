@@ -82,3 +82,20 @@ def random_system(natoms=24, nframes=1, kind="ortho", seed=0, min_dist=0.9):
 def to_tensors(coord, atype, cell):
     c = paddle.to_tensor(coord)
     return c, paddle.to_tensor(atype), None if cell is None else paddle.to_tensor(cell)
+
+
+def loss_batch(coord, atype, cell, seed=3):
+    """(batch, loss) for the fused-training-step tests: random energy, force and virial labels
+    for the frames (nf x natoms) and an energy + force + virial loss at lr 5e-4 of 1e-3."""
+    from deepmd_paddle.train.loss import EnerLoss
+
+    nf, natoms = atype.shape
+    c, a, b = to_tensors(coord, atype, cell)
+    rng = np.random.default_rng(seed)
+    batch = {"coord": c, "atype": a, "box": b, "natoms": natoms,
+             "energy": paddle.to_tensor(rng.normal(size=(nf, 1))), "find_energy": 1.0,
+             "force": paddle.to_tensor(rng.normal(size=(nf, natoms, 3))), "find_force": 1.0,
+             "virial": paddle.to_tensor(rng.normal(size=(nf, 9))), "find_virial": 1.0}
+    loss_fn = EnerLoss(1e-3, start_pref_e=0.3, limit_pref_e=1.0, start_pref_f=100, limit_pref_f=1.0,
+                       start_pref_v=0.2, limit_pref_v=0.5)
+    return batch, loss_fn

@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import make_small_model, random_system, to_tensors
+from conftest import loss_batch, make_small_model, random_system, to_tensors
 
 PATHS = [False, True]
 
@@ -241,17 +241,9 @@ def test_fused_training_step_gradient(type_one_side, resnet_dt, kind, cache_mb, 
     _skip_without_op(True)
     monkeypatch.setenv("DEEPMD_PADDLE_EMBED_CACHE_MB", cache_mb)
     from deepmd_paddle.train import fused_step
-    from deepmd_paddle.train.loss import EnerLoss
-
     coord, atype, cell = random_system(14, 2, kind, seed=21)
-    c, a, b = to_tensors(coord, atype, cell)
-    rng = np.random.default_rng(3)
-    batch = {"coord": c, "atype": a, "box": b, "natoms": 14,
-             "energy": paddle.to_tensor(rng.normal(size=(2, 1))), "find_energy": 1.0,
-             "force": paddle.to_tensor(rng.normal(size=(2, 14, 3))), "find_force": 1.0,
-             "virial": paddle.to_tensor(rng.normal(size=(2, 9))), "find_virial": 1.0}
-    loss_fn = EnerLoss(1e-3, start_pref_e=0.3, limit_pref_e=1.0, start_pref_f=100, limit_pref_f=1.0,
-                       start_pref_v=0.2, limit_pref_v=0.5)
+    batch, loss_fn = loss_batch(coord, atype, cell)
+    c, a, b = batch["coord"], batch["atype"], batch["box"]
     ref = make_small_model(True, type_one_side=type_one_side, resnet_dt=resnet_dt, precision=precision)
     ref.prefer_fused_embedding = False
     out = ref(c, a, b, create_graph=True)

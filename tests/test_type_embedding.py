@@ -7,7 +7,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import small_model_config, to_tensors
+from conftest import loss_batch, small_model_config, to_tensors
 
 from deepmd_paddle import config, ops
 from deepmd_paddle.config import ConfigError
@@ -122,17 +122,9 @@ def test_fused_training_step_equals_autograd(spec, one_side):
     embedding included) equal autograd through the Paddle layers. A first layer with a skip
     connection ("learned-skip") is not expressible that way and stays on autograd."""
     from deepmd_paddle.train import fused_step
-    from deepmd_paddle.train.loss import EnerLoss
 
-    coord, atype, cell = three_types(12, 2, seed=9, kind="triclinic")
-    c, a, b = to_tensors(coord, atype, cell)
-    rng = np.random.default_rng(4)
-    batch = {"coord": c, "atype": a, "box": b, "natoms": 12,
-             "energy": paddle.to_tensor(rng.normal(size=(2, 1))), "find_energy": 1.0,
-             "force": paddle.to_tensor(rng.normal(size=(2, 12, 3))), "find_force": 1.0,
-             "virial": paddle.to_tensor(rng.normal(size=(2, 9))), "find_virial": 1.0}
-    loss_fn = EnerLoss(1e-3, start_pref_e=0.3, limit_pref_e=1.0, start_pref_f=100, limit_pref_f=1.0,
-                       start_pref_v=0.2, limit_pref_v=0.5)
+    batch, loss_fn = loss_batch(*three_types(12, 2, seed=9, kind="triclinic"), seed=4)
+    c, a, b = batch["coord"], batch["atype"], batch["box"]
     ref = te_model(spec, one_side, use_op=None)
     loss_ref, l2_ref = loss_fn(ref(c, a, b, create_graph=True), batch, 5e-4)
     loss_ref.backward()
