@@ -240,17 +240,19 @@ PD_BUILD_DOUBLE_GRAD_OP(deepmd_env_mat)
     .SetKernelFn(PD_KERNEL(EnvMatDoubleBackward));
 
 // ---------------------------------------------------------------- r_ij (no gradient)
-// rij[f, i, k] = coord[f, j] + shift[f, i, k] - coord[f, i] with j = max(nlist[f, i, k], 0): the
-// numbers of model/env_mat.py build_rij, in one pass (Paddle's broadcasting subtract on these
-// shapes costs several ns per element). For evaluations that differentiate in r_ij only.
+// rij[f, c, k] = coord[f, j] + shift[f, c, k] - coord[f, centre[c]] with j = max(nlist[f, c, k], 0):
+// the numbers of model/env_mat.py build_rij (centre = 0..nloc-1) and of export.py block_rij (a
+// block of centre atoms among nall), in one pass (Paddle's broadcasting subtract on these shapes
+// costs several ns per element). For evaluations that differentiate in r_ij only.
 namespace {
 
 template <typename T>
-void build_rij(const T* x, const int32_t* nl, const T* sh, T* r, int64_t nf, int64_t nloc, int64_t nnei) {
+void build_rij(const T* x, const int32_t* nl, const T* sh, const int64_t* centre, T* r, int64_t nf, int64_t nall,
+               int64_t nc, int64_t nnei) {
 #pragma omp parallel for schedule(static)
-  for (int64_t a = 0; a < nf * nloc; ++a) {
-    const T* xi = x + a * 3;
-    const T* xf = x + (a / nloc) * nloc * 3;  // the frame's first atom
+  for (int64_t a = 0; a < nf * nc; ++a) {
+    const T* xf = x + (a / nc) * nall * 3;  // the frame's first atom
+    const T* xi = xf + centre[a % nc] * 3;
     for (int64_t k = 0; k < nnei; ++k) {
       const int64_t s = a * nnei + k;
       const T* xj = xf + int64_t(nl[s] > 0 ? nl[s] : 0) * 3;
@@ -262,38 +264,87 @@ void build_rij(const T* x, const int32_t* nl, const T* sh, T* r, int64_t nf, int
 }  // namespace
 
 std::vector<paddle::Tensor> BuildRijForward(const paddle::Tensor& coord, const paddle::Tensor& nlist,
-                                            const paddle::Tensor& shift) {
+                                            const paddle::Tensor& shift, const paddle::Tensor& centre) {
   check_cpu(coord, "coord");
   check_cpu(nlist, "nlist");
   check_cpu(shift, "shift");
+  check_cpu(centre, "centre");
   const auto cs = coord.shape(), ns = nlist.shape();
-  PD_CHECK(cs.size() == 3 && cs[2] == 3, "coord must have shape [nf, nloc, 3]");
-  PD_CHECK(ns.size() == 3 && ns[0] == cs[0] && ns[1] == cs[1], "nlist must have shape [nf, nloc, nnei]");
+  PD_CHECK(cs.size() == 3 && cs[2] == 3, "coord must have shape [nf, nall, 3]");
+  PD_CHECK(ns.size() == 3 && ns[0] == cs[0], "nlist must have shape [nf, nc, nnei]");
   PD_CHECK(nlist.dtype() == paddle::DataType::INT32, "nlist must be int32");
-  const int64_t nf = cs[0], nloc = cs[1], nnei = ns[2];
-  PD_CHECK(shift.numel() == nf * nloc * nnei * 3, "shift must have shape [nf, nloc, nnei, 3]");
+  const int64_t nf = cs[0], nall = cs[1], nc = ns[1], nnei = ns[2];
+  PD_CHECK(centre.numel() == nc && centre.dtype() == paddle::DataType::INT64, "centre must be int64 [nc]");
+  PD_CHECK(shift.numel() == nf * nc * nnei * 3, "shift must have shape [nf, nc, nnei, 3]");
   PD_CHECK(shift.dtype() == coord.dtype(), "shift must have the dtype of coord");
-  auto rij = paddle::empty({nf, nloc, nnei, 3}, coord.dtype(), coord.place());
-  dpp::KernelThreads threads(nf * nloc * nnei, kSerialSlots);
+  const int64_t* ce = centre.data<int64_t>();
+  for (int64_t c = 0; c < nc; ++c) PD_CHECK(ce[c] >= 0 && ce[c] < nall, "centre index out of range");
+  auto rij = paddle::empty({nf, nc, nnei, 3}, coord.dtype(), coord.place());
+  dpp::KernelThreads threads(nf * nc * nnei, kSerialSlots);
   PD_DISPATCH_FLOATING_TYPES(coord.type(), "deepmd_build_rij", ([&] {
                                build_rij<data_t>(coord.data<data_t>(), nlist.data<int32_t>(), shift.data<data_t>(),
-                                                 rij.data<data_t>(), nf, nloc, nnei);
+                                                 ce, rij.data<data_t>(), nf, nall, nc, nnei);
                              }));
   return {rij};
 }
 
 std::vector<std::vector<int64_t>> BuildRijShape(const std::vector<int64_t>& coord, const std::vector<int64_t>& nlist,
-                                                const std::vector<int64_t>& shift) {
+                                                const std::vector<int64_t>& shift, const std::vector<int64_t>& centre) {
   return {{nlist[0], nlist[1], nlist[2], 3}};
 }
 std::vector<paddle::DataType> BuildRijDtype(const paddle::DataType& coord, const paddle::DataType& nlist,
-                                            const paddle::DataType& shift) {
+                                            const paddle::DataType& shift, const paddle::DataType& centre) {
   return {coord};
 }
 
 PD_BUILD_OP(deepmd_build_rij)
-    .Inputs({"coord", "nlist", "shift"})
+    .Inputs({"coord", "nlist", "shift", "centre"})
     .Outputs({"rij"})
     .SetKernelFn(PD_KERNEL(BuildRijForward))
     .SetInferShapeFn(PD_INFER_SHAPE(BuildRijShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(BuildRijDtype));
+
+// The gradient in coord (a scatter, serial): present so that static graphs that take dE/dr_ij
+// can be built around the operator; our programs never run it.
+std::vector<paddle::Tensor> BuildRijBackward(const paddle::Tensor& coord, const paddle::Tensor& nlist,
+                                             const paddle::Tensor& centre, const paddle::Tensor& grad_rij) {
+  const auto cs = coord.shape(), ns = nlist.shape();
+  const int64_t nf = cs[0], nall = cs[1], nc = ns[1], nnei = ns[2];
+  auto gx = paddle::full({nf, nall, 3}, 0.0, coord.dtype(), coord.place());
+  PD_DISPATCH_FLOATING_TYPES(coord.type(), "deepmd_build_rij_grad", ([&] {
+                               const int32_t* nl = nlist.data<int32_t>();
+                               const int64_t* ce = centre.data<int64_t>();
+                               const data_t* g = grad_rij.data<data_t>();
+                               data_t* out = gx.data<data_t>();
+                               for (int64_t a = 0; a < nf * nc; ++a) {
+                                 data_t* of = out + (a / nc) * nall * 3;
+                                 data_t* oi = of + ce[a % nc] * 3;
+                                 for (int64_t k = 0; k < nnei; ++k) {
+                                   const int64_t s = a * nnei + k;
+                                   data_t* oj = of + int64_t(nl[s] > 0 ? nl[s] : 0) * 3;
+                                   for (int d = 0; d < 3; ++d) {
+                                     oj[d] += g[s * 3 + d];
+                                     oi[d] -= g[s * 3 + d];
+                                   }
+                                 }
+                               }
+                             }));
+  return {gx};
+}
+
+std::vector<std::vector<int64_t>> BuildRijGradShape(const std::vector<int64_t>& coord, const std::vector<int64_t>& nlist,
+                                                    const std::vector<int64_t>& centre,
+                                                    const std::vector<int64_t>& grad_rij) {
+  return {coord};
+}
+std::vector<paddle::DataType> BuildRijGradDtype(const paddle::DataType& coord, const paddle::DataType& nlist,
+                                                const paddle::DataType& centre, const paddle::DataType& grad_rij) {
+  return {coord};
+}
+
+PD_BUILD_GRAD_OP(deepmd_build_rij)
+    .Inputs({"coord", "nlist", "centre", paddle::Grad("rij")})
+    .Outputs({paddle::Grad("coord")})
+    .SetKernelFn(PD_KERNEL(BuildRijBackward))
+    .SetInferShapeFn(PD_INFER_SHAPE(BuildRijGradShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(BuildRijGradDtype));

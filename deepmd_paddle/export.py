@@ -131,7 +131,8 @@ def _record(seen: dict, nlist_out) -> None:
 # (``hasattr(lib, name)`` is False for the others), so an optional fused path whose operator
 # is not listed falls back to plain Paddle. Add an operator here once it has both functions.
 STATIC_OPS = ("deepmd_neighbor_list", "deepmd_env_mat", "bias_tanh", "se_a_embed", "se_a_embed_train",
-              "se_a_embed_cached", "se_a_tabulate", "se_a_descriptor", "deepmd_prod_force_virial")
+              "se_a_embed_cached", "se_a_tabulate", "se_a_descriptor", "deepmd_prod_force_virial",
+              "deepmd_build_rij")
 
 
 class _StaticOps:
@@ -229,7 +230,11 @@ class LowerProgram(paddle.nn.Layer):
     def forward(self, coord, atype, nlist, shift, centre):
         nf, nall = coord.shape[0], coord.shape[1]
         nc, nnei = nlist.shape[1], nlist.shape[2]
-        rij, tc = block_rij(coord, atype, nlist, shift, centre)  # nf x nc x nnei x 3
+        rij = self.model.rij_no_graph(coord, nlist, shift, centre)  # nf x nc x nnei x 3
+        if rij is None:
+            rij, tc = block_rij(coord, atype, nlist, shift, centre)
+        else:
+            tc = paddle.gather(atype, centre, axis=1)  # nf x nc
         if rij.stop_gradient:
             rij.stop_gradient = False
         env = self.model.descriptor.env_mat(rij, nlist, tc)  # nf x nc x nnei x 4

@@ -218,16 +218,30 @@ def run_env(rij, nl, atype, davg, dstd, rcut, fn=None):
 @pytest.mark.parametrize("kind", ["triclinic", "small", "open"])
 def test_build_rij_operator_equals_paddle(kind):
     """deepmd_build_rij (inference: no graph to the coordinates) gives build_rij's numbers
-    exactly, padded slots included, on two frames."""
+    exactly, padded slots included, on two frames; and block_rij's for a block of centres."""
     from deepmd_paddle.model.env_mat import build_rij
 
     coord, box, atype, rcut, sel = frames(kind)
     c, b, a = tensors(coord, box, atype)
     nl, sh, _, _ = ops.neighbor_list(c, b, a, rcut, sel)
     want = build_rij(c, nl, sh).numpy()
-    got = ops.load_op().deepmd_build_rij(c, nl, sh).numpy()
+    op = ops.load_op()
+    got = op.deepmd_build_rij(c, nl, sh, paddle.arange(nl.shape[1], dtype="int64")).numpy()
     assert (nl.numpy() < 0).any() and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
+    # a block of centre atoms (export.py's lower program): rows of those atoms only
+    from deepmd_paddle.export import block_rij
+
+    centre = paddle.to_tensor([5, 0, 3], dtype="int64")
+    blk_nl, blk_sh = paddle.gather(nl, centre, axis=1), paddle.gather(sh, centre, axis=1)
+    want, _ = block_rij(c, a, blk_nl, blk_sh, centre)
+    np.testing.assert_array_equal(op.deepmd_build_rij(c, blk_nl, blk_sh, centre).numpy(), want.numpy())
+    # its gradient in coord (there for static graphs) is build_rij's
+    c.stop_gradient = False
+    w = paddle.to_tensor(np.random.default_rng(1).normal(size=blk_sh.shape))
+    (g_op,) = paddle.grad((op.deepmd_build_rij(c, blk_nl, blk_sh, centre) * w).sum(), c)
+    (g_pd,) = paddle.grad((block_rij(c, a, blk_nl, blk_sh, centre)[0] * w).sum(), c)
+    np.testing.assert_allclose(g_op.numpy(), g_pd.numpy(), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", KINDS)

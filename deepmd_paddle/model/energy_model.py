@@ -89,11 +89,9 @@ class EnergyModel(paddle.nn.Layer):
         """
         coord, atype, box, nlist, shift, keep = self.prepare(coord, atype, box, check)
         nf, nloc = coord.shape[0], coord.shape[1]
-        op = self.descriptor._op()
-        if not create_graph and coord.stop_gradient and hasattr(op, "deepmd_build_rij"):
-            rij = op.deepmd_build_rij(coord, nlist, shift)  # one C++ pass; no graph to coord needed
-        else:
-            rij = build_rij(coord, nlist, shift)  # nf x nloc x nnei x 3
+        rij = self.rij_no_graph(coord, nlist, shift, None, create_graph)  # nf x nloc x nnei x 3
+        if rij is None:
+            rij = build_rij(coord, nlist, shift)
         if rij.stop_gradient:
             rij.stop_gradient = False
         env = self.descriptor.env_mat(rij, nlist, atype)  # nf x nloc x nnei x 4
@@ -197,6 +195,18 @@ class EnergyModel(paddle.nn.Layer):
                 if idx.size:
                     out[idx] = self.descriptor(paddle.gather(flat, paddle.to_tensor(idx)), ti).numpy()
         return out.reshape(nf, nloc, -1)
+
+    def rij_no_graph(self, coord, nlist, shift, centre=None, create_graph=False):
+        """r_ij of the centre atoms ``centre`` (default all) in one C++ pass
+        (``deepmd_build_rij``), for evaluations that differentiate in r_ij only: not when
+        ``create_graph`` or when eager coordinates ask for a gradient (frozen programs never do).
+        None without the operator."""
+        op = self.descriptor._op()
+        if create_graph or (paddle.in_dynamic_mode() and not coord.stop_gradient) or not hasattr(op, "deepmd_build_rij"):
+            return None
+        if centre is None:
+            centre = paddle.arange(paddle.shape(nlist)[1], dtype="int64")
+        return op.deepmd_build_rij(coord, nlist, shift, centre)
 
     def prod_force_virial(self, coord, g, rij, nlist, centre=None):
         """(force, virial, atom_virial) from g = dE/dr_ij of the centre atoms ``centre`` (default
