@@ -330,6 +330,13 @@ class DeepPot:
         self._check_neighbors(nmax.numpy(), mindist.numpy(), coord, box)
         return nlist.numpy(), shift.numpy()
 
+    def runner_for(self, atoms: int):
+        """The program runner this DeepPot uses for a call of ``atoms`` atoms (its backend
+        choice). Its ``lower(coord, atype, nlist, shift, centre)`` evaluates a block of centre
+        atoms (at most ``atom_budget``) with a neighbour list given by the caller: energies of
+        the centres, forces and virials on all atoms (the LAMMPS pair style uses it)."""
+        return self._runner_for(atoms)
+
     def _runner_for(self, atoms: int):
         """The runner of a call with ``atoms`` atoms (frames x atoms): see ``auto`` above."""
         large = getattr(self, "_large", None)

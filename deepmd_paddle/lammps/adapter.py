@@ -94,7 +94,7 @@ class LammpsModel:
         force = _view(f, nall * 3, ctypes.c_double, [nall, 3])
         e_atom = _view(eatom, nall, ctypes.c_double, [nall]) if eatom else None
         v_atom = _view(vatom, nall * 6, ctypes.c_double, [nall, 6]) if vatom else None
-        runner = self.dp._runner_for(nloc)  # DeepPot's backend choice for a frame of nloc atoms
+        runner = self.dp.runner_for(nloc)  # DeepPot's backend choice for a frame of nloc atoms
         budget = self.dp.atom_budget
         for c in range(0, nloc, budget):
             e = min(nloc, c + budget)
