@@ -19,8 +19,16 @@ gT = dE/dT, a loss L(E, F, W) with F, W linear in dE/dR~:
    reverse sweep over a forward-mode pass; it is added to ``.grad`` by the backward of
    ``sum_p <p, grad_p>``.
 
-The result equals autograd through the Paddle layers to rounding (tests/test_train.py).
-Second derivatives in the positions never enter: the loss has none.
+The C++ passes run once per block of atoms that share embedding nets: per centre type, or
+all atoms at once when the nets do not depend on the centre type (``type_one_side``); only the
+fitting nets then go type by type. A type-embedding descriptor (DescrptSeATebd) passes its net
+as per-type nets whose first-layer bias carries the type vector (``fused_params``): those are
+tensors computed from its parameters, so step 5's backward carries their gradient on to the
+net's weights and to learned type vectors.
+
+The result equals autograd through the Paddle layers to rounding (tests/test_model.py,
+tests/test_type_embedding.py). Second derivatives in the positions never enter: the loss has
+none.
 """
 from __future__ import annotations
 
