@@ -234,6 +234,25 @@ inline int tail_start(const T* e, int rows) {
   return p;
 }
 
+// G and G' of the evaluated rows 0..p of one type block: read from the cache that
+// se_a_embed_forward filled (block_cache: the block's first row; row stride 2 ldc, G then G'), or
+// evaluated by the net into g and dg (row stride ldg).
+template <typename T>
+struct BlockRows {
+  const T *g0, *dg0;
+  int64_t stride;
+  const T* g(int j) const { return g0 + j * stride; }
+  const T* dg(int j) const { return dg0 + j * stride; }
+};
+
+template <typename T>
+BlockRows<T> block_rows(const std::vector<PackedLayer<T>>& net, int p, const T* e, const T* block_cache, int ldc,
+                        T* g, T* dg, int ldg, T* work, int64_t wsize) {
+  if (block_cache) return {block_cache, block_cache + ldc, 2 * int64_t(ldc)};
+  embed_net(net, p + 1, e, 4, g, dg, work, wsize);
+  return {g, dg, int64_t(ldg)};
+}
+
 // What the evaluation kernels share: packed nets, slot counts and per-thread buffer sizes.
 template <typename T>
 struct EmbedPlan {
@@ -371,13 +390,9 @@ void se_a_embed_backward(const T* env, const T* gT, int64_t nat, const std::vect
         const int rows = sel[t], p = tail_start(e, rows);
         off += rows;
         if (rows == 0) continue;
-        const T* rows0 = cached ? cached + (i * nnei + off - rows) * 2 * int64_t(ldc) : nullptr;
-        if (!cached) embed_net(packed[t], p + 1, e, 4, g.data(), dg.data(), work.data(), wsize);
-        for (int j = 0; j <= p; ++j) {
-          const T* gj = cached ? rows0 + j * 2 * int64_t(ldc) : g.data() + int64_t(j) * ldg;
-          const T* gpj = cached ? gj + ldc : dg.data() + int64_t(j) * ldg;
-          row_gradient(gt4.data(), ldg, gj, gpj, e + j * 4, scale, u.data(), ge + j * 4);
-        }
+        const BlockRows<T> r = block_rows(packed[t], p, e, cached ? cached + (i * nnei + off - rows) * 2 * int64_t(ldc) : nullptr,
+                                          ldc, g.data(), dg.data(), ldg, work.data(), wsize);
+        for (int j = 0; j <= p; ++j) row_gradient(gt4.data(), ldg, r.g(j), r.dg(j), e + j * 4, scale, u.data(), ge + j * 4);
         for (int j = p + 1; j < rows; ++j)  // identical slots, identical gradients
           for (int c = 0; c < 4; ++c) ge[j * 4 + c] = ge[p * 4 + c];
       }

@@ -409,14 +409,12 @@ void se_a_embed_ggt(const T* env, const T* a, int64_t nat, const std::vector<int
         const int rows = sel[t], p = tail_start(e, rows), slot0 = off;
         off += rows;
         if (rows == 0) continue;
-        if (!cache) embed_net(plan.packed[t], p + 1, e, 4, g.data(), dg.data(), work.data(), wsize);
+        const BlockRows<T> r = block_rows(plan.packed[t], p, e, cache ? cache + (i * nnei + slot0) * 2 * int64_t(ldc) : nullptr,
+                                          ldc, g.data(), dg.data(), ldg, work.data(), wsize);
         for (int j = 0; j <= p; ++j) {
           T sa[4];
           row_cotangent(a + (i * nnei + slot0) * 4, j, j == p ? rows : j + 1, scale, sa);
-          const T* row = cache ? cache + ((i * nnei + slot0 + j) * 2) * int64_t(ldc) : nullptr;
-          const T* gj = cache ? row : g.data() + int64_t(j) * ldg;
-          const T* gpj = cache ? row + ldc : dg.data() + int64_t(j) * ldg;
-          add_ggt_row(q4.data(), ldg, gj, gpj, sa, e + j * 4);
+          add_ggt_row(q4.data(), ldg, r.g(j), r.dg(j), sa, e + j * 4);
         }
       }
       store_transposed(q4.data(), ldg, ng, ggT_out + i * ng * 4);
