@@ -1,5 +1,4 @@
 """Shared fixtures: small random models and systems, and the location of ../shared."""
-import os
 import pathlib
 
 import numpy as np
@@ -99,3 +98,33 @@ def loss_batch(coord, atype, cell, seed=3):
     loss_fn = EnerLoss(1e-3, start_pref_e=0.3, limit_pref_e=1.0, start_pref_f=100, limit_pref_f=1.0,
                        start_pref_v=0.2, limit_pref_v=0.5)
     return batch, loss_fn
+
+
+def assert_smooth_across_rcut(model, types):
+    """Atom 2 of three (``types``) moves from just inside to just outside rcut of atom 0: it
+    becomes a padded slot, and energy and forces stay continuous (to 1e-9)."""
+    rcut = model.get_rcut()
+    coord = np.array([[[0.0, 0.0, 0.0], [1.0, 0.2, 0.1], [0.0, 0.0, rcut - 1e-7]]])
+    atype = np.array([types], dtype=np.int32)
+    outs = []
+    for z in (rcut - 1e-7, rcut + 1e-7):
+        coord[0, 2, 2] = z
+        outs.append({k: v.numpy() for k, v in model(*to_tensors(coord, atype, None)).items()})
+    a, b = outs
+    assert abs(a["energy"][0, 0] - b["energy"][0, 0]) < 1e-9
+    np.testing.assert_allclose(a["force"], b["force"], atol=1e-9)
+
+
+def strain_virial_fd(energy, coord, cell, h):
+    """The virial as the finite difference of the energy under a strain: -dE/d(eps_ab) with
+    coordinates and cell both mapped by (1 + eps); ``energy(coord, cell)`` of one frame."""
+    box, fd = np.asarray(cell).reshape(3, 3), np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            es = []
+            for s in (h, -h):
+                eps = np.eye(3)
+                eps[a, b] += s
+                es.append(energy(coord @ eps, (box @ eps).reshape(1, 9)))
+            fd[a, b] = -(es[0] - es[1]) / (2 * h)
+    return fd

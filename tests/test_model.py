@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import loss_batch, make_small_model, random_system, to_tensors
+from conftest import assert_smooth_across_rcut, loss_batch, make_small_model, random_system, strain_virial_fd, to_tensors
 
 PATHS = [False, True]
 
@@ -50,17 +50,7 @@ def test_virial_is_strain_derivative(use_op, kind):
     n = 6 if kind == "small" else 16
     coord, atype, cell = random_system(n, 1, kind, seed=4)
     out = _eval(model, coord, atype, cell, do_atomic_virial=True)
-    h = 1e-6
-    box = cell.reshape(3, 3)
-    fd = np.zeros((3, 3))
-    for a in range(3):
-        for b in range(3):
-            es = []
-            for s in (h, -h):
-                eps = np.eye(3)
-                eps[a, b] += s
-                es.append(_eval(model, coord @ eps, atype, (box @ eps).reshape(1, 9))["energy"][0, 0])
-            fd[a, b] = -(es[0] - es[1]) / (2 * h)
+    fd = strain_virial_fd(lambda c, b: _eval(model, c, atype, b)["energy"][0, 0], coord, cell, 1e-6)
     np.testing.assert_allclose(out["virial"].reshape(3, 3), fd, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(out["atom_virial"].sum(1), out["virial"], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out["atom_energy"].sum(1), out["energy"], rtol=1e-12)
@@ -103,15 +93,7 @@ def test_invariances(use_op):
 def test_smooth_across_rcut(use_op):
     """A neighbour crossing rcut: energy and force change continuously."""
     _skip_without_op(use_op)
-    model = make_small_model(use_op)
-    rcut = model.get_rcut()
-    coord = np.array([[[0.0, 0.0, 0.0], [1.0, 0.2, 0.1], [0.0, 0.0, rcut - 1e-7]]])
-    atype = np.array([[0, 1, 1]], dtype=np.int32)
-    a = _eval(model, coord, atype, None)
-    coord[0, 2, 2] = rcut + 1e-7
-    b = _eval(model, coord, atype, None)
-    assert abs(a["energy"][0, 0] - b["energy"][0, 0]) < 1e-9
-    np.testing.assert_allclose(a["force"], b["force"], atol=1e-9)
+    assert_smooth_across_rcut(make_small_model(use_op), [0, 1, 1])
 
 
 @pytest.mark.parametrize("use_op", PATHS)

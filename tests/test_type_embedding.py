@@ -7,7 +7,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import loss_batch, small_model_config, to_tensors
+from conftest import assert_smooth_across_rcut, loss_batch, small_model_config, strain_virial_fd, to_tensors
 
 from deepmd_paddle import config, ops
 from deepmd_paddle.config import ConfigError
@@ -72,15 +72,7 @@ def test_force_and_virial_are_energy_derivatives(use_op, spec, one_side):
             cp[0, i, a] += h
             cm[0, i, a] -= h
             assert out["force"][0, i, a] == pytest.approx(-(energy(cp) - energy(cm)) / (2 * h), rel=1e-6, abs=1e-8)
-    box, fd = cell.reshape(3, 3), np.zeros((3, 3))
-    for a in range(3):
-        for b in range(3):
-            es = []
-            for s in (h, -h):
-                eps = np.eye(3)
-                eps[a, b] += s
-                es.append(energy(coord @ eps, (box @ eps).reshape(1, 9)))
-            fd[a, b] = -(es[0] - es[1]) / (2 * h)
+    fd = strain_virial_fd(energy, coord, cell, h)
     np.testing.assert_allclose(out["virial"].reshape(3, 3), fd, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(out["atom_virial"].sum(1), out["virial"], rtol=1e-12, atol=1e-12)
 
@@ -236,15 +228,7 @@ def test_permutation_across_types_and_type_sensitivity():
 
 def test_smooth_across_rcut():
     """A neighbour leaving rcut becomes a padded slot: energy and forces continuous (davg != 0)."""
-    model = te_model(True, True, use_op=None)
-    rcut = model.get_rcut()
-    coord = np.array([[[0.0, 0.0, 0.0], [1.0, 0.2, 0.1], [0.0, 0.0, rcut - 1e-7]]])
-    atype = np.array([[0, 1, 2]], dtype=np.int32)
-    a = _eval(model, coord, atype, None)
-    coord[0, 2, 2] = rcut + 1e-7
-    b = _eval(model, coord, atype, None)
-    assert abs(a["energy"][0, 0] - b["energy"][0, 0]) < 1e-9
-    np.testing.assert_allclose(a["force"], b["force"], atol=1e-9)
+    assert_smooth_across_rcut(te_model(True, True, use_op=None), [0, 1, 2])
 
 
 # ----------------------------------------------------------------------------- the element table
