@@ -150,7 +150,7 @@ def test_out_of_range_counted(caplog):
     e.stop_gradient = False
     a, _ = op.se_a_tabulate(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
     b, _ = compress.tabulate_paddle(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
-    assert np.abs(a.numpy() - b.numpy()).max() < 1e-14
+    assert np.abs(a.numpy() - b.numpy()).max() < 1e-13  # round-off: |G R~| sums up to ~1
     (ga,) = paddle.grad(a.sum(), e)
     (gb,) = paddle.grad(b.sum(), e)
     assert np.abs(ga.numpy() - gb.numpy()).max() < 1e-14

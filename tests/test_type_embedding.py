@@ -97,13 +97,14 @@ def test_force_loss_weight_gradient(spec, one_side):
         base = p.numpy().copy()
         for idx in [(0, 0), (1, 1)]:
             vals = []
-            for s in (h, -h):
+            for s in (h, -h, 2 * h, -2 * h):
                 v = base.copy()
                 v[idx] += s
                 p.set_value(v)
                 vals.append(float(loss()))
             p.set_value(base)
-            assert float(g.numpy()[idx]) == pytest.approx((vals[0] - vals[1]) / (2 * h), rel=1e-6, abs=1e-9)
+            fd = (8 * (vals[0] - vals[1]) - (vals[2] - vals[3])) / (12 * h)  # five-point stencil, O(h^4)
+            assert float(g.numpy()[idx]) == pytest.approx(fd, rel=1e-6, abs=1e-9)
 
 
 @pytest.mark.skipif(not ops.op_available(), reason="no C++ operator")

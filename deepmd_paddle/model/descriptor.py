@@ -15,6 +15,7 @@ import numpy as np
 import paddle
 
 from .. import ops
+from . import init
 from .env_mat import build_rij, const, env_mat_paddle, neighbor_list_paddle
 from .network import EmbeddingNet, check_class
 
@@ -45,12 +46,15 @@ class DescrptSeA(paddle.nn.Layer):
         self.set_davg_zero = set_davg_zero
         self.nnei = sum(self.sel)
         self.sec = np.cumsum([0] + self.sel).tolist()  # slot offsets of each neighbour type
-        rng = np.random.default_rng(seed)
-        nnets = ntypes if self.type_one_side else ntypes * ntypes
-        # network index: neighbour type t, or (centre ti, neighbour t) -> ti + t * ntypes (DeePMD-kit)
+        # network index: neighbour type t, or (centre ti, neighbour t) -> ti + t * ntypes (DeePMD-kit's
+        # serialization); seeds in DeePMD-kit's build order: centre type outer, neighbour type inner
+        seed, shift = init.resolve_seed(seed), init.net_seed_shift(neuron)
+        if self.type_one_side:
+            seeds = [seed + t * shift for t in range(ntypes)]
+        else:
+            seeds = [seed + (ti * ntypes + t) * shift for t in range(ntypes) for ti in range(ntypes)]
         self.embeddings = paddle.nn.LayerList(
-            [EmbeddingNet(neuron, activation_function, resnet_dt, precision, rng) for _ in range(nnets)]
-        )
+            [EmbeddingNet(neuron, activation_function, resnet_dt, precision, s) for s in seeds])
         # statistics live in float64: the environment matrix is always computed in float64
         self.register_buffer("davg", paddle.zeros([ntypes, self.nnei, 4], "float64"))
         self.register_buffer("dstd", paddle.ones([ntypes, self.nnei, 4], "float64"))

@@ -71,9 +71,8 @@ class TypeEmbedding(paddle.nn.Layer):
             if cfg["precision"] == "default":
                 cfg["precision"] = precision
             self.kind, self.config, self.names = "learned", cfg, []
-            rng = np.random.default_rng(cfg["seed"] if cfg["seed"] is not None else seed)
             self.net = EmbeddingNet(cfg["neuron"], cfg["activation_function"], cfg["resnet_dt"], cfg["precision"],
-                                    rng, in_dim=ntypes)
+                                    cfg["seed"] if cfg["seed"] is not None else seed, in_dim=ntypes)
             for p in self.net.parameters():
                 p.stop_gradient = not cfg["trainable"]
             self.register_buffer("onehot", paddle.eye(ntypes, dtype=cfg["precision"]))
@@ -137,9 +136,8 @@ class DescrptSeATebd(DescrptSeA):
         self.type_one_side = bool(type_one_side)
         self.type_embedding = TypeEmbedding(type_map, type_embedding, precision, seed)
         self.in_dim = 1 + self.type_embedding.dim * (1 if self.type_one_side else 2)
-        rng = np.random.default_rng(seed)
         self.embeddings = paddle.nn.LayerList(
-            [EmbeddingNet(neuron, activation_function, resnet_dt, precision, rng, in_dim=self.in_dim)])
+            [EmbeddingNet(neuron, activation_function, resnet_dt, precision, seed, in_dim=self.in_dim)])
         # the first layer's skip connection when its width equals (x) or doubles ([x, x]) in_dim
         n0, eye = int(neuron[0]), np.eye(self.in_dim)
         self.skip = eye if n0 == self.in_dim else np.hstack([eye, eye]) if n0 == 2 * self.in_dim else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
+from . import init
 from .network import FittingNet, check_class
 
 
@@ -25,10 +26,10 @@ class EnergyFitting(paddle.nn.Layer):
         self.ntypes, self.dim_descrpt = ntypes, dim_descrpt
         self.neuron, self.resnet_dt, self.precision = list(neuron), bool(resnet_dt), precision
         self.activation_function, self.rcond = activation_function, rcond
-        rng = np.random.default_rng(seed)
+        seed, shift = init.resolve_seed(seed), init.net_seed_shift(neuron)  # DeePMD-kit's seeds per type
         self.nets = paddle.nn.LayerList(
-            [FittingNet(dim_descrpt, neuron, activation_function, resnet_dt, precision, rng) for _ in range(ntypes)]
-        )
+            [FittingNet(dim_descrpt, neuron, activation_function, resnet_dt, precision, seed + t * shift)
+             for t in range(ntypes)])
         self.register_buffer("bias_atom_e", paddle.zeros([ntypes], "float64"))
 
     def set_bias(self, bias):

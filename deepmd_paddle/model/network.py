@@ -14,6 +14,7 @@ import numpy as np
 import paddle
 
 from .. import ops
+from . import init
 
 ACTIVATIONS = {
     "tanh": paddle.tanh,
@@ -34,23 +35,23 @@ def get_activation(name: str):
 
 
 class Dense(paddle.nn.Layer):
-    """One DeePMD layer; weights initialised from a NumPy generator so that a seed fixes them."""
+    """One DeePMD layer. ``seed``: the layer's first op seed (weights; bias ``seed + 1``, timestep
+    ``seed + 2``), drawn as DeePMD-kit's TensorFlow backend draws them (``init.py``); None: random.
+    Timesteps start near ``idt_mean``: DeePMD-kit's 1.0 in embedding nets, 0.1 in fitting nets."""
 
     def __init__(self, n_in, n_out, activation="tanh", resnet=False, use_timestep=False,
-                 precision="float64", rng=None, bias_mean=0.0, bias_std=1.0):
+                 precision="float64", seed=None, bias_mean=0.0, bias_std=1.0, idt_mean=0.1):
         super().__init__()
-        rng = rng if rng is not None else np.random.default_rng()
+        seed = init.resolve_seed(seed)
         self.activation_function = activation
         self.act = get_activation(activation)
         self.resnet = resnet
         # DeePMD-kit puts the timestep only where a skip connection exists
         self.use_timestep = use_timestep and (n_out == n_in or n_out == 2 * n_in)
         self.precision = precision
-        w = rng.normal(0.0, 1.0 / np.sqrt(n_in + n_out), (n_in, n_out))
-        b = rng.normal(bias_mean, bias_std, (n_out,))
-        self.w = self._param(w)
-        self.b = self._param(b)
-        self.idt = self._param(rng.normal(0.1, 0.001, (n_out,))) if self.use_timestep else None
+        self.w = self._param(init.normal((n_in, n_out), seed, 0.0, 1.0 / np.sqrt(n_in + n_out)))
+        self.b = self._param(init.normal((n_out,), seed + 1, bias_mean, bias_std))
+        self.idt = self._param(init.normal((n_out,), seed + 2, idt_mean, 0.001)) if self.use_timestep else None
         self.use_op = None  # None: fused C++ activation when available; False: plain Paddle
 
     def _param(self, value):
@@ -123,14 +124,17 @@ class EmbeddingNet(_Stack):
     """s -> G(s): in_dim -> neuron[0] -> ... -> neuron[-1], tanh, residual where widths allow.
     (in_dim is 1 for se_e2_a's nets; more with a type embedding, see descriptor_te.py)"""
 
-    def __init__(self, neuron, activation="tanh", resnet_dt=False, precision="float64", rng=None, in_dim=1):
+    def __init__(self, neuron, activation="tanh", resnet_dt=False, precision="float64", seed=None, in_dim=1):
+        """``seed``: the net's seed; layer i (0-based) starts at op seed ``seed + 3 (i + 1)``."""
         super().__init__()
+        seed = init.resolve_seed(seed)
         dims = [int(in_dim)] + list(neuron)
         self.in_dim = int(in_dim)
         self.neuron = list(neuron)
         self.activation_function, self.resnet_dt, self.precision = activation, resnet_dt, precision
         self.layers = paddle.nn.LayerList(
-            [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, rng) for i in range(len(neuron))]
+            [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, seed + 3 * (i + 1), idt_mean=1.0)
+             for i in range(len(neuron))]
         )
 
     def serialize(self, arrays):
@@ -156,13 +160,16 @@ class EmbeddingNet(_Stack):
 class FittingNet(_Stack):
     """D_i -> E_i: hidden tanh layers (residual on equal widths) and a linear output layer."""
 
-    def __init__(self, n_in, neuron, activation="tanh", resnet_dt=False, precision="float64", rng=None):
+    def __init__(self, n_in, neuron, activation="tanh", resnet_dt=False, precision="float64", seed=None):
+        """``seed``: the net's seed; layer i (0-based, output layer last) starts at op seed ``seed + 3 i``."""
         super().__init__()
+        seed = init.resolve_seed(seed)
         dims = [n_in] + list(neuron)
         self.n_in, self.neuron = n_in, list(neuron)
         self.activation_function, self.resnet_dt, self.precision = activation, resnet_dt, precision
-        hidden = [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, rng) for i in range(len(neuron))]
-        out = Dense(dims[-1], 1, "none", False, False, precision, rng)
+        hidden = [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, seed + 3 * i)
+                  for i in range(len(neuron))]
+        out = Dense(dims[-1], 1, "none", False, False, precision, seed + 3 * len(neuron))
         self.layers = paddle.nn.LayerList(hidden + [out])
 
     def serialize(self, arrays):
