@@ -6,10 +6,10 @@ decay_steps 200, trained from given seeds and tested on all of data_3 (force and
 ``--seeds T,N``: the training seed T and the nets' seed N (descriptor and fitting_net). ``ours``
 runs deepmd_paddle's trainer and ``dpp test``'s evaluation in this process; ``tf`` runs
 DeePMD-kit (``dp --tf train``, ``freeze``, ``test -n 1000``) from ``--dp`` with the same input.
-``--init-model CKPT`` starts ours from a checkpoint instead of the seeded initial weights (for
-example DeePMD-kit's initial weights: ``dp --tf train`` with numb_steps 0, ``freeze``,
-``dp convert-backend`` to .dp, ``dpp convert``). One JSON line per run is printed and appended
-to OUT/results.jsonl. Each run takes 4-8 minutes with one thread.
+For the same nets' seed both codes start from the same initial weights (deepmd_paddle/model/init.py
+draws them as DeePMD-kit's TensorFlow backend does); the training seeds give each code its own
+batch order. ``--init-model CKPT`` starts ours from a checkpoint instead. One JSON line per run
+is printed and appended to OUT/results.jsonl. Each run takes 4-8 minutes with one thread.
 """
 from __future__ import annotations
 
