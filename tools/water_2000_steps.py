@@ -9,7 +9,7 @@ DeePMD-kit (``dp --tf train``, ``freeze``, ``test -n 1000``) from ``--dp`` with 
 For the same nets' seed both codes start from the same initial weights (deepmd_paddle/model/init.py
 draws them as DeePMD-kit's TensorFlow backend does); the training seeds give each code its own
 batch order. ``--init-model CKPT`` starts ours from a checkpoint instead. One JSON line per run
-is printed and appended to OUT/results.jsonl. Each run takes 4-8 minutes with one thread.
+is printed and appended to OUT/results.jsonl. Each run takes 4-8 minutes with OMP_NUM_THREADS=1 and another run beside it.
 """
 from __future__ import annotations
 
