@@ -95,6 +95,9 @@ def main() -> None:
     args = p.parse_args()
     if not os.path.isdir(WATER):
         sys.exit(f"water data not found at {WATER}")
+    if args.dp and not (os.path.isfile(args.dp) and os.access(args.dp, os.X_OK)):
+        p.error(f"--dp {args.dp}: not an executable file (DeePMD-kit's dp; without --dp and dp on PATH, "
+                "DeePMD-kit is skipped)")
 
     ours_s = ours(args.steps, args.warmup)
     dp_s = deepmd_kit(args.dp, args.steps, args.warmup) if args.dp else None
