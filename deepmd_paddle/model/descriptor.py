@@ -48,11 +48,11 @@ class DescrptSeA(paddle.nn.Layer):
         self.sec = np.cumsum([0] + self.sel).tolist()  # slot offsets of each neighbour type
         # network index: neighbour type t, or (centre ti, neighbour t) -> ti + t * ntypes (DeePMD-kit's
         # serialization); seeds in DeePMD-kit's build order: centre type outer, neighbour type inner
-        seed, shift = init.resolve_seed(seed), init.net_seed_shift(neuron)
+        seed, shift = init.check_seed(seed), init.net_seed_shift(neuron)
         if self.type_one_side:
-            seeds = [seed + t * shift for t in range(ntypes)]
+            seeds = [init.shifted(seed, t * shift) for t in range(ntypes)]
         else:
-            seeds = [seed + (ti * ntypes + t) * shift for t in range(ntypes) for ti in range(ntypes)]
+            seeds = [init.shifted(seed, (ti * ntypes + t) * shift) for t in range(ntypes) for ti in range(ntypes)]
         self.embeddings = paddle.nn.LayerList(
             [EmbeddingNet(neuron, activation_function, resnet_dt, precision, s) for s in seeds])
         # statistics live in float64: the environment matrix is always computed in float64

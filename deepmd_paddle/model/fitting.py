@@ -26,9 +26,9 @@ class EnergyFitting(paddle.nn.Layer):
         self.ntypes, self.dim_descrpt = ntypes, dim_descrpt
         self.neuron, self.resnet_dt, self.precision = list(neuron), bool(resnet_dt), precision
         self.activation_function, self.rcond = activation_function, rcond
-        seed, shift = init.resolve_seed(seed), init.net_seed_shift(neuron)  # DeePMD-kit's seeds per type
+        seed, shift = init.check_seed(seed), init.net_seed_shift(neuron)  # DeePMD-kit's seeds per type
         self.nets = paddle.nn.LayerList(
-            [FittingNet(dim_descrpt, neuron, activation_function, resnet_dt, precision, seed + t * shift)
+            [FittingNet(dim_descrpt, neuron, activation_function, resnet_dt, precision, init.shifted(seed, t * shift))
              for t in range(ntypes)])
         self.register_buffer("bias_atom_e", paddle.zeros([ntypes], "float64"))
 

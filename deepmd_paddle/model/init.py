@@ -21,8 +21,8 @@ bits, then the second word), and Box-Muller turns them into two normals (sin, co
 
 Following the same recipe here means a DeePMD-kit input with its ``seed`` keys starts from
 DeePMD-kit's own initial weights (tests/test_init.py checks this against weights written by
-``dp --tf train``), so runs of the two codes can be compared seed for seed. Without a seed a
-random one is taken.
+``dp --tf train``), so runs of the two codes can be compared seed for seed. Without a seed the
+weights are a fresh NumPy draw.
 """
 from __future__ import annotations
 
@@ -66,19 +66,26 @@ def standard_normal(n: int, op_seed: int, graph_seed: int = TF_DEFAULT_GRAPH_SEE
     return np.stack([np.sin(angle) * radius, np.cos(angle) * radius], axis=1).reshape(-1)[:n]
 
 
-def normal(shape, op_seed: int, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
-    """``random_normal(shape, mean, std, float64, seed=op_seed)`` as TensorFlow 1.x graphs draw it."""
+def normal(shape, op_seed: int | None, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
+    """``random_normal(shape, mean, std, float64, seed=op_seed)`` as TensorFlow 1.x graphs draw it;
+    ``op_seed`` None: a fresh NumPy draw (nothing to reproduce; also what a model being loaded
+    gets before its stored weights replace it)."""
     shape = tuple(int(d) for d in shape)
+    if op_seed is None:
+        return np.random.default_rng().normal(mean, std, shape)
     return standard_normal(int(np.prod(shape)), op_seed).reshape(shape) * std + mean
 
 
-def resolve_seed(seed: int | None) -> int:
-    """``seed``, or a fresh random one when it is None (then the weights differ run to run)."""
-    if seed is None:
-        return int(np.random.default_rng().integers(_MAXINT32))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+def check_seed(seed):
+    """``seed`` if it is an integer or None (no seed: the weights differ run to run)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise ValueError(f"seed must be an integer or null, got {seed!r}")
-    return int(seed)
+    return None if seed is None else int(seed)
+
+
+def shifted(seed: int | None, offset: int) -> int | None:
+    """The seed ``offset`` further on (None stays None)."""
+    return None if seed is None else seed + offset
 
 
 def net_seed_shift(neuron) -> int:

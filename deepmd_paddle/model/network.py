@@ -42,7 +42,6 @@ class Dense(paddle.nn.Layer):
     def __init__(self, n_in, n_out, activation="tanh", resnet=False, use_timestep=False,
                  precision="float64", seed=None, bias_mean=0.0, bias_std=1.0, idt_mean=0.1):
         super().__init__()
-        seed = init.resolve_seed(seed)
         self.activation_function = activation
         self.act = get_activation(activation)
         self.resnet = resnet
@@ -50,8 +49,9 @@ class Dense(paddle.nn.Layer):
         self.use_timestep = use_timestep and (n_out == n_in or n_out == 2 * n_in)
         self.precision = precision
         self.w = self._param(init.normal((n_in, n_out), seed, 0.0, 1.0 / np.sqrt(n_in + n_out)))
-        self.b = self._param(init.normal((n_out,), seed + 1, bias_mean, bias_std))
-        self.idt = self._param(init.normal((n_out,), seed + 2, idt_mean, 0.001)) if self.use_timestep else None
+        self.b = self._param(init.normal((n_out,), init.shifted(seed, 1), bias_mean, bias_std))
+        self.idt = (self._param(init.normal((n_out,), init.shifted(seed, 2), idt_mean, 0.001))
+                    if self.use_timestep else None)
         self.use_op = None  # None: fused C++ activation when available; False: plain Paddle
 
     def _param(self, value):
@@ -127,14 +127,14 @@ class EmbeddingNet(_Stack):
     def __init__(self, neuron, activation="tanh", resnet_dt=False, precision="float64", seed=None, in_dim=1):
         """``seed``: the net's seed; layer i (0-based) starts at op seed ``seed + 3 (i + 1)``."""
         super().__init__()
-        seed = init.resolve_seed(seed)
+        seed = init.check_seed(seed)
         dims = [int(in_dim)] + list(neuron)
         self.in_dim = int(in_dim)
         self.neuron = list(neuron)
         self.activation_function, self.resnet_dt, self.precision = activation, resnet_dt, precision
         self.layers = paddle.nn.LayerList(
-            [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, seed + 3 * (i + 1), idt_mean=1.0)
-             for i in range(len(neuron))]
+            [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, init.shifted(seed, 3 * (i + 1)),
+                   idt_mean=1.0) for i in range(len(neuron))]
         )
 
     def serialize(self, arrays):
@@ -163,13 +163,13 @@ class FittingNet(_Stack):
     def __init__(self, n_in, neuron, activation="tanh", resnet_dt=False, precision="float64", seed=None):
         """``seed``: the net's seed; layer i (0-based, output layer last) starts at op seed ``seed + 3 i``."""
         super().__init__()
-        seed = init.resolve_seed(seed)
+        seed = init.check_seed(seed)
         dims = [n_in] + list(neuron)
         self.n_in, self.neuron = n_in, list(neuron)
         self.activation_function, self.resnet_dt, self.precision = activation, resnet_dt, precision
-        hidden = [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, seed + 3 * i)
+        hidden = [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, init.shifted(seed, 3 * i))
                   for i in range(len(neuron))]
-        out = Dense(dims[-1], 1, "none", False, False, precision, seed + 3 * len(neuron))
+        out = Dense(dims[-1], 1, "none", False, False, precision, init.shifted(seed, 3 * len(neuron)))
         self.layers = paddle.nn.LayerList(hidden + [out])
 
     def serialize(self, arrays):
