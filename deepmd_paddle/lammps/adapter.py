@@ -81,8 +81,9 @@ class LammpsModel:
 
     def compute(self, nloc, nall, x, atype, nlist, nnei, f, eatom, vatom, out):
         """Add forces (and per-atom energy/virial when their addresses are not 0) to LAMMPS's
-        arrays; out[0] = energy, out[1:10] = virial. Addresses are ints (see the module docstring)."""
-        res = _view(out, 10, ctypes.c_double, [10])
+        arrays; out[0] = energy, out[1:7] = virial (xx yy zz xy xz yz). Addresses are ints (see the
+        module docstring)."""
+        res = _view(out, 7, ctypes.c_double, [7])
         res[:] = 0.0
         if nloc == 0:
             return
@@ -101,7 +102,7 @@ class LammpsModel:
             centre = np.arange(c, e, dtype=np.int64)
             ae, fo, vi, av = runner.lower(coord, types, nl[:, c:e], self._shift(e - c), centre)
             res[0] += ae.sum()
-            res[1:] += vi.reshape(9)
+            res[1:] += vi.reshape(9)[LAMMPS_VIRIAL]
             force += fo.reshape(nall, 3)
             if e_atom is not None:
                 e_atom[c:e] += ae.reshape(-1)

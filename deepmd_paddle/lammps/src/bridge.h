@@ -19,7 +19,8 @@ typedef void *(*dpp_model_new_t)(const char *path, const char *elements, double 
                                  int *sel, int max_sel, int *type_map_out, char *err, int errlen);
 
 // One evaluation (see deepmd_paddle.lammps.adapter.LammpsModel.compute). out[0] = energy of the
-// local atoms, out[1..9] = their virial (3 x 3, DeePMD-kit's sign = LAMMPS's). Forces, and
+// local atoms, out[1..6] = their virial in LAMMPS's order xx yy zz xy xz yz (DeePMD-kit's sign =
+// LAMMPS's; the adapter maps the model's 3 x 3). Forces, and
 // eatom/vatom when not null, are ADDED to the arrays. 0 on success.
 typedef int (*dpp_model_compute_t)(void *model, int nlocal, int nall, const double *x,
                                    const int32_t *type, const int32_t *nlist, int nnei, double *f,

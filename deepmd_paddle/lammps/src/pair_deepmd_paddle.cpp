@@ -209,7 +209,7 @@ class PairDeepmdPaddle : public Pair {
     for (int i = 0; i < nall; ++i) mtype_[i] = type_map_[type[i]];
     build_nlist(nlocal, nnei);
 
-    double out[10] = {0.0};
+    double out[7] = {0.0};  // energy, virial xx yy zz xy xz yz
     char err[4096] = "";
     double *eatom_p = eflag_atom ? eatom : nullptr;
     double *vatom_p = vflag_atom ? vatom[0] : nullptr;
@@ -219,15 +219,8 @@ class PairDeepmdPaddle : public Pair {
                          err, sizeof(err)) != 0)
       error->one(FLERR, "pair style deepmd/paddle: {}", err);
     if (eflag_global) eng_vdwl += out[0];
-    if (vflag_global) {  // LAMMPS: xx yy zz xy xz yz; the model's w[3a+b] = sum F_a r_b, xy = sum r_x F_y
-      const double *w = out + 1;
-      virial[0] += w[0];
-      virial[1] += w[4];
-      virial[2] += w[8];
-      virial[3] += w[3];
-      virial[4] += w[6];
-      virial[5] += w[7];
-    }
+    if (vflag_global)
+      for (int k = 0; k < 6; ++k) virial[k] += out[1 + k];
   }
 
  protected:
