@@ -51,9 +51,9 @@ def prepare(workdir: str, want_tf: bool) -> dict:
     paths.update(frozen_c=os.path.join(workdir, "water_compressed"), pb=os.path.join(workdir, "water.pb"),
                  pb_c=os.path.join(workdir, "water_compressed.pb"))
     if True:  # frozen again every run: a graph frozen by older code would measure the older graph
-        from deepmd_paddle.compress import compress_model
-        from deepmd_paddle.export import freeze, load_model
-        from deepmd_paddle.interop.dp_format import save_dp
+        from deepmd_paddle.model.tabulate import compress_model
+        from deepmd_paddle.io.frozen import freeze, load_model
+        from deepmd_paddle.io.dp_format import save_dp
 
         model = load_model(paths["dp"])
         if getattr(model, "min_nbor_dist", None) is None:  # the frame's smallest distance, stored for dp compress
@@ -151,8 +151,8 @@ def accuracy(models: list, nframes: int = 4) -> list:
     import numpy as np
     import paddle
 
-    from deepmd_paddle.compress import compress_model
-    from deepmd_paddle.export import load_model
+    from deepmd_paddle.model.tabulate import compress_model
+    from deepmd_paddle.io.load import load_model
 
     data = os.path.join(os.path.dirname(bi.WATER), "data_3", "set.000")
     coord = paddle.to_tensor(np.load(os.path.join(data, "coord.npy"))[:nframes].reshape(nframes, -1, 3))
@@ -160,7 +160,7 @@ def accuracy(models: list, nframes: int = 4) -> list:
     atype = np.loadtxt(os.path.join(os.path.dirname(data), "type.raw"), dtype=np.int32)
     atype = paddle.to_tensor(np.tile(atype, (nframes, 1)))
     lines = ["| model | order | stride | max dE/atom (eV) | max dF (eV/A) | out-of-range inputs |", "| --- | --- | --- | --- | --- | --- |"]
-    from deepmd_paddle.compress import min_nbor_dist_from_input
+    from deepmd_paddle.cli.model import min_nbor_dist_from_input
 
     for path in models:
         base = load_model(path)

@@ -1,3 +1,4 @@
+from deepmd_paddle.kernels.build import load_library
 """Descriptor input speed: neighbour list + r_ij gather + environment matrix, forward and
 backward (paddle.grad of (env * random).sum() wrt coord), C++ operator vs the plain-Paddle
 twins, on water replicated to 192, 1,536, 12,288 and 98,304 atoms (rcut 6, rcut_smth 0.5,
@@ -57,7 +58,7 @@ def worker(rep: int, path: str, min_time: float) -> dict:
     import numpy as np
     import paddle
 
-    from deepmd_paddle import ops
+    from deepmd_paddle.kernels import cpp as ops
 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     coord_np, box_np, atype_np = water(rep)
@@ -71,15 +72,15 @@ def worker(rep: int, path: str, min_time: float) -> dict:
     dstd = paddle.to_tensor(rng.uniform(0.5, 1.5, (2, nnei, 4)))
     weight = paddle.to_tensor(rng.standard_normal((1, nloc, nnei, 4)))
     if path == "op":
-        if ops.load_op() is None:
+        if load_library() is None:
             raise SystemExit("the C++ operator is unavailable")
         nlist_fn, env_fn = ops.neighbor_list, ops.env_mat
     else:
-        from deepmd_paddle.model.env_mat import env_mat_paddle, neighbor_list_paddle
+        from deepmd_paddle.kernels.twins import env_mat as env_mat_paddle, neighbor_list as neighbor_list_paddle
 
         nlist_fn, env_fn = neighbor_list_paddle, env_mat_paddle
     try:
-        from deepmd_paddle.model.env_mat import build_rij
+        from deepmd_paddle.kernels.twins import build_rij
     except ImportError:
         build_rij = gather_rij
 
@@ -115,7 +116,7 @@ def worker(rep: int, path: str, min_time: float) -> dict:
 
 
 def gather_rij(coord, nlist, shift):
-    """r_ij = coord[j] + shift - coord[i] (used when deepmd_paddle.model.env_mat is absent)."""
+    """r_ij = coord[j] + shift - coord[i] (used when deepmd_paddle.kernels.twins is absent)."""
     import paddle
 
     nnei = nlist.shape[2]
@@ -159,11 +160,11 @@ def main():
     if args.worker:
         print(json.dumps(worker(int(args.worker[0]), args.worker[1], args.min_time)))
         return
-    from deepmd_paddle import ops
+    from deepmd_paddle.kernels import cpp as ops
 
-    ops.load_op()  # build once before timing
+    load_library()  # build once before timing
     try:
-        import deepmd_paddle.model.env_mat  # noqa: F401
+        import deepmd_paddle.kernels.twins  # noqa: F401
 
         have_pure = True
     except ImportError:

@@ -1,3 +1,4 @@
+from deepmd_paddle.kernels.build import load_library
 """Inference speed as in MD: one frame per call, energy + forces + virial, float64.
 
 Water (frame 0 of ../shared/data/water/data_0, 192 atoms, box 12.44 A) replicated to 192,
@@ -81,7 +82,7 @@ def prepare(workdir: str, want_tf: bool) -> dict:
     paths = {"dp": os.path.join(workdir, "water.dp"), "frozen": os.path.join(workdir, "water_frozen"),
              "pb": os.path.join(workdir, "water.pb")}
     if not os.path.exists(paths["dp"]):
-        from deepmd_paddle.interop.dp_format import save_dp
+        from deepmd_paddle.io.dp_format import save_dp
         from deepmd_paddle.model import EnergyModel
 
         model = EnergyModel.from_config(json.loads(json.dumps(WATER_MODEL)))
@@ -93,7 +94,7 @@ def prepare(workdir: str, want_tf: bool) -> dict:
         model.fitting.set_bias([-93.5, -187.0])
         save_dp(model, paths["dp"])
     # frozen again every run: a graph frozen by older code would measure the older graph
-    from deepmd_paddle.export import freeze
+    from deepmd_paddle.io.frozen import freeze
 
     freeze(paths["dp"], paths["frozen"])
     if want_tf and not os.path.exists(paths["pb"]):
@@ -141,8 +142,8 @@ def profile_worker(rep: int, paths: dict, repeats: int = 3) -> dict:
     import numpy as np
     import paddle
 
-    from deepmd_paddle.interop.dp_format import load_dp
-    from deepmd_paddle.model.env_mat import build_rij
+    from deepmd_paddle.io.dp_format import load_dp
+    from deepmd_paddle.kernels.twins import build_rij
 
     model = load_dp(paths["dp"]).eval()
     for p in model.parameters():  # as DeepPot does: no weight gradients in the force backward
@@ -192,9 +193,9 @@ def predictor_profile_worker(rep: int, paths: dict, calls: int = 3) -> None:
     """The frozen program under paddle.inference's profiler: it prints op totals to stdout."""
     import paddle
 
-    from deepmd_paddle import ops
+    from deepmd_paddle.kernels import cpp as ops
 
-    ops.load_op()
+    load_library()
     coord, box, atype = water(rep)
     prefix = paths["frozen"]
     cfg = paddle.inference.Config(prefix + ".json", prefix + ".pdiparams")

@@ -127,7 +127,7 @@ def parity(args, plugin: str) -> list[str]:
     import numpy as np
 
     from deepmd_paddle import DeepPot
-    from deepmd_paddle.export import freeze
+    from deepmd_paddle.io.frozen import freeze
     from deepmd_paddle.lammps.evaluate import lammps_eval
 
     paths = bench_infer.prepare(args.workdir, want_tf=False)

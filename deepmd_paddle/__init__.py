@@ -1,12 +1,14 @@
 """deepmd_paddle: the Deep Potential (DeepPot-SE, ``se_e2_a``) on PaddlePaddle.
 
-Pipeline, one folder a stage: ``data`` -> ``model`` (descriptor, fitting, energy model) ->
-``train`` (loss, learning rate, trainer) -> ``export`` -> ``infer``.
+One folder a stage, imports pointing one way: ``kernels`` (C++ operators and their plain-Paddle
+twins) <- ``model`` (descriptor, fitting, energy model, tables) <- ``io`` (checkpoints, .dp,
+frozen programs) <- ``train``, ``infer`` <- ``cli``; ``data`` reads systems and takes statistics
+with the kernels; ``config`` is the input schema.
 """
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
-from .utils.runtime import quiet_openmp as _quiet_openmp
-from .utils.runtime import tune_allocator as _tune_allocator
+from .runtime import quiet_openmp as _quiet_openmp
+from .runtime import tune_allocator as _tune_allocator
 
 _tune_allocator()
 _quiet_openmp()

@@ -68,7 +68,7 @@ def main(argv=None):
 
     model = args.model
     if args.freeze:
-        from deepmd_paddle.export import freeze
+        from deepmd_paddle.io.frozen import freeze
 
         model = os.path.splitext(os.path.basename(args.model))[0] + "_frozen"
         freeze(args.model, model)

@@ -25,6 +25,14 @@ def small_model_config(type_one_side=False, precision="float64", resnet_dt=True,
     }
 
 
+def kernels_for(use_op):
+    """The kernels a test's ``use_op`` flag asks for: True the C++ operators, False their
+    plain-Paddle twins, None the default choice (C++ when it builds)."""
+    from deepmd_paddle.kernels import backend, default_backend
+
+    return default_backend() if use_op is None else backend("cpp" if use_op else "paddle")
+
+
 def make_small_model(use_op=False, **kw):
     from deepmd_paddle.model import EnergyModel
 
@@ -38,7 +46,7 @@ def make_small_model(use_op=False, **kw):
     dstd[..., 1:] = rng.uniform(0.1, 0.3, [2, 1, 1])
     d.set_stat(davg, dstd)
     model.fitting.set_bias([-1.0, -0.5])
-    model.set_use_op(use_op)
+    model.set_kernels(kernels_for(use_op))
     return model
 
 

@@ -1,7 +1,7 @@
 """Brute-force NumPy references for the neighbour list and the environment matrix.
 
 O(N^2 * images), float64, written for clarity; tests hold the C++ operator and the plain-Paddle
-twins to these. Conventions (see deepmd_paddle/ops.py): slots grouped by neighbour type,
+twins to these. Conventions (see deepmd_paddle/kernels/build.py): slots grouped by neighbour type,
 ``sel[t]`` per type, nearest first, ties broken by local index then by the integer lattice
 shift (lexicographic); ``r_ij = coord[j] + shift - coord[i]``.
 """

@@ -1,16 +1,19 @@
-"""Model compression (deepmd_paddle.compress): tables, the se_a_tabulate operator and its
+"""Model compression (deepmd_paddle.model.tabulate): tables, the se_a_tabulate operator and its
 plain-Paddle twin, the compressed model against the uncompressed one, freezing, fine-tuning."""
 import logging
 
 import numpy as np
+from deepmd_paddle.kernels import twins
+from deepmd_paddle.kernels.build import load_library
 import paddle
 import pytest
-from conftest import REFERENCE, make_small_model, needs_shared, random_system, to_tensors
+from conftest import REFERENCE, make_small_model, needs_shared, random_system, to_tensors, kernels_for
 
-from deepmd_paddle import compress, ops
-from deepmd_paddle.compress import build_tables, coefficients, compress_model, net_derivatives
+from deepmd_paddle.model import tabulate as compress
+from deepmd_paddle.kernels import cpp as ops
+from deepmd_paddle.model.tabulate import build_tables, coefficients, compress_model, net_derivatives
 
-needs_op = pytest.mark.skipif(not ops.op_available() or not hasattr(ops.load_op(), "se_a_tabulate"),
+needs_op = pytest.mark.skipif(not (load_library() is not None) or not hasattr(load_library(), "se_a_tabulate"),
                               reason="the C++ operators are not available")
 MIN_DIST = 0.9  # random_system's separation
 
@@ -104,12 +107,12 @@ def test_operator_matches_paddle_twin(order, type_one_side):
     model = _small(order, stride=0.05, type_one_side=type_one_side)
     tab = model.descriptor.tabulation
     system = random_system(24, kind="ortho")
-    op = ops.load_op()
+    op = load_library()
     for ti in (0, 1):
         env = _block_env(model, *system, ti)
         env.stop_gradient = False
         a, na = op.se_a_tabulate(env, tab.coef, tab.info, tab.sel, ti, tab.type_one_side, tab.ng)
-        b, nb = compress.tabulate_paddle(env, tab.coef, tab.info, tab.sel, ti, tab.type_one_side, tab.ng)
+        b, nb = twins.tabulate(env, tab.coef, tab.info, tab.sel, ti, tab.type_one_side, tab.ng)
         assert np.abs(a.numpy() - b.numpy()).max() < 1e-14
         assert int(na.numpy()[0]) == int(nb.numpy()[0]) == 0
         w = paddle.to_tensor(np.random.default_rng(ti).normal(size=a.shape))
@@ -139,17 +142,17 @@ def test_out_of_range_counted(caplog):
     env[1, 1, 0] = info[0, 0] - 1.0  # below lower
     env[2, 0, 0] = info[0, 2] * 10
     e = paddle.to_tensor(env)
-    op = ops.load_op()
+    op = load_library()
     _, na = op.se_a_tabulate(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
-    out, nb = compress.tabulate_paddle(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
+    out, nb = twins.tabulate(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
     assert int(na.numpy()[0]) == int(nb.numpy()[0]) == 3
     with caplog.at_level(logging.WARNING, logger="deepmd_paddle"):
-        tab(e, 0, op)
+        tab(e, 0, model.kernels)
     assert tab.n_out_of_range == 3 and "3 embedding inputs outside the tables" in caplog.text
     # clamped rows: G is the table's end value, dG/ds = 0; operator and twin agree on the gradient
     e.stop_gradient = False
     a, _ = op.se_a_tabulate(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
-    b, _ = compress.tabulate_paddle(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
+    b, _ = twins.tabulate(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
     assert np.abs(a.numpy() - b.numpy()).max() < 1e-13  # round-off: |G R~| sums up to ~1
     (ga,) = paddle.grad(a.sum(), e)
     (gb,) = paddle.grad(b.sum(), e)
@@ -202,7 +205,7 @@ def test_fine_tune_force_loss_reaches_fitting():
     for use_op in (None, False):
         model = _small(stride=0.05)
         model.train()
-        model.set_use_op(use_op)
+        model.set_kernels(kernels_for(use_op))
         out = _eval(model, coord, atype, cell, create_graph=True)
         loss = (out["force"] ** 2).sum() + out["energy"].sum() * 1e-3
         loss.backward()
@@ -218,9 +221,9 @@ def test_fine_tune_force_loss_reaches_fitting():
 def test_checkpoint_and_frozen_compressed_model(tmp_path):
     """A compressed checkpoint rebuilds the tables; the frozen compressed model equals the
     dynamic one (DeepPot on both) and the ASE calculator runs it."""
-    from deepmd_paddle.export import freeze, load_model
+    from deepmd_paddle.io.frozen import freeze, load_model
     from deepmd_paddle.infer import DeepPot
-    from deepmd_paddle.train import checkpoint
+    from deepmd_paddle.io import checkpoint
 
     model = _small()
     ck = checkpoint.save(str(tmp_path / "c.ckpt"), 0, model, None, {"model": model.get_config()}, state={})
@@ -250,7 +253,7 @@ def test_checkpoint_and_frozen_compressed_model(tmp_path):
 def test_reference_water_model():
     """DeePMD-kit's water model: 5th order at stride 0.01 within 1e-7 eV/atom and 1e-6 eV/A of
     the uncompressed model; 3rd order within 1e-6 eV/atom and 1e-4 eV/A."""
-    from deepmd_paddle.interop.dp_format import load_dp
+    from deepmd_paddle.io.dp_format import load_dp
 
     ref = np.load(REFERENCE / "water_se_e2_a_two_side_ref.npz")
     coord, cell, atype = ref["coord"][:2], ref["cell"][:2], np.tile(ref["atype"], (2, 1)).astype("int32")
@@ -267,7 +270,7 @@ def test_reference_water_model():
 def test_descriptor_product_operator():
     """se_a_descriptor (D = T T<^T) against Paddle's matmul: value, gradient, and the double
     gradient along the upstream cotangent and along T."""
-    op = ops.load_op()
+    op = load_library()
     rng = np.random.default_rng(2)
     t1 = paddle.to_tensor(rng.normal(size=(5, 12, 4)))
     t2 = paddle.to_tensor(t1.numpy())
@@ -296,7 +299,7 @@ def test_cli_compress_then_fine_tune(tmp_path, capsys):
 
     from deepmd_paddle.cli import main
     from deepmd_paddle.data.demo import make_demo
-    from deepmd_paddle.train import checkpoint
+    from deepmd_paddle.io import checkpoint
     from deepmd_paddle.train.trainer import Trainer
 
     data = make_demo(str(tmp_path / "emt"), seed=7, segments=1, valid_segments=1, frames_per_segment=4, every=2,
@@ -318,12 +321,18 @@ def test_cli_compress_then_fine_tune(tmp_path, capsys):
     assert not any(k.startswith("descriptor.") for k in moved), sorted(moved)
 
 
+def _without_prod_force(get):
+    def patched(self, name, order=0, dtype=None):
+        return get(self, name, 9 if name == "prod_force_virial" else order, dtype)
+    return patched
+
+
 @needs_op
 @pytest.mark.parametrize("kind", ["small", "open"])
 def test_prod_force_virial_operator(kind, monkeypatch):
     """The one-pass force / virial / atomic virial operator against the index_add scatter, for
     the whole frame (the model) and for a block of centre atoms (the frozen lower program)."""
-    from deepmd_paddle.export import LowerProgram
+    from deepmd_paddle.io.frozen import LowerProgram
     from deepmd_paddle.model import EnergyModel
 
     model = make_small_model(use_op=None).eval()
@@ -334,8 +343,8 @@ def test_prod_force_virial_operator(kind, monkeypatch):
     block = paddle.gather(nlist, centre, axis=1), paddle.gather(shift, centre, axis=1)
     runs = []
     for fused in (True, False):
-        if not fused:
-            monkeypatch.setattr(EnergyModel, "prod_force_virial", lambda *args, **kw: None)
+        if not fused:  # the kernel's plain-Paddle twin (index_add scatters)
+            monkeypatch.setattr(type(model.kernels), "get", _without_prod_force(type(model.kernels).get))
         out = model(c, a, b, do_atomic_virial=True)
         low = LowerProgram(model)(c, a, block[0], block[1], centre)
         runs.append([out["force"], out["virial"], out["atom_virial"]] + list(low[1:]))
@@ -354,8 +363,8 @@ def test_no_extrapolation_table_and_float32_model():
     env = _block_env(model, *random_system(12, kind="ortho", seed=9)).numpy()
     env[0, 0, 0] = tab.info.numpy()[0, 1] + 0.5  # beyond upper = ext
     e = paddle.to_tensor(env)
-    a, na = ops.load_op().se_a_tabulate(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
-    b, nb = compress.tabulate_paddle(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
+    a, na = load_library().se_a_tabulate(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
+    b, nb = twins.tabulate(e, tab.coef, tab.info, tab.sel, 0, tab.type_one_side, tab.ng)
     assert np.abs(a.numpy() - b.numpy()).max() < 1e-14 and int(na.numpy()[0]) == int(nb.numpy()[0]) == 1
     coord, atype, cell = random_system(24, kind="ortho", seed=10)
     ref = _eval(make_small_model(use_op=None, precision="float32").eval(), coord, atype, cell)

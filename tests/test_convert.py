@@ -10,7 +10,7 @@ FIX = pathlib.Path(__file__).parent / "fixtures" / "deepmd-kit"
 
 def test_dp_checkpoint_dp_round_trip(tmp_path):
     from deepmd_paddle.cli import main
-    from deepmd_paddle.interop import load_dp
+    from deepmd_paddle.io import load_dp
 
     src = FIX / "water_se_e2_a_one_side.dp"
     assert main(["convert", str(src), str(tmp_path / "m.ckpt")]) == 0

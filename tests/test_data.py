@@ -165,11 +165,16 @@ def test_neighbor_stat_and_auto_sel(emt):
 
 
 def test_env_mat_stat_formula(emt):
-    from deepmd_paddle.data.stats import _probe_model
     import paddle
+    from deepmd_paddle import config
+    from deepmd_paddle.model import EnergyModel
 
     s = load_system(emt["valid"], ["Cu", "Ag", "Au"])  # Au: a type without atoms
-    model = _probe_model(["Cu", "Ag", "Au"], 4.0)
+    model = EnergyModel.from_config(config.model_args().normalize_value({
+        "type_map": ["Cu", "Ag", "Au"],
+        "descriptor": {"type": "se_e2_a", "sel": [1, 1, 1], "rcut": 4.0, "rcut_smth": 0.0, "neuron": [1],
+                       "axis_neuron": 1, "precision": "float64", "seed": 0},
+        "fitting_net": {"neuron": [1], "precision": "float64", "seed": 0}}))
     frames = [np.array([0, 3, 5])]
     davg, dstd = env_mat_stat(model.descriptor, [s], frames, protect=1e-2)
     env = model.descriptor.env_mat_raw(paddle.to_tensor(s.coord[frames[0]]),

@@ -1,4 +1,4 @@
-"""Frozen programs (deepmd_paddle.export) against the dynamic model and DeePMD-kit's reference:
+"""Frozen programs (deepmd_paddle.io.frozen) against the dynamic model and DeePMD-kit's reference:
 both graphs (C++ operator, portable), loaded with paddle.jit.load and paddle.inference."""
 import argparse
 import atexit
@@ -9,16 +9,19 @@ import shutil
 import tempfile
 
 import numpy as np
+from deepmd_paddle.kernels import TABLE, static_operators
+from deepmd_paddle.kernels.build import load_library
 import paddle
 import pytest
 
-from conftest import REFERENCE, make_small_model, needs_shared, random_system, small_model_config
+from conftest import REFERENCE, make_small_model, needs_shared, random_system, small_model_config, kernels_for
 
-from deepmd_paddle import export, ops
+from deepmd_paddle.io import frozen as export
+from deepmd_paddle.kernels import cpp as ops
 
 MODEL = REFERENCE / "water_se_e2_a_two_side.dp"
 OUTPUTS = ["energy", "force", "virial", "atom_energy", "atom_virial"]
-needs_op = pytest.mark.skipif(not ops.op_available(), reason="the C++ operator could not be built")
+needs_op = pytest.mark.skipif(not (load_library() is not None), reason="the C++ operator could not be built")
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,7 +46,7 @@ def ref():
 @pytest.fixture(scope="module")
 def dynamic(ref):
     """The dynamic model's outputs on the reference frames and the open cluster."""
-    from deepmd_paddle.interop import load_dp
+    from deepmd_paddle.io import load_dp
 
     model = load_dp(str(MODEL))
     nf = len(ref["coord"])
@@ -118,7 +121,7 @@ def test_frozen_equals_dynamic_and_deepmd(ref, dynamic, portable, loader):
 @pytest.mark.parametrize("portable", graphs())
 def test_lower_blocks_add_up_to_the_frame(ref, dynamic, portable):
     """The lower program on blocks of centre atoms: shares add up to the whole frame."""
-    from deepmd_paddle.model.env_mat import neighbor_list_paddle
+    from deepmd_paddle.kernels.twins import neighbor_list as neighbor_list_paddle
 
     prefix = frozen_reference(portable)
     coord, atype, box = (x[:1] for x in _inputs(ref)[0])
@@ -142,20 +145,22 @@ def test_lower_blocks_add_up_to_the_frame(ref, dynamic, portable):
 def test_freeze_cli_from_checkpoint(tmp_path):
     """`dpp freeze -c CKPT -o PREFIX` on a training checkpoint; the result evaluates frames with
     a single element present (empty type blocks in the static graph) and warns on sel overflow."""
-    checkpoint = pytest.importorskip("deepmd_paddle.train.checkpoint")
+    checkpoint = pytest.importorskip("deepmd_paddle.io.checkpoint")
     from deepmd_paddle.infer import DeepPot
 
     model = make_small_model(sel=(3, 5))
     (tmp_path / "ckpt").mkdir()
     checkpoint.save(str(tmp_path / "ckpt" / "model.ckpt"), 7, model, None,
                            {"model": small_model_config(sel=(3, 5))}, {})
-    parser = export.add_freeze_args(argparse.ArgumentParser())
+    from deepmd_paddle.cli.model import args_freeze, run_freeze
+
+    parser = args_freeze(argparse.ArgumentParser())
     args = parser.parse_args(["-c", str(tmp_path / "ckpt"), "-o", str(tmp_path / "frozen.json")])
-    assert export.freeze_main(args) == 0
+    assert run_freeze(args) == 0
     dp = DeepPot(str(tmp_path / "frozen"))
     assert dp.get_sel() == [3, 5] and dp.backend == "auto"
     coord, atype, cell = random_system(24, nframes=2, kind="triclinic")
-    model.set_use_op(True)
+    model.set_kernels(kernels_for(True))
     with pytest.warns(UserWarning, match="beyond sel"):
         want = model(*[paddle.to_tensor(x) for x in (coord, atype, cell)], do_atomic_virial=True)
     with pytest.warns(UserWarning, match="beyond sel"):
@@ -178,17 +183,21 @@ def test_freeze_cli_from_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("use_op", [False, pytest.param(True, marks=needs_op)])
 def test_tracing_leaves_the_model_unchanged(use_op):
-    """Tracing patches the model instance and ops.load_op only for its duration."""
+    """Tracing sets the model's kernels (static or plain Paddle) and patches the model instance
+    only for its duration."""
     model = make_small_model(use_op=use_op)
     coord, atype, cell = random_system(12, kind="ortho")
     before = model(*[paddle.to_tensor(x) for x in (coord, atype, cell)])["force"].numpy()
-    load_op = ops.load_op
-    with export._tracing(model, use_op=use_op) as seen:
+    kernels = model.kernels
+    with export._tracing(model, portable=not use_op) as seen:
         assert "neighbor_list" in model.descriptor.__dict__ and seen == {}
         assert all(p.stop_gradient for p in model.parameters())
+        assert model.kernels.name == ("static" if use_op else "paddle")
+        assert all(layer.kernels is model.kernels for layer in model.sublayers() if "kernels" in vars(layer))
         if use_op:
-            assert set(ops.load_op().names) <= set(export.STATIC_OPS) and hasattr(ops.load_op(), "deepmd_env_mat")
-    assert ops.load_op is load_op and not any(p.stop_gradient for p in model.parameters())
+            ops_used = {TABLE[k].op for k in model.kernels.native}
+            assert ops_used <= set(static_operators()) and "deepmd_env_mat" in ops_used
+    assert model.kernels is kernels and not any(p.stop_gradient for p in model.parameters())
     for layer in [model] + model.sublayers():
         assert not any(isinstance(v, export._Hook) for v in vars(layer).values())
     after = model(*[paddle.to_tensor(x) for x in (coord, atype, cell)])["force"].numpy()
@@ -202,7 +211,9 @@ def test_bad_sources(tmp_path, monkeypatch):
         export.freeze(str(text), str(tmp_path / "out"), portable=True)
     with pytest.raises(ValueError, match="convert-backend"):
         export.freeze(str(tmp_path / "graph.pb"), str(tmp_path / "out"), portable=True)
-    monkeypatch.setattr(ops, "load_op", lambda: None)
+    from deepmd_paddle.kernels import build
+
+    monkeypatch.setattr(build, "load_library", lambda: None)
     with pytest.raises(RuntimeError, match="portable"):
         export.freeze(make_small_model(), str(tmp_path / "out"))
     assert not os.path.exists(str(tmp_path / "out") + export.META_SUFFIX)

@@ -1,5 +1,5 @@
 """DeepPot (deepmd_paddle.infer): DeePMD-kit's signatures and shapes, the atom budget, every
-backend against DeePMD-kit's reference, clear errors; model deviation (deepmd_paddle.model_devi)."""
+backend against DeePMD-kit's reference, clear errors; model deviation (deepmd_paddle.infer.model_devi)."""
 import argparse
 import json
 import shutil
@@ -10,7 +10,10 @@ import pytest
 from conftest import REFERENCE, WATER, needs_shared
 from test_export import MODEL, frozen_reference, graphs, needs_op
 
-from deepmd_paddle import export, infer, model_devi
+from deepmd_paddle import infer
+import deepmd_paddle.infer.deeppot  # noqa: F401  (infer.deeppot below)
+from deepmd_paddle.infer import model_devi
+from deepmd_paddle.io import frozen as export
 from deepmd_paddle.infer import DeepPot, ModelFileError
 
 pytestmark = needs_shared
@@ -75,7 +78,7 @@ def test_auto_backend_switches_to_the_predictor(ref, monkeypatch):
     """``auto`` on a frozen model: jit for small calls, paddle.inference from
     AUTO_PREDICTOR_ATOMS atoms per call (here lowered to 300: a 192-atom frame alone runs on
     jit, 4 frames in one call on the predictor); the reference numbers either way."""
-    monkeypatch.setattr(infer, "AUTO_PREDICTOR_ATOMS", 300)
+    monkeypatch.setattr(infer.deeppot, "AUTO_PREDICTOR_ATOMS", 300)
     dp = _deeppot(False, "auto")
     assert dp.backend == "auto"
     e, f, v = dp.eval(ref["coord"][:1], ref["cell"][:1], ref["atype"])

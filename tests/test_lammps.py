@@ -60,7 +60,7 @@ def _setup(lmp, data, model=MODEL, extra=()):
 
 @pytest.fixture(scope="module")
 def frozen(tmp_path_factory):
-    from deepmd_paddle.export import freeze
+    from deepmd_paddle.io.frozen import freeze
 
     prefix = str(tmp_path_factory.mktemp("frozen") / "water")
     freeze(MODEL, prefix)

@@ -2,18 +2,19 @@
 
 Every test runs on the plain-Paddle path and, when it builds, on the C++ operator path."""
 import numpy as np
+from deepmd_paddle.kernels.build import load_library
 import paddle
 import pytest
 
-from conftest import assert_smooth_across_rcut, loss_batch, make_small_model, random_system, strain_virial_fd, to_tensors
+from conftest import assert_smooth_across_rcut, loss_batch, make_small_model, random_system, strain_virial_fd, to_tensors, kernels_for
 
 PATHS = [False, True]
 
 
 def _skip_without_op(use_op):
     if use_op:
-        from deepmd_paddle import ops
-        if ops.load_op() is None:
+        from deepmd_paddle.kernels import cpp as ops
+        if load_library() is None:
             pytest.skip("the C++ operator is not available on this machine")
 
 
@@ -193,15 +194,15 @@ def test_fused_embedding_matches_layers(type_one_side, resnet_dt):
     results = []
     for fused in (False, True):
         m = make_small_model(True, type_one_side=type_one_side, resnet_dt=resnet_dt)
-        m.prefer_fused_embedding = fused
-        assert m._embedding_mode(c, True) == ("train" if fused else None)
+        m.descriptor.prefer_fused_training = fused
+        assert m.descriptor.embedding_path(False) == ("fused_train" if fused else "layers")
         o = m(c, a, b, create_graph=True)
         loss = ((o["force"] - target) ** 2).sum() + 0.3 * (o["energy"] ** 2).sum() + (o["virial"] ** 2).sum()
         grads = paddle.grad(loss, list(m.parameters()))
         for p in m.parameters():
             p.stop_gradient = True
-        m.set_use_op(True if fused else False)
-        assert m._embedding_mode(c, False) == ("infer" if fused else None)
+        m.set_kernels(kernels_for(True if fused else False))
+        assert m.descriptor.embedding_path(False) == ("fused" if fused else "layers")
         frozen = m(c, a, b, do_atomic_virial=True)
         results.append((float(loss), [g.numpy() for g in grads], {k: v.numpy() for k, v in frozen.items()}))
     (l0, g0, f0), (l1, g1, f1) = results
@@ -227,7 +228,7 @@ def test_fused_training_step_gradient(type_one_side, resnet_dt, kind, cache_mb, 
     batch, loss_fn = loss_batch(coord, atype, cell)
     c, a, b = batch["coord"], batch["atype"], batch["box"]
     ref = make_small_model(True, type_one_side=type_one_side, resnet_dt=resnet_dt, precision=precision)
-    ref.prefer_fused_embedding = False
+    ref.descriptor.prefer_fused_training = False
     out = ref(c, a, b, create_graph=True)
     loss_ref, l2_ref = loss_fn(out, batch, 5e-4)
     loss_ref.backward()
@@ -257,14 +258,13 @@ def test_embedding_cache_changes_nothing(monkeypatch):
     m = make_small_model(True)
     for p in m.parameters():
         p.stop_gradient = True
-    assert m._embedding_mode(paddle.to_tensor(coord), False) == "infer"
-    assert hasattr(m.descriptor.fused_op(), "se_a_embed_cached")
+    assert m.descriptor.embedding_path(False) == "fused"
+    assert m.kernels.has("embed_cached")
     env, _, _, _ = m.descriptor.env_mat_raw(*to_tensors(coord, atype, cell))
     outs = []
     for mb in ("512", "0"):
         monkeypatch.setenv("DEEPMD_PADDLE_EMBED_CACHE_MB", mb)
-        op = m.descriptor.fused_op()
-        _, cache = op.se_a_embed_cached(env.reshape([-1, m.descriptor.nnei, 4]), m.descriptor.fused_params(0),
+        _, cache = m.kernels.embed_cached(env.reshape([-1, m.descriptor.nnei, 4]), m.descriptor.fused_params(0),
                                         *m.descriptor.fused_attrs())
         assert (cache.shape[0] == 0) == (mb == "0")
         outs.append({k: v.numpy() for k, v in m(*to_tensors(coord, atype, cell)).items()})

@@ -6,20 +6,21 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from deepmd_paddle.kernels.build import load_library
 import paddle
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from numpy_reference import build_rij_np, env_mat_np, neighbor_list_np, random_frames, random_stats  # noqa: E402
 
-from deepmd_paddle import ops  # noqa: E402
+from deepmd_paddle.kernels import build, cpp as ops  # noqa: E402
 
 try:
-    from deepmd_paddle.model.env_mat import env_mat_paddle, neighbor_list_paddle
+    from deepmd_paddle.kernels.twins import env_mat as env_mat_paddle, neighbor_list as neighbor_list_paddle
 except ImportError:  # the plain-Paddle twins are optional here
     env_mat_paddle = neighbor_list_paddle = None
 
-pytestmark = pytest.mark.skipif(not ops.op_available(), reason="the C++ operator could not be built")
+pytestmark = pytest.mark.skipif(not (load_library() is not None), reason="the C++ operator could not be built")
 
 RCUT, RCUT_SMTH = 3.6, 1.0
 SEL = [12, 20]
@@ -98,7 +99,7 @@ def test_neighbor_list_float32(kind):
     assert_same_neighbors(coord, box, got, want, sel, rtol=1e-5)
 
 
-@pytest.mark.skipif(neighbor_list_paddle is None, reason="deepmd_paddle.model.env_mat is absent")
+@pytest.mark.skipif(neighbor_list_paddle is None, reason="deepmd_paddle.kernels.twins is absent")
 @pytest.mark.parametrize("kind", KINDS)
 def test_neighbor_list_matches_plain_paddle(kind):
     coord, box, atype, rcut, sel = frames(kind, seed=2)
@@ -165,9 +166,9 @@ def test_input_errors_name_the_problem():
 
 
 def test_no_custom_op_env_var():
-    code = "from deepmd_paddle import ops; print(ops.op_available())"
+    code = "from deepmd_paddle.kernels.build import load_library; print(load_library() is not None)"
     env = dict(os.environ, DEEPMD_PADDLE_NO_CUSTOM_OP="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(ops.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(ops.__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
@@ -188,14 +189,14 @@ def test_broken_extra_library_keeps_the_core(monkeypatch, tmp_path):
         return ["core_op"]
 
     monkeypatch.setenv("DEEPMD_PADDLE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(ops, "_library_parts", lambda: [("core", [core], []), ("extra", [extra], [])])
-    monkeypatch.setattr(ops, "_build", fake_build)
-    monkeypatch.setattr(ops, "_register", lambda lib: ["core_op"])
-    monkeypatch.setattr(ops, "_find_compiler", lambda: "c++")
+    monkeypatch.setattr(build, "_library_parts", lambda: [("core", [core], []), ("extra", [extra], [])])
+    monkeypatch.setattr(build, "_build", fake_build)
+    monkeypatch.setattr(build, "_register", lambda lib: ["core_op"])
+    monkeypatch.setattr(build, "_find_compiler", lambda: "c++")
     for attempt in range(2):
-        monkeypatch.setattr(ops, "_state", {"tried": False, "lib": None})
+        monkeypatch.setattr(build, "_state", {"tried": False, "lib": None})
         with pytest.warns(RuntimeWarning, match=r"extra operators of extra.cc are unavailable .*compiler said no"):
-            lib = ops.load_op()
+            lib = load_library()
         assert lib.names == ("core_op",) and not hasattr(lib, "extra_op")
     assert builds == ["core", "extra"]  # the second process neither rebuilt nor retried
 
@@ -218,29 +219,27 @@ def run_env(rij, nl, atype, davg, dstd, rcut, fn=None):
 @pytest.mark.parametrize("kind", ["triclinic", "small", "open"])
 def test_build_rij_operator_equals_paddle(kind):
     """deepmd_build_rij (inference: no graph to the coordinates) gives build_rij's numbers
-    exactly, padded slots included, on two frames; and block_rij's for a block of centres."""
-    from deepmd_paddle.model.env_mat import build_rij
+    exactly, padded slots included, on two frames, also for a block of centres."""
+    from deepmd_paddle.kernels.twins import build_rij
 
     coord, box, atype, rcut, sel = frames(kind)
     c, b, a = tensors(coord, box, atype)
     nl, sh, _, _ = ops.neighbor_list(c, b, a, rcut, sel)
     want = build_rij(c, nl, sh).numpy()
-    op = ops.load_op()
+    op = load_library()
     got = op.deepmd_build_rij(c, nl, sh, paddle.arange(nl.shape[1], dtype="int64")).numpy()
     assert (nl.numpy() < 0).any() and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
-    # a block of centre atoms (export.py's lower program): rows of those atoms only
-    from deepmd_paddle.export import block_rij
-
+    # a block of centre atoms (the lower program): rows of those atoms only
     centre = paddle.to_tensor([5, 0, 3], dtype="int64")
     blk_nl, blk_sh = paddle.gather(nl, centre, axis=1), paddle.gather(sh, centre, axis=1)
-    want, _ = block_rij(c, a, blk_nl, blk_sh, centre)
+    want = build_rij(c, blk_nl, blk_sh, centre)
     np.testing.assert_array_equal(op.deepmd_build_rij(c, blk_nl, blk_sh, centre).numpy(), want.numpy())
     # its gradient in coord (there for static graphs) is build_rij's
     c.stop_gradient = False
     w = paddle.to_tensor(np.random.default_rng(1).normal(size=blk_sh.shape))
     (g_op,) = paddle.grad((op.deepmd_build_rij(c, blk_nl, blk_sh, centre) * w).sum(), c)
-    (g_pd,) = paddle.grad((block_rij(c, a, blk_nl, blk_sh, centre)[0] * w).sum(), c)
+    (g_pd,) = paddle.grad((build_rij(c, blk_nl, blk_sh, centre) * w).sum(), c)
     np.testing.assert_allclose(g_op.numpy(), g_pd.numpy(), rtol=1e-12, atol=1e-12)
 
 
@@ -379,7 +378,7 @@ def test_hessian_term_matches_finite_differences():
 def test_forces_through_coordinates_match_plain_paddle():
     """d/dcoord of a scalar of env, and a weight gradient of a force loss, op vs plain Paddle."""
     if env_mat_paddle is None:
-        pytest.skip("deepmd_paddle.model.env_mat is absent")
+        pytest.skip("deepmd_paddle.kernels.twins is absent")
     coord, box, atype, rcut, sel = frames("small", seed=7)
     davg, dstd = (paddle.to_tensor(x) for x in random_stats(2, sum(sel)))
     c, b, a = tensors(coord, box, atype)
@@ -423,7 +422,7 @@ def test_to_static_matches_eager():
 def test_bias_tanh_accuracy_and_derivatives():
     """The fused bias_tanh against NumPy's tanh (within a few ulp over the whole range, exact
     sign and zero), and its gradient and double gradient against the closed forms."""
-    op = ops.load_op()
+    op = load_library()
     if not hasattr(op, "bias_tanh"):
         pytest.skip("the fused activation library could not be built")
     rng = np.random.default_rng(5)

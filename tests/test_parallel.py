@@ -15,7 +15,8 @@ import pytest
 from deepmd_paddle import config
 from deepmd_paddle.data.batch import DataSet
 from deepmd_paddle.data.demo import make_demo
-from deepmd_paddle.train import checkpoint, parallel
+from deepmd_paddle.io import checkpoint
+from deepmd_paddle.train import parallel
 from deepmd_paddle.train.trainer import Trainer
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -8,10 +8,11 @@ every array to 1e-10 relative (float64) or 1e-5 (float32)."""
 import pathlib
 
 import numpy as np
+from deepmd_paddle.kernels.build import load_library
 import paddle
 import pytest
 
-from conftest import REFERENCE, needs_shared
+from conftest import REFERENCE, needs_shared, kernels_for
 
 MODEL = REFERENCE / "water_se_e2_a_two_side.dp"
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "deepmd-kit"
@@ -23,9 +24,9 @@ CASES = {
 
 
 def _paths():
-    from deepmd_paddle import ops
+    from deepmd_paddle.kernels import cpp as ops
     yield False
-    if ops.load_op() is not None:
+    if load_library() is not None:
         yield True
 
 
@@ -44,12 +45,12 @@ def _close(a, b, rtol=1e-10):
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("use_op", [False, True])
 def test_periodic_frames(case, use_op):
-    from deepmd_paddle.interop import load_dp
+    from deepmd_paddle.io import load_dp
     if use_op and True not in list(_paths()):
         pytest.skip("the C++ operator is not available")
     path, ref, rtol = _case(case)
     model = load_dp(path)
-    model.set_use_op(use_op)
+    model.set_kernels(kernels_for(use_op))
     nf = ref["coord"].shape[0]
     out = model(paddle.to_tensor(ref["coord"].astype("float64")), paddle.to_tensor(np.tile(ref["atype"], (nf, 1))),
                 paddle.to_tensor(ref["cell"].astype("float64")), do_atomic_virial=True)
@@ -63,12 +64,12 @@ def test_periodic_frames(case, use_op):
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("use_op", [False, True])
 def test_open_cluster(case, use_op):
-    from deepmd_paddle.interop import load_dp
+    from deepmd_paddle.io import load_dp
     if use_op and True not in list(_paths()):
         pytest.skip("the C++ operator is not available")
     path, ref, rtol = _case(case)
     model = load_dp(path)
-    model.set_use_op(use_op)
+    model.set_kernels(kernels_for(use_op))
     out = model(paddle.to_tensor(ref["nopbc_coord"].astype("float64")), paddle.to_tensor(ref["nopbc_atype"][None]), None)
     for key in ["energy", "force", "virial"]:
         _close(out[key].numpy(), ref["nopbc_" + key], rtol)
@@ -77,7 +78,7 @@ def test_open_cluster(case, use_op):
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("ext", [".dp", ".yaml"])
 def test_round_trip_bit_identical(tmp_path, case, ext):
-    from deepmd_paddle.interop import load_dp, save_dp
+    from deepmd_paddle.io import load_dp, save_dp
     a = load_dp(_case(case)[0])
     save_dp(a, str(tmp_path / ("m" + ext)))
     b = load_dp(str(tmp_path / ("m" + ext)))
@@ -91,7 +92,7 @@ def test_round_trip_bit_identical(tmp_path, case, ext):
 @needs_shared
 def test_unsupported_parts_are_named(tmp_path):
     import h5py, json
-    from deepmd_paddle.interop import load_dp
+    from deepmd_paddle.io import load_dp
     with h5py.File(MODEL, "r") as f:
         data = json.loads(f.attrs["json"])
         arrays = {k: f[k][()] for k in f.keys()}
@@ -113,7 +114,7 @@ def test_unsupported_parts_are_named(tmp_path):
 
 
 def test_not_a_model_file(tmp_path):
-    from deepmd_paddle.interop import load_dp
+    from deepmd_paddle.io import load_dp
     p = tmp_path / "x.dp"
     p.write_text("hello")
     with pytest.raises(ValueError, match="not an HDF5"):

@@ -13,7 +13,7 @@ from conftest import REFERENCE, REPO, WATER, needs_shared
 from deepmd_paddle import config
 from deepmd_paddle.config import ConfigError
 from deepmd_paddle.data.demo import make_demo
-from deepmd_paddle.train import checkpoint
+from deepmd_paddle.io import checkpoint
 from deepmd_paddle.train.loss import EnerLoss
 from deepmd_paddle.train.lr import LearningRateExp
 from deepmd_paddle.train.trainer import Trainer

@@ -4,19 +4,21 @@ and the five-element data set."""
 import os
 
 import numpy as np
+from deepmd_paddle.kernels.build import load_library
 import paddle
 import pytest
 
-from conftest import assert_smooth_across_rcut, loss_batch, small_model_config, strain_virial_fd, to_tensors
+from conftest import assert_smooth_across_rcut, loss_batch, small_model_config, strain_virial_fd, to_tensors, kernels_for
 
-from deepmd_paddle import config, ops
+from deepmd_paddle import config
+from deepmd_paddle.kernels import cpp as ops
 from deepmd_paddle.config import ConfigError
 from deepmd_paddle.model import EnergyModel
 from deepmd_paddle.model.descriptor_te import DescrptSeATebd
 from deepmd_paddle.model.elements import PropertyError, normalise, property_matrix
 
 TYPE_MAP = ["Cu", "Ni", "Au"]
-PATHS = [False, pytest.param(True, marks=pytest.mark.skipif(not ops.op_available(), reason="no C++ operator"))]
+PATHS = [False, pytest.param(True, marks=pytest.mark.skipif(not (load_library() is not None), reason="no C++ operator"))]
 SPECS = [  # (type_embedding, type_one_side)
     pytest.param(True, False, id="properties-centre"),
     pytest.param(["Z", "electronegativity"], True, id="two-properties"),
@@ -41,7 +43,7 @@ def te_model(spec=True, type_one_side=False, use_op=False, sel=(8, 8, 8), type_m
     dstd[..., 1:] = rng.uniform(0.1, 0.3, [n, 1, 1])
     d.set_stat(davg, dstd)
     model.fitting.set_bias(-1.0 - np.arange(n))
-    model.set_use_op(use_op)
+    model.set_kernels(kernels_for(use_op))
     return model
 
 
@@ -107,7 +109,7 @@ def test_force_loss_weight_gradient(spec, one_side):
             assert float(g.numpy()[idx]) == pytest.approx(fd, rel=1e-6, abs=1e-9)
 
 
-@pytest.mark.skipif(not ops.op_available(), reason="no C++ operator")
+@pytest.mark.skipif(not (load_library() is not None), reason="no C++ operator")
 @pytest.mark.parametrize("spec,one_side", SPECS)
 def test_fused_training_step_equals_autograd(spec, one_side):
     """The hand-assembled training step (train/fused_step.py) runs the type-embedding net as
@@ -150,7 +152,7 @@ def test_equals_per_type_nets_with_type_bias(one_side):
     ref = EnergyModel.from_config(cfg)
     ref.fitting.set_state_dict(model.fitting.state_dict())
     ref.descriptor.set_stat(model.descriptor.davg.numpy(), model.descriptor.dstd.numpy())
-    ref.set_use_op(False)
+    ref.set_kernels(kernels_for(False))
     te = model.descriptor.type_embedding().numpy()  # 3 x 5
     net = model.descriptor.embeddings[0]
     w, b = net.layers[0].w.numpy(), net.layers[0].b.numpy()
@@ -261,7 +263,8 @@ def test_missing_property_is_a_clear_error(tmp_path, type_map, spec, words):
     for w in words:
         assert w in str(err.value)
     with pytest.raises(PropertyError):  # the same check when the class is built directly
-        DescrptSeATebd(2, [4, 4], 4.0, 0.5, [4, 8], 4, type_map=type_map, type_embedding=spec)
+        DescrptSeATebd(2, [4, 4], 4.0, 0.5, [4, 8], 4, False, False, "float64", type_map=type_map,
+                       type_embedding=spec)
 
 
 def test_learned_embedding_takes_any_type_names():
@@ -284,7 +287,7 @@ def _tiny_system(tmp_path):
 def test_config_round_trip(tmp_path):
     """DeePMD-kit's model-level type_embedding section moves into the descriptor; the config a model
     reports builds the same model; serialize/deserialize and checkpoints keep the numbers."""
-    from deepmd_paddle.train import checkpoint
+    from deepmd_paddle.io import checkpoint
 
     raw = {"model": {"type_map": ["Cu", "Ni", "Au"], "type_embedding": {"neuron": [2], "seed": 5},
                      "descriptor": {"type": "se_e2_a", "sel": [8, 8, 8], "rcut": 3.5, "rcut_smth": 0.5,
@@ -318,9 +321,9 @@ def test_config_round_trip(tmp_path):
 
 # ----------------------------------------------------------------------------- export, DeepPot, ASE
 @pytest.mark.parametrize("portable", [pytest.param(False, marks=pytest.mark.skipif(
-    not ops.op_available(), reason="no C++ operator")), True])
+    not (load_library() is not None), reason="no C++ operator")), True])
 def test_freeze_deeppot_and_ase_match_the_dynamic_model(tmp_path, portable):
-    from deepmd_paddle import export
+    from deepmd_paddle.io import frozen as export
     from deepmd_paddle.calculator import DP
     from deepmd_paddle.infer import DeepPot
 

@@ -27,8 +27,8 @@ def main():
     ap.add_argument("--dpkit-python", required=True, help="a Python with deepmd-kit installed")
     ap.add_argument("--out", default="export_check")
     args = ap.parse_args()
-    from deepmd_paddle.export import load_model
-    from deepmd_paddle.interop import save_dp
+    from deepmd_paddle.io.load import load_model
+    from deepmd_paddle.io import save_dp
 
     os.makedirs(args.out, exist_ok=True)
     model = load_model(args.model)

@@ -49,27 +49,15 @@ def _chunks(sys: System, idx: np.ndarray, dtype: str):
         yield coord, atype, box
 
 
-def _probe_model(type_map: list[str], rcut: float):
-    """The smallest model whose descriptor runs the project's neighbour search at ``rcut``."""
-    from deepmd_paddle.config import model_args
-    from deepmd_paddle.model import EnergyModel
-
-    cfg = model_args().normalize_value({
-        "type_map": list(type_map),
-        "descriptor": {"type": "se_e2_a", "sel": [1] * len(type_map), "rcut": float(rcut), "rcut_smth": 0.0,
-                       "neuron": [1], "axis_neuron": 1, "precision": "float64", "seed": 0},
-        "fitting_net": {"neuron": [1], "precision": "float64", "seed": 0},
-    })
-    return EnergyModel.from_config(cfg)
-
-
 def neighbor_stat(systems: list[System], rcut: float, type_map: list[str]) -> tuple[float, np.ndarray]:
     """(smallest pair distance, largest neighbour count of each type) over every frame."""
-    desc = _probe_model(type_map, rcut).descriptor
+    from deepmd_paddle.kernels import default_backend
+
+    search = default_backend().neighbor_list
     min_dist, max_nbor = np.inf, np.zeros(len(type_map), dtype=np.int64)
     for sys in systems:
         for coord, atype, box in _chunks(sys, np.arange(sys.nframes), "float64"):
-            _, _, nmax, mindist = desc.env_mat_raw(coord, atype, box)
+            _, _, nmax, mindist = search(coord, box, atype, float(rcut), [1] * len(type_map))
             max_nbor = np.maximum(max_nbor, nmax.numpy().max(axis=0))
             min_dist = min(min_dist, float(mindist.numpy().min()))
     return min_dist, max_nbor

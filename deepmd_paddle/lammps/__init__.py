@@ -20,7 +20,7 @@ local atom's sel-sorted neighbour list among local and ghost atoms from LAMMPS's
 (r < rcut, open boundaries over that set: the ghosts are the periodic images). A bridge library
 (``src/bridge.cpp``, Python C API) passes the arrays' addresses to
 ``adapter.LammpsModel.compute``, which views them with numpy (no copy) and runs the model's
-``lower`` program (``deepmd_paddle.export``) on the local atoms as centres, in blocks of
+``lower`` program (``EnergyModel.forward_lower``) on the local atoms as centres, in blocks of
 ``DeepPot``'s atom budget and with ``DeepPot``'s backend choice (``auto``: paddle.inference
 from 1,000 atoms). The plugin links no Python: when ``lmp`` runs it, the plugin loads the
 libpython of the environment that built it and starts an interpreter with that environment's

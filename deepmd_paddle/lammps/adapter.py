@@ -2,7 +2,7 @@
 
 ``LammpsModel(path, elements)`` loads a model with ``DeepPot`` and maps LAMMPS types to model
 types; ``compute`` receives the addresses of LAMMPS's arrays, views them with numpy and runs the
-``lower`` program (``deepmd_paddle.export.LowerProgram``) with the local atoms as centres::
+``lower`` program (``EnergyModel.forward_lower``, through ``infer.blocks``) with the local atoms as centres::
 
     coord [1, nall, 3] (local + ghost atoms), atype [1, nall], nlist [1, nc, nnei],
     shift = 0 (the ghosts are the periodic images), centre = the block's local atoms
@@ -22,11 +22,12 @@ import os
 
 import numpy as np
 
+from .. import runtime
 from ..infer import DeepPot
-from .. import export
+from ..infer.blocks import lower_in_blocks
+from ..io.frozen import frozen_prefix
 
 LAMMPS_VIRIAL = [0, 4, 8, 3, 6, 7]  # LAMMPS's xx yy zz xy xz yz in the model's row-major 3 x 3
-_LOCAL_RANKS_ENV = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE")
 
 
 def _view(addr: int, n: int, ctype, shape):
@@ -36,29 +37,14 @@ def _view(addr: int, n: int, ctype, shape):
     return np.ctypeslib.as_array((ctype * n).from_address(addr)).reshape(shape)
 
 
-def _share_cores() -> None:
-    """Several ranks on one machine: split the cores among them unless the user set a count
-    (DeePMD-kit's DP_INTRA_OP_PARALLELISM_THREADS; our operators read DEEPMD_PADDLE_NUM_THREADS)."""
-    local = next((int(os.environ[k]) for k in _LOCAL_RANKS_ENV if os.environ.get(k, "").isdigit()), 1)
-    if local <= 1:
-        return
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    n = str(max(1, cores // local))
-    os.environ.setdefault("DP_INTRA_OP_PARALLELISM_THREADS", n)
-    os.environ.setdefault("DEEPMD_PADDLE_NUM_THREADS", n)
-
-
 class LammpsModel:
     """A model for ``pair_style deepmd/paddle PATH`` + ``pair_coeff * * ELEMENTS``."""
 
     def __init__(self, path: str, elements: str, backend: str | None = None):
-        if export.frozen_prefix(path) is None and not os.path.exists(path):
+        if frozen_prefix(path) is None and not os.path.exists(path):
             raise FileNotFoundError(f"model file {path!r} does not exist (a frozen model from `dpp freeze`, "
                                     "a checkpoint, or a DeePMD-kit .dp/.yaml file)")
-        _share_cores()
+        runtime.share_cores()  # several ranks on one machine split its cores
         self.dp = DeepPot(path, backend=backend)
         type_map = self.dp.get_type_map()
         names = elements.split()
@@ -67,24 +53,17 @@ class LammpsModel:
             raise ValueError(f"pair_coeff element(s) {unknown} are not in the model's type map; allowed: {type_map}")
         self.types = [type_map.index(n) for n in names]
         self.nnei = sum(self.dp.get_sel())
-        self._zeros: dict = {}
 
     def info(self):
         """(rcut, sel, model type of each LAMMPS type) for the pair style."""
         return self.dp.get_rcut(), list(self.dp.get_sel()), list(self.types)
 
-    def _shift(self, nc: int) -> np.ndarray:
-        z = self._zeros.get(nc)
-        if z is None:
-            z = self._zeros[nc] = np.zeros([1, nc, self.nnei, 3])
-        return z
-
     def compute(self, nloc, nall, x, atype, nlist, nnei, f, eatom, vatom, out):
         """Add forces (and per-atom energy/virial when their addresses are not 0) to LAMMPS's
         arrays; out[0] = energy, out[1:7] = virial (xx yy zz xy xz yz). Addresses are ints (see the
         module docstring)."""
-        res = _view(out, 7, ctypes.c_double, [7])
-        res[:] = 0.0
+        out_e = _view(out, 7, ctypes.c_double, [7])
+        out_e[:] = 0.0
         if nloc == 0:
             return
         if nnei != self.nnei:
@@ -95,16 +74,11 @@ class LammpsModel:
         force = _view(f, nall * 3, ctypes.c_double, [nall, 3])
         e_atom = _view(eatom, nall, ctypes.c_double, [nall]) if eatom else None
         v_atom = _view(vatom, nall * 6, ctypes.c_double, [nall, 6]) if vatom else None
-        runner = self.dp.runner_for(nloc)  # DeepPot's backend choice for a frame of nloc atoms
-        budget = self.dp.atom_budget
-        for c in range(0, nloc, budget):
-            e = min(nloc, c + budget)
-            centre = np.arange(c, e, dtype=np.int64)
-            ae, fo, vi, av = runner.lower(coord, types, nl[:, c:e], self._shift(e - c), centre)
-            res[0] += ae.sum()
-            res[1:] += vi.reshape(9)[LAMMPS_VIRIAL]
-            force += fo.reshape(nall, 3)
-            if e_atom is not None:
-                e_atom[c:e] += ae.reshape(-1)
-            if v_atom is not None:
-                v_atom += av.reshape(nall, 9)[:, LAMMPS_VIRIAL]
+        res = lower_in_blocks(self.dp.runner_for(nloc).lower, coord, types, nl, None, self.dp.atom_budget)
+        out_e[0] = res["energy"].sum()
+        out_e[1:] = res["virial"].reshape(9)[LAMMPS_VIRIAL]
+        force += res["force"].reshape(nall, 3)
+        if e_atom is not None:
+            e_atom[:nloc] += res["atom_energy"].reshape(-1)
+        if v_atom is not None:
+            v_atom += res["atom_virial"].reshape(nall, 9)[:, LAMMPS_VIRIAL]

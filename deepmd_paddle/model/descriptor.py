@@ -6,25 +6,36 @@ type pair when ``type_one_side`` is false), ``T_i = (1/nnei) sum_j G_ij^T R~_ij`
 ``D_i = T_i T_i<^T`` with ``T_i<`` the first ``axis_neuron`` rows: ng x axis_neuron features,
 flattened row-major (index ``g * axis_neuron + a``) as in DeePMD-kit.
 
-The neighbour list and the environment matrix come from the C++ operator when it is available
-and from the plain-Paddle twins in ``env_mat.py`` otherwise (``use_op=False`` forces them).
+The neighbour list, the environment matrix and the fused embedding are kernels of
+``self.kernels`` (``deepmd_paddle.kernels``: C++ operators or their plain-Paddle twins, fixed
+when the model is built or loaded). How the embedding nets run in a call is decided in one
+place, ``embedding_path``: the Paddle layers, the fused C++ operators, or the tables of a
+compressed model (``deepmd_paddle.model.tabulate``).
 """
 from __future__ import annotations
 
 import numpy as np
 import paddle
 
-from .. import ops
+from ..kernels import default_backend
+from ..kernels.checks import check_cutoffs
+from ..kernels.twins import const
 from . import init
-from .env_mat import build_rij, const, env_mat_paddle, neighbor_list_paddle
-from .network import EmbeddingNet, check_class
+from .network import EmbeddingNet, check_class, resolve_precision
+
+# how the embedding nets run in one call (embedding_path)
+LAYERS = "layers"            # the Paddle layers: every derivative
+FUSED = "fused"              # se_a_embed(_cached): values and forces, no gradient to the weights
+FUSED_TRAIN = "fused_train"  # se_a_embed_train: weight gradients, no second derivative in R~
+TABLES = "tables"            # a compressed model's tables (C++ when the kernels have it)
+TABLES_EXACT = "tables_exact"  # the tables' plain-Paddle twin: second derivatives in R~
 
 
 class DescrptSeA(paddle.nn.Layer):
-    def __init__(self, ntypes, sel, rcut, rcut_smth, neuron=(25, 50, 100), axis_neuron=16,
-                 type_one_side=False, resnet_dt=False, precision="float64", seed=None,
-                 activation_function="tanh", exclude_types=(), env_protection=0.0, set_davg_zero=False,
-                 trainable=True, type="se_e2_a"):
+    def __init__(self, ntypes, sel, rcut, rcut_smth, neuron, axis_neuron, type_one_side, resnet_dt,
+                 precision, seed=None, activation_function="tanh", exclude_types=(), env_protection=0.0,
+                 set_davg_zero=False, trainable=True, type="se_e2_a"):
+        """Arguments as the ``model/descriptor`` section (deepmd_paddle.config has the defaults)."""
         super().__init__()
         if type not in ("se_e2_a", "se_a"):
             raise NotImplementedError(f"descriptor type {type!r} is not supported; allowed: 'se_e2_a'")
@@ -34,15 +45,14 @@ class DescrptSeA(paddle.nn.Layer):
             raise NotImplementedError("descriptor.exclude_types is not supported (must be empty)")
         if env_protection:
             raise NotImplementedError("descriptor.env_protection other than 0 is not supported")
-        if not 0 <= rcut_smth < rcut:
-            raise ValueError(f"need 0 <= rcut_smth < rcut, got rcut_smth={rcut_smth}, rcut={rcut}")
+        check_cutoffs(rcut, sel, rcut_smth)
         if axis_neuron > neuron[-1]:
             raise ValueError(f"axis_neuron ({axis_neuron}) cannot exceed the last embedding width ({neuron[-1]})")
         self.ntypes, self.sel = ntypes, [int(s) for s in sel]
         self.rcut, self.rcut_smth = float(rcut), float(rcut_smth)
         self.neuron, self.axis_neuron = list(neuron), int(axis_neuron)
         self.type_one_side, self.resnet_dt = bool(type_one_side), bool(resnet_dt)
-        self.precision, self.activation_function = precision, activation_function
+        self.precision, self.activation_function = resolve_precision(precision), activation_function
         self.set_davg_zero = set_davg_zero
         self.nnei = sum(self.sel)
         self.sec = np.cumsum([0] + self.sel).tolist()  # slot offsets of each neighbour type
@@ -54,11 +64,12 @@ class DescrptSeA(paddle.nn.Layer):
         else:
             seeds = [init.shifted(seed, (ti * ntypes + t) * shift) for t in range(ntypes) for ti in range(ntypes)]
         self.embeddings = paddle.nn.LayerList(
-            [EmbeddingNet(neuron, activation_function, resnet_dt, precision, s) for s in seeds])
+            [EmbeddingNet(neuron, activation_function, resnet_dt, self.precision, s) for s in seeds])
         # statistics live in float64: the environment matrix is always computed in float64
         self.register_buffer("davg", paddle.zeros([ntypes, self.nnei, 4], "float64"))
         self.register_buffer("dstd", paddle.ones([ntypes, self.nnei, 4], "float64"))
-        self.use_op = None  # None: the operator when available
+        self.kernels = default_backend()  # the model's set_kernels fixes it for every layer
+        self.prefer_fused_training = False  # autograd through se_a_embed_train (see embedding_path)
         self.uniform_stats = True
         self.tabulation = None  # compressed model: deepmd_paddle.compress.Tabulation replaces the nets
 
@@ -80,28 +91,15 @@ class DescrptSeA(paddle.nn.Layer):
             (a[:, lo:hi] == a[:, lo:lo + 1]).all() for a in (davg, dstd) for lo, hi in zip(self.sec, self.sec[1:])
         )
 
-    def _op(self):
-        """The compiled operator module, or None for the plain-Paddle path."""
-        if self.use_op is False:
-            return None
-        op = ops.load_op()
-        if op is None and self.use_op:
-            raise RuntimeError("use_op=True but the C++ operator is not available (see the warning above)")
-        return op
-
     def neighbor_list(self, coord, atype, box, check: bool = True):
-        """(nlist, shift, nmax, mindist); see ``env_mat.neighbor_list_paddle``. ``check=False``:
-        the caller has run ``checks.check_inputs`` (the operator then skips its own)."""
-        if self._op() is not None:
-            return ops.neighbor_list(coord, box, atype, self.rcut, self.sel, check=check)
-        return neighbor_list_paddle(coord, box, atype, self.rcut, self.sel)
+        """(nlist, shift, nmax, mindist); see ``kernels.twins.neighbor_list``. ``check=False``:
+        the caller has run ``kernels.check_frames`` already."""
+        return self.kernels.neighbor_list(coord, box, atype, self.rcut, self.sel, check=check)
 
     def env_mat(self, rij, nlist, atype, davg=None, dstd=None):
         davg = self.davg if davg is None else davg
         dstd = self.dstd if dstd is None else dstd
-        if self._op() is not None:
-            return ops.env_mat(rij, nlist, atype, davg, dstd, self.rcut, self.rcut_smth)
-        return env_mat_paddle(rij, nlist, atype, davg, dstd, self.rcut, self.rcut_smth)
+        return self.kernels.env_mat(rij, nlist, atype, davg, dstd, self.rcut, self.rcut_smth)
 
     @paddle.no_grad()
     def env_mat_raw(self, coord, atype, box):
@@ -109,60 +107,58 @@ class DescrptSeA(paddle.nn.Layer):
         coord = coord.astype("float64")  # like the model: geometry is always float64
         box = None if box is None else box.astype("float64")
         nlist, shift, nmax, mindist = self.neighbor_list(coord, atype.astype("int32"), box)
-        rij = build_rij(coord, nlist, shift)
+        rij = self.kernels.build_rij(coord, nlist, shift, None)
         zero = paddle.zeros_like(self.davg)
         env = self.env_mat(rij, nlist, atype, zero, paddle.ones_like(self.dstd))
         return env, nlist, nmax, mindist
 
     # ---------------------------------------------------------------- descriptor
-    def fused_op(self):
-        """The fused C++ embedding (inference only: no gradient reaches the weights), or None."""
-        if self.activation_function != "tanh":
-            return None
-        op = self._op()
-        return op if op is not None and hasattr(op, "se_a_embed") and hasattr(op, "se_a_embed_train") else None
+    def fused_ready(self) -> bool:
+        """The nets can run in the fused C++ operators: tanh nets and kernels that have them."""
+        return self.activation_function == "tanh" and self.kernels.has("embed") and self.kernels.has("embed_train")
 
-    def forward(self, env, ti: int | None = None, fused: str | None = None, keep: list | None = None):
-        """D for a block of atoms whose normalised environment is ``env`` (nat x nnei x 4).
+    def embedding_path(self, second_order: bool) -> str:
+        """How the embedding nets run in a call; the one place that decides. ``second_order``:
+        the call differentiates twice in the positions (forces with ``create_graph`` and
+        coordinates that want a gradient).
 
-        ``ti`` is the centre type of the block (needed when ``type_one_side`` is false).
-        ``fused`` runs the embedding nets and ``G^T R~`` in one C++ operator: ``"infer"``
-        (``se_a_embed``: no gradient reaches the weights) or ``"train"`` (``se_a_embed_train``:
-        gradients and the force-loss double gradient reach the weights, but second derivatives
-        do not flow back into R~). None: the Paddle layers (every derivative).
-        ``keep[t]``: the largest number of real type-t neighbours of any atom in the block (the
-        Paddle layers then embed only those slots; see ``_contract``).
-        A compressed model (``self.tabulation``) evaluates its tables instead: the C++ operator
-        ``se_a_tabulate``, or its plain-Paddle twin when ``fused == "exact"`` (second derivatives
-        in R~) or without the operator.
-        Returns nat x (ng * axis_neuron).
-        """
+        A compressed model runs its tables (their plain-Paddle twin for second derivatives).
+        Frozen weights (DeepPot, exported programs) take the fused evaluation operator: in cache
+        per atom, memory O(threads), faster than Paddle's layers. Trainable weights take the
+        Paddle layers (the trainer's fused step, train/fused_step.py, calls the operators
+        itself), or, with ``prefer_fused_training``, autograd through se_a_embed_train."""
         if self.tabulation is not None:
-            op = self._op() if fused != "exact" else None
-            xyz = self.tabulation(env, ti, op if hasattr(op, "se_a_tabulate") else None)
+            return TABLES_EXACT if second_order else TABLES
+        if not self.fused_ready():
+            return LAYERS
+        if not any(not p.stop_gradient for p in self.parameters()):
+            return FUSED
+        return FUSED_TRAIN if self.prefer_fused_training and not second_order else LAYERS
+
+    def forward(self, env, ti: int | None = None, path: str = "layers", keep: list | None = None):
+        """D (nat x ng*axis_neuron) for a block of atoms whose normalised environment is ``env``
+        (nat x nnei x 4); ``ti`` is the block's centre type (needed when ``type_one_side`` is
+        false), ``path`` how the nets run (``embedding_path``). ``keep[t]``: the largest number
+        of real type-t neighbours of any atom in the block (the Paddle layers then embed only
+        those slots; see ``_contract``)."""
+        if path in (TABLES, TABLES_EXACT):
+            xyz = self.tabulation(env, ti, self.kernels if path == TABLES else None)
             d = self.from_contraction(xyz)
             return d if self.precision == "float64" else d.astype(self.precision)
         if self.precision != "float64":
             env = env.astype(self.precision)
-        if fused:
-            op = self.fused_op()
-            if fused == "train":
-                xyz = op.se_a_embed_train(env, self.fused_params(ti), *self.fused_attrs())
-            elif hasattr(op, "se_a_embed_cached"):  # keeps G, dG/ds for the force pass (small systems)
-                xyz, _ = op.se_a_embed_cached(env, self.fused_params(ti), *self.fused_attrs())
-            else:
-                xyz = op.se_a_embed(env, self.fused_params(ti), *self.fused_attrs())
+        if path == FUSED_TRAIN:
+            xyz = self.kernels.embed_train(env, self.fused_params(ti), *self.fused_attrs())
+        elif path == FUSED:  # se_a_embed_cached keeps G, dG/ds for the force pass (small systems)
+            xyz, _ = self.kernels.embed_cached(env, self.fused_params(ti), *self.fused_attrs())
         else:
             xyz = self._contract(env, ti, keep if self.uniform_stats else None)
         return self.from_contraction(xyz)
 
     def from_contraction(self, xyz):
         """D = T T<^T flattened (nat x ng*axis_neuron) from T = (1/nnei) sum_j G_j^T R~_j."""
-        op = self._op()
-        if xyz.dtype == paddle.float64 and hasattr(op, "se_a_descriptor"):
-            d = op.se_a_descriptor(xyz, self.axis_neuron)  # C++: Paddle's batched matmul is slow here
-        else:
-            d = paddle.matmul(xyz, xyz[:, : self.axis_neuron, :], transpose_y=True)  # nat x ng x axis
+        descriptor = self.kernels.get("descriptor", dtype=xyz.dtype)  # (named: see forward_lower)
+        d = descriptor(xyz, self.axis_neuron)  # nat x ng x axis
         return d.reshape([d.shape[0], -1])
 
     def fused_params(self, ti: int | None) -> list:

@@ -37,9 +37,9 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from .descriptor import DescrptSeA
+from .descriptor import LAYERS, DescrptSeA
 from .elements import PROPERTIES, canonical_name, normalise, property_matrix
-from .env_mat import const
+from ..kernels.twins import const
 from .network import EmbeddingNet, _store, check_class
 
 SERIAL_TYPE = "se_e2_a_tebd"  # our serialized descriptor type (DeePMD-kit has no such descriptor)
@@ -124,34 +124,35 @@ class DescrptSeATebd(DescrptSeA):
 
     one_pass = True  # forward takes a frame's centre types at once (EnergyModel.atomic_energy)
 
-    def __init__(self, ntypes, sel, rcut, rcut_smth, neuron=(25, 50, 100), axis_neuron=16, type_one_side=False,
-                 resnet_dt=False, precision="float64", seed=None, activation_function="tanh", exclude_types=(),
-                 env_protection=0.0, set_davg_zero=False, trainable=True, type="se_e2_a", type_embedding=True,
-                 type_map=None):
+    def __init__(self, ntypes, sel, rcut, rcut_smth, neuron, axis_neuron, type_one_side, resnet_dt, precision,
+                 seed=None, activation_function="tanh", exclude_types=(), env_protection=0.0, set_davg_zero=False,
+                 trainable=True, type="se_e2_a", type_embedding=True, type_map=None):
         # the parent's per-type nets are replaced below (type_one_side=True: build ntypes, not ntypes^2)
         super().__init__(ntypes, sel, rcut, rcut_smth, neuron, axis_neuron, True, resnet_dt, precision, seed,
                          activation_function, exclude_types, env_protection, set_davg_zero, trainable, type)
         if type_map is None or len(type_map) != ntypes:
             raise ValueError(f"a type embedding needs the model's type_map ({ntypes} element names), got {type_map}")
         self.type_one_side = bool(type_one_side)
-        self.type_embedding = TypeEmbedding(type_map, type_embedding, precision, seed)
+        self.type_embedding = TypeEmbedding(type_map, type_embedding, self.precision, seed)
         self.in_dim = 1 + self.type_embedding.dim * (1 if self.type_one_side else 2)
         self.embeddings = paddle.nn.LayerList(
-            [EmbeddingNet(neuron, activation_function, resnet_dt, precision, seed, in_dim=self.in_dim)])
+            [EmbeddingNet(neuron, activation_function, resnet_dt, self.precision, seed, in_dim=self.in_dim)])
         # the first layer's skip connection when its width equals (x) or doubles ([x, x]) in_dim
         n0, eye = int(neuron[0]), np.eye(self.in_dim)
         self.skip = eye if n0 == self.in_dim else np.hstack([eye, eye]) if n0 == 2 * self.in_dim else None
 
-    @paddle.jit.not_to_static
-    def fused_op(self):
-        """The fused C++ embedding, which takes this net as per-type one-input nets
-        (``fused_params``): only when the first layer is a plain tanh layer (no skip connection,
-        no timestep). The fused training step (train/fused_step.py) uses it; ``forward`` runs
-        the Paddle layers whatever ``fused`` says."""
+    def fused_ready(self) -> bool:
+        """The fused C++ operators take this net as per-type one-input nets (``fused_params``)
+        only when the first layer is a plain tanh layer (no skip connection, no timestep). The
+        fused training step (train/fused_step.py) uses them; ``forward`` runs the Paddle layers
+        whatever path it is given."""
         first = self.embeddings[0].layers[0]
         if self.skip is not None or first.idt is not None or first.w.shape[1] <= 2:
-            return None
-        return super().fused_op()
+            return False
+        return super().fused_ready()
+
+    def embedding_path(self, second_order: bool) -> str:
+        return LAYERS
 
     def fused_params(self, ti: int | None) -> list:
         """The net as the fused operators take it for centre type ti: per neighbour type t, a
@@ -168,12 +169,12 @@ class DescrptSeATebd(DescrptSeA):
         return [p for t in range(self.ntypes) for p in [w_s, bias[t], *shared]]
 
     # ---------------------------------------------------------------- descriptor
-    def forward(self, env, ti, fused: str | None = None, keep: list | None = None):
+    def forward(self, env, ti, path: str = "layers", keep: list | None = None):
         """D (nat x ng*axis_neuron) of atoms with normalised environment ``env`` (nat x nnei x 4).
 
-        ``ti``: the centre type of all of them (int) or of each (int tensor, nat). ``fused`` is
-        ignored (the Paddle layers run here; the fused operators serve the training step through
-        ``fused_params``), and so is ``keep`` (see ``_contract``).
+        ``ti``: the centre type of all of them (int) or of each (int tensor, nat). ``path`` is
+        always the Paddle layers here (the fused operators serve the training step through
+        ``fused_params``); ``keep`` is not needed (see ``_contract``).
         """
         if self.precision != "float64":
             env = env.astype(self.precision)

@@ -9,13 +9,13 @@ import numpy as np
 import paddle
 
 from . import init
-from .network import FittingNet, check_class
+from .network import FittingNet, check_class, resolve_precision
 
 
 class EnergyFitting(paddle.nn.Layer):
-    def __init__(self, ntypes, dim_descrpt, neuron=(240, 240, 240), resnet_dt=True, precision="float64",
-                 seed=None, activation_function="tanh", numb_fparam=0, numb_aparam=0, atom_ener=(),
-                 rcond=None, trainable=True, type="ener"):
+    def __init__(self, ntypes, dim_descrpt, neuron, resnet_dt, precision, seed=None, activation_function="tanh",
+                 numb_fparam=0, numb_aparam=0, atom_ener=(), rcond=None, trainable=True, type="ener"):
+        """Arguments as the ``model/fitting_net`` section (deepmd_paddle.config has the defaults)."""
         super().__init__()
         if type != "ener":
             raise NotImplementedError(f"fitting_net type {type!r} is not supported; allowed: 'ener'")
@@ -24,11 +24,12 @@ class EnergyFitting(paddle.nn.Layer):
         if atom_ener:
             raise NotImplementedError("fitting_net.atom_ener is not supported")
         self.ntypes, self.dim_descrpt = ntypes, dim_descrpt
-        self.neuron, self.resnet_dt, self.precision = list(neuron), bool(resnet_dt), precision
+        self.neuron, self.resnet_dt, self.precision = list(neuron), bool(resnet_dt), resolve_precision(precision)
         self.activation_function, self.rcond = activation_function, rcond
         seed, shift = init.check_seed(seed), init.net_seed_shift(neuron)  # DeePMD-kit's seeds per type
         self.nets = paddle.nn.LayerList(
-            [FittingNet(dim_descrpt, neuron, activation_function, resnet_dt, precision, init.shifted(seed, t * shift))
+            [FittingNet(dim_descrpt, neuron, activation_function, resnet_dt, self.precision,
+                        init.shifted(seed, t * shift))
              for t in range(ntypes)])
         self.register_buffer("bias_atom_e", paddle.zeros([ntypes], "float64"))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from .. import ops
+from ..kernels import default_backend
 from . import init
 
 ACTIVATIONS = {
@@ -25,6 +25,11 @@ ACTIVATIONS = {
     "linear": lambda x: x,
     "none": lambda x: x,
 }
+
+
+def resolve_precision(name: str) -> str:
+    """DeePMD-kit's precision names: "default" is float64."""
+    return "float64" if name == "default" else name
 
 
 def get_activation(name: str):
@@ -52,7 +57,7 @@ class Dense(paddle.nn.Layer):
         self.b = self._param(init.normal((n_out,), init.shifted(seed, 1), bias_mean, bias_std))
         self.idt = (self._param(init.normal((n_out,), init.shifted(seed, 2), idt_mean, 0.001))
                     if self.use_timestep else None)
-        self.use_op = None  # None: fused C++ activation when available; False: plain Paddle
+        self.kernels = default_backend()  # the model's set_kernels fixes it for every layer
 
     def _param(self, value):
         p = self.create_parameter(list(value.shape), dtype=self.precision)
@@ -76,11 +81,9 @@ class Dense(paddle.nn.Layer):
         return y
 
     def _bias_act(self, z):
-        """act(z + b); tanh runs in one fused C++ pass when the operator library is in use."""
-        if self.activation_function == "tanh" and self.use_op is not False:
-            op = ops.load_op()
-            if op is not None and hasattr(op, "bias_tanh"):
-                return op.bias_tanh(z, self.b)
+        """act(z + b); tanh is the ``bias_tanh`` kernel (one fused C++ pass, or its twin)."""
+        if self.activation_function == "tanh":
+            return self.kernels.bias_tanh(z, self.b)
         return self.act(z + self.b)
 
     def serialize(self, arrays: dict) -> dict:

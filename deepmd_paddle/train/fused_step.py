@@ -34,36 +34,31 @@ from __future__ import annotations
 
 import paddle
 
-from ..model.env_mat import build_rij
 from ..model.energy_model import EnergyModel
+
+PASSES = ("embed_cached", "embed_vjp", "embed_ggt", "embed_pgrad")  # the C++ kernels this step runs
 
 
 def supported(model) -> bool:
     """The model's embedding can run in the fused operators (tanh nets, operators built)."""
-    from ..model.descriptor import DescrptSeA
-
-    desc = getattr(model, "descriptor", None)
-    # compressed models (tables) train by autograd through their layers; a type embedding
-    # passes its net to the operators as per-type nets (DescrptSeATebd.fused_params)
-    if not isinstance(model, EnergyModel) or not isinstance(desc, DescrptSeA) or getattr(desc, "tabulation", None):
-        return False
+    if not isinstance(model, EnergyModel) or model.descriptor.tabulation is not None:
+        return False  # compressed models (tables) train by autograd through their layers
+    desc = model.descriptor
     if not any(not p.stop_gradient for p in desc.parameters()):
         return False  # frozen embedding nets: nothing for the fused sweep to do
-    op = desc.fused_op()
-    return op is not None and all(
-        hasattr(op, n) for n in ("se_a_embed_cached", "se_a_embed_vjp", "se_a_embed_ggt", "se_a_embed_pgrad"))
+    # a type embedding passes its net to the operators as per-type nets (DescrptSeATebd.fused_params)
+    return desc.fused_ready() and all(model.kernels.has(name) for name in PASSES)
 
 
 def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     """Loss and l2 of batch ``b`` (as ``loss_fn`` returns them); every trainable parameter's
     ``.grad`` receives the loss gradient (accumulated, like ``loss.backward()``)."""
-    desc = model.descriptor
-    op = desc.fused_op()
+    desc, kern = model.descriptor, model.kernels
     attrs = desc.fused_attrs()
     prec = desc.precision
     coord, atype, box, nlist, shift, _ = model.prepare(b["coord"], b["atype"], b["box"])
     nf, nloc, nnei = coord.shape[0], coord.shape[1], desc.nnei
-    rij = build_rij(coord, nlist, shift)
+    rij = kern.get("build_rij", order=1)(coord, nlist, shift, None)
     rij.stop_gradient = False
     env = desc.env_mat(rij, nlist, atype)  # graph rij -> R~ (for the forces)
     flat = env.detach().reshape([-1, nnei, 4])
@@ -71,8 +66,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
 
     # blocks of atoms that share embedding nets: one per centre type, or all atoms at once when
     # the nets do not depend on the centre type (type_one_side)
-    by_type = [(ti, paddle.nonzero(at == ti).reshape([-1])) for ti in range(model.ntypes)]
-    by_type = [(ti, idx) for ti, idx in by_type if idx.shape[0] > 0]
+    by_type = model.centre_blocks(at)
     groups = [(0, None)] if desc.type_one_side else by_type
     blocks = []
     for ti, idx in groups:
@@ -81,7 +75,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
             env_i = env_i.astype(prec)
         live = desc.fused_params(ti)
         params = [p.detach() for p in live]
-        t, cache = op.se_a_embed_cached(env_i, params, *attrs)  # cache: G, dG/ds (empty if too big)
+        t, cache = kern.embed_cached(env_i, params, *attrs)  # cache: G, dG/ds (empty if too big)
         t.stop_gradient = False
         blocks.append({"idx": idx, "env": env_i, "live": live, "params": params, "T": t, "cache": cache})
     energies, index = [], []
@@ -90,7 +84,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
             t = blocks[k]["T"]
         else:
             t = blocks[0]["T"] if len(by_type) == 1 else paddle.gather(blocks[0]["T"], idx)
-        energies.append(model.fitting(desc.from_contraction(t), ti) + model.out_bias[ti])
+        energies.append(model.atom_energy_of(desc.from_contraction(t), ti))
         index.append(idx)
     energy = EnergyModel.in_atom_order(energies, index).reshape([nf, nloc, 1]).sum(axis=1)  # nf x 1
     gts = paddle.grad(energy.sum(), [bl["T"] for bl in blocks], create_graph=True)
@@ -98,13 +92,11 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     # dE/dR~ by the fused operator, then forces and virial through the env-mat gradient
     parts = []
     for bl, gt in zip(blocks, gts):
-        parts.append(op.se_a_embed_vjp(bl["env"], bl["params"], gt.detach(), bl["cache"], *attrs).astype("float64"))
+        parts.append(kern.embed_vjp(bl["env"], bl["params"], gt.detach(), bl["cache"], *attrs).astype("float64"))
     genv = (parts[0] if desc.type_one_side else EnergyModel.in_atom_order(parts, index)).reshape(env.shape)
     genv.stop_gradient = False
     (g,) = paddle.grad(env, rij, grad_outputs=genv, create_graph=True)  # nf x nloc x nnei x 3
-    force = model._force(g, nlist)
-    virial = -paddle.matmul(g.reshape([nf, -1, 3]), rij.detach().reshape([nf, -1, 3]),
-                            transpose_x=True).reshape([nf, 9])
+    force, virial, _ = kern.get("prod_force_virial", order=1)(coord, g, rij.detach(), nlist, None, atomic=False)
 
     loss_fv, l2 = loss_fn({"energy": energy.detach(), "force": force, "virial": virial}, b, lr)
     a = None
@@ -117,7 +109,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
         a = a.reshape([-1, nnei, 4])
         for bl, gt in zip(blocks, gts):
             bl["a"] = (a if bl["idx"] is None else paddle.gather(a, bl["idx"])).astype(prec)
-            ggt = op.se_a_embed_ggt(bl["env"], bl["params"], bl["a"], bl.pop("cache"), *attrs)
+            ggt = kern.embed_ggt(bl["env"], bl["params"], bl["a"], bl.pop("cache"), *attrs)
             surrogate = surrogate + (gt * ggt).sum()
     if isinstance(surrogate, paddle.Tensor) and not surrogate.stop_gradient:
         surrogate.backward()  # fitting weights, out_bias if trainable, and Tbar on each T
@@ -128,7 +120,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
         tbar = bl["T"].grad
         if tbar is None and "a" not in bl:
             continue
-        flat_g = op.se_a_embed_pgrad(bl["env"], bl["params"], empty if tbar is None else tbar,
+        flat_g = kern.embed_pgrad(bl["env"], bl["params"], empty if tbar is None else tbar,
                                      gt.detach() if "a" in bl else empty, bl.get("a", empty), *attrs)
         parts = paddle.split(flat_g, [int(p.numel()) for p in bl["live"]])
         for p, part in zip(bl["live"], parts):

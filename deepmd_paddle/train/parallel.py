@@ -59,35 +59,19 @@ import os
 import numpy as np
 import paddle
 
+from .. import runtime
+
 log = logging.getLogger(__name__)
 
 SCALE_BY_WORKER = ("linear", "sqrt", "none")
 COMM_BUFFER_MB = 256  # gradient bucket size: float64 models up to 32 M parameters in one all-reduce
 INPLACE_NUMEL = 1 << 16  # fused training step: gradients this large are all-reduced in place
 STOP_CHECK_STEPS = 10  # steps between the ranks' agreements on a requested stop
-OPS_THREADS_ENV = "DEEPMD_PADDLE_NUM_THREADS"  # the custom operators' thread cap (deepmd_paddle.ops)
 
 
 def world_size_from_env() -> int:
     """Number of workers the Paddle launcher started (1 when not launched)."""
     return int(os.environ.get("PADDLE_TRAINERS_NUM") or 1)
-
-
-def local_size_from_env() -> int:
-    """Workers on this machine."""
-    return int(os.environ.get("PADDLE_LOCAL_SIZE") or os.environ.get("PADDLE_TRAINERS_NUM") or 1)
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # no sched_getaffinity (macOS)
-        return os.cpu_count() or 1
-
-
-def cores_per_process() -> int:
-    """Cores for each worker on this machine (all of them for a single process)."""
-    return max(1, usable_cores() // local_size_from_env())
 
 
 def rank_seed(seed: int | None, rank: int) -> int | None:
@@ -115,8 +99,7 @@ class Parallel:
             return
         import paddle.distributed as dist
 
-        if local_size_from_env() > 1:  # share the cores (before any operator reads its thread count)
-            os.environ.setdefault(OPS_THREADS_ENV, str(cores_per_process()))
+        runtime.share_cores()  # before any operator reads its thread count
         if not dist.is_initialized():
             dist.init_parallel_env()
         self.rank, self.size = dist.get_rank(), dist.get_world_size()

@@ -31,22 +31,14 @@ import paddle
 from deepmd_paddle.data.batch import DataSet
 from deepmd_paddle.data.stats import data_energy_bias, env_mat_stat, resolve_sel, stat_frames
 from deepmd_paddle.data.system import load_system
-from deepmd_paddle.train import checkpoint, fused_step, parallel
+from deepmd_paddle import runtime
+from deepmd_paddle.io import checkpoint
+from deepmd_paddle.train import fused_step, parallel
 from deepmd_paddle.train.loss import EnerLoss
 from deepmd_paddle.train.lr import LearningRateExp
 
 log = logging.getLogger(__name__)
-THREADS_ENV = "DP_INTRA_OP_PARALLELISM_THREADS"  # DeePMD-kit's name; default: every usable core
 FUSED_ENV = "DEEPMD_PADDLE_FUSED_TRAINING"  # "0": autograd through the Paddle layers instead
-
-
-def set_threads() -> int:
-    """Threads of Paddle's CPU math library (Paddle's own default is 1)."""
-    from paddle.base import core
-
-    n = int(os.environ.get(THREADS_ENV) or parallel.cores_per_process())  # cores / workers on this machine
-    core.set_num_threads(max(1, n))
-    return n
 
 
 def to_paddle(batch: dict, dtype: str) -> dict:
@@ -68,7 +60,7 @@ class Trainer:
         self.config = cfg = copy.deepcopy(config)
         self.outdir = outdir
         self.par = par = parallel.Parallel()  # rank and world size; a single process when not launched
-        log.info("%d CPU threads (set %s to change)", set_threads(), THREADS_ENV)
+        log.info("%d CPU threads (set %s to change)", runtime.set_paddle_threads(), runtime.THREADS_ENV)
         if par.is_main:
             os.makedirs(outdir, exist_ok=True)
         tr = cfg["training"]

@@ -1,8 +1,8 @@
-"""Neighbour list and environment matrix of se_e2_a in plain Paddle operations.
-
-This is the reference path of the C++ operator (``deepmd_paddle.ops``): same signatures, same
-outputs, differentiated by Paddle's autograd. It runs where no compiler is available, inside a
-portable exported graph, and in the tests that hold the operator to it.
+"""The plain-Paddle twins of the C++ kernels: same signatures and outputs as ``cpp.py``,
+differentiated by Paddle's autograd to any order. They run where no compiler is available,
+inside a portable exported graph, wherever a derivative is needed that a C++ operator does not
+give, and in the tests that hold each C++ kernel to its twin (the table in
+``deepmd_paddle.kernels``).
 
 Maths (Zhang et al., NeurIPS 2018, Eq. 2-3; DeePMD-kit's se_e2_a), for centre i and neighbour j:
 ``r_ij = r_j - r_i``, ``r = |r_ij|``,
@@ -33,12 +33,20 @@ def switch(r: paddle.Tensor, rcut_smth: float, rcut: float) -> paddle.Tensor:
     return u2 * u * (-6.0 * u2 + 15.0 * u - 10.0) + 1.0
 
 
-def build_rij(coord: paddle.Tensor, nlist: paddle.Tensor, shift: paddle.Tensor) -> paddle.Tensor:
-    """r_ij = coord[j] + shift - coord[i], differentiable in ``coord``.
+def build_rij(coord, nlist, shift, centre=None):
+    """r_ij = coord[j] + shift - coord[i] for the centre atoms i (``centre``, nc indices; None:
+    every atom, nc = nall), differentiable in ``coord``: nf x nc x nnei x 3.
 
-    coord: nf x nloc x 3; nlist: nf x nloc x nnei (-1 padded); shift: nf x nloc x nnei x 3.
+    coord: nf x nall x 3; nlist: nf x nc x nnei (-1 padded); shift: nf x nc x nnei x 3.
     Padded slots hold meaningless vectors: every consumer masks them with ``nlist >= 0``.
     """
+    if centre is not None:
+        nf, nc, nnei = nlist.shape[0], nlist.shape[1], nlist.shape[2]
+        xc = paddle.gather(coord, centre, axis=1)  # nf x nc x 3
+        idx = paddle.clip(nlist, min=0).astype("int64").reshape([nf, -1, 1])
+        idx = paddle.expand(idx, [nf, idx.shape[1], 3])
+        cj = paddle.take_along_axis(coord, idx, axis=1).reshape([nf, nc, nnei, 3])
+        return cj + shift - xc.unsqueeze(2)
     nf, nloc, nnei = nlist.shape[0], nlist.shape[1], nlist.shape[2]
     frame = (paddle.arange(nf, dtype="int64") * nloc).reshape([nf, 1, 1])
     idx = (paddle.clip(nlist, min=0).astype("int64") + frame).reshape([-1])  # rows of the flat coords
@@ -47,7 +55,7 @@ def build_rij(coord: paddle.Tensor, nlist: paddle.Tensor, shift: paddle.Tensor) 
     return cj + shift - coord.unsqueeze(2)  # nf x nloc x nnei x 3
 
 
-def env_mat_paddle(rij, nlist, atype, davg, dstd, rcut: float, rcut_smth: float):
+def env_mat(rij, nlist, atype, davg, dstd, rcut: float, rcut_smth: float):
     """Normalised environment matrix R~ (nf x nloc x nnei x 4) from r_ij."""
     mask = (nlist >= 0).unsqueeze(-1)  # nf x nloc x nnei x 1
     # padded slots get a vector beyond rcut: w = 0 there, and so do all its derivatives
@@ -81,7 +89,7 @@ def _box_images(box: paddle.Tensor, rcut: float) -> paddle.Tensor:
 
 
 @paddle.no_grad()
-def neighbor_list_paddle(coord, box, atype, rcut: float, sel: list[int]):
+def neighbor_list(coord, box, atype, rcut: float, sel: list[int], check: bool = True):
     """Brute-force neighbour list: (nlist int32, shift, nmax int32, mindist).
 
     coord: nf x nloc x 3; box: nf x 9 or None (open boundaries); atype: nf x nloc.
@@ -89,7 +97,12 @@ def neighbor_list_paddle(coord, box, atype, rcut: float, sel: list[int]):
     shift: nf x nloc x nnei x 3 so that r_ij = coord[j] + shift - coord[i];
     nmax: nf x ntypes, the largest neighbour count of each type over the centre atoms;
     mindist: nf, the smallest distance between two distinct atoms (or images), capped at rcut.
+    ``check``: validate the inputs first (``checks.check_frames``, eager mode only).
     """
+    if check and paddle.in_dynamic_mode():
+        from .checks import check_frames
+
+        check_frames(coord, atype, box, len(sel), rcut=rcut)
     nf, nloc = coord.shape[0], coord.shape[1]
     dtype = coord.dtype
     if box is None:
@@ -142,3 +155,116 @@ def neighbor_list_paddle(coord, box, atype, rcut: float, sel: list[int]):
     shift = paddle.concat(shifts, axis=2)
     nmax = paddle.stack(counts, axis=-1).astype("int32")
     return nlist, shift, nmax, mindist
+
+
+def _scatter(val, index, nall):
+    """out[f, index[f, a]] += val[f, a] for val nf x n x k, index nf x n in [0, nall)."""
+    nf, k = val.shape[0], val.shape[-1]
+    frame = (paddle.arange(nf, dtype="int64") * nall).reshape([nf, 1])
+    out = paddle.zeros([nf * nall, k], dtype=val.dtype)
+    out = paddle.index_add(out, (index + frame).reshape([-1]), 0, val.reshape([-1, k]))
+    return out.reshape([nf, nall, k])
+
+
+def prod_force_virial(coord, g, rij, nlist, centre=None, atomic: bool = True):
+    """(force nf x nall x 3, virial nf x 9, atom_virial nf x nall x 9 or None) from
+    ``g = dE/dr_ij`` of the centre atoms (``centre``; None: all, nc = nall).
+
+    ``F = -dE/dr``: the centre gets ``+sum_j g_ij``, the neighbour ``-g_ij``; the virial is
+    ``W = -sum_ij g_ij (x) r_ij`` (DeePMD-kit's sign) and the atomic virial puts each pair's
+    term on the neighbour j, as DeePMD-kit's operators do. Padded slots carry g = 0."""
+    nf, nall = coord.shape[0], coord.shape[1]
+    nc, nnei = nlist.shape[1], nlist.shape[2]
+    j = paddle.clip(nlist.astype("int64"), min=0).reshape([nf, -1])  # nf x nc*nnei
+    if centre is None:
+        ci = paddle.expand(paddle.arange(nc, dtype="int64").reshape([1, nc]), [nf, nc])
+    else:
+        ci = paddle.expand(centre.reshape([1, nc]), [nf, nc])
+    force = _scatter(g.sum(axis=2), ci, nall) - _scatter(g.reshape([nf, -1, 3]), j, nall)
+    virial = -paddle.matmul(g.reshape([nf, -1, 3]), rij.reshape([nf, -1, 3]), transpose_x=True).reshape([nf, 9])
+    atom_virial = None
+    if atomic:
+        pair = -(g.unsqueeze(-1) * rij.unsqueeze(-2)).reshape([nf, nc * nnei, 9])  # nf x nc*nnei x 9
+        atom_virial = _scatter(pair, j, nall)
+    return force, virial, atom_virial
+
+
+def bias_tanh(z, b):
+    """tanh(z + b)."""
+    return paddle.tanh(z + b)
+
+
+def descriptor(xyz, axis_neuron: int):
+    """D = T T<^T: nat x ng x axis_neuron from T (nat x ng x 4)."""
+    return paddle.matmul(xyz, xyz[:, :axis_neuron, :], transpose_y=True)
+
+
+def embed(env, params, sel, nlayer: int, timestep: bool):
+    """T = (1/nnei) sum_j G_j^T R~_j (nat x ng x 4) with the embedding nets given as the fused
+    operators take them: per neighbour type, per layer W, b and, with ``timestep`` on a layer
+    with a skip connection (width kept or doubled), idt. Layers are DeePMD-kit's:
+    ``y = idt * tanh(x W + b) + (x or [x, x])``."""
+    xyz, k, off = None, 0, 0
+    for n in sel:
+        e = env[:, off:off + n, :]  # nat x n x 4
+        x = e[:, :, :1]
+        for _ in range(nlayer):
+            w, b = params[k], params[k + 1]
+            k += 2
+            n_in, n_out = w.shape[0], w.shape[1]
+            y = paddle.tanh((x * w.reshape([-1]) if n_in == 1 else paddle.matmul(x, w)) + b)
+            if n_out in (n_in, 2 * n_in):
+                if timestep:
+                    y = y * params[k]
+                    k += 1
+                y = y + (x if n_out == n_in else paddle.concat([x, x], axis=-1))
+            x = y
+        part = paddle.matmul(x, e, transpose_x=True)  # nat x ng x 4
+        xyz = part if xyz is None else xyz + part
+        off += n
+    return xyz * const(xyz, 1.0 / sum(sel))
+
+
+def embed_cached(env, params, sel, nlayer: int, timestep: bool):
+    """(T, an empty cache): ``embed`` with the C++ operator's outputs."""
+    return embed(env, params, sel, nlayer, timestep), paddle.zeros([0], env.dtype)
+
+
+def tabulate(env, coef, info, sel, ti, type_one_side, ng):
+    """(T nat x ng x 4, out-of-range count [1] int64): the tables of a compressed model (``cpp.tabulate``) in Paddle operations,
+    differentiable to any order in ``env`` (the interval index is piecewise constant)."""
+    ntypes, nnei = len(sel), sum(sel)
+    k = coef.shape[2]
+    xyz, nout, off = None, None, 0
+    for t, n in enumerate(sel):
+        if n == 0:
+            continue
+        net = t if type_one_side else ti + t * ntypes
+        row = info[net]
+        lower, upper, ext, h1, h2, n1, n2 = (row[i] for i in range(7))
+        e = env[:, off:off + n, :]  # nat x n x 4
+        s = e[:, :, 0]
+        sd = s.detach()  # the interval and its start: piecewise constant (floor has no double grad)
+        in1 = paddle.logical_and(sd >= lower, sd < upper)
+        in2 = paddle.logical_and(sd >= upper, sd < ext)
+        inside = paddle.logical_or(in1, in2)
+        k1 = paddle.minimum(paddle.floor((sd - lower) / h1), n1 - 1)
+        k2 = paddle.minimum(paddle.floor((sd - upper) / h2), n2 - 1)
+        zero = paddle.zeros_like(sd)
+        below = sd < lower
+        idx = paddle.where(in1, k1, paddle.where(in2, n1 + k2, paddle.where(below, zero, zero + n1 + n2 - 1)))
+        x0 = paddle.where(in1, lower + k1 * h1, upper + k2 * h2)
+        end = paddle.where(below, zero, zero + paddle.where(n2 > 0, h2, h1))  # clamped: a table end
+        tt = paddle.where(inside, s - paddle.where(inside, x0, zero), end)
+        c = paddle.gather(coef[net], idx.reshape([-1]).astype("int64"))[:, :, :ng]  # nat*n x K x ng
+        c = c.reshape([s.shape[0], n, k, ng])
+        tt = tt.unsqueeze(-1)
+        g = c[:, :, k - 1]
+        for p in range(k - 2, -1, -1):
+            g = g * tt + c[:, :, p]  # nat x n x ng
+        part = paddle.matmul(g, e, transpose_x=True)  # nat x ng x 4
+        xyz = part if xyz is None else xyz + part
+        cnt = paddle.logical_not(inside).astype("int64").sum().reshape([1])
+        nout = cnt if nout is None else nout + cnt
+        off += n
+    return xyz / paddle.full([1], float(nnei), "float64"), nout

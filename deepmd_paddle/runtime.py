@@ -1,4 +1,5 @@
-"""Process-level settings that make Paddle fast on CPU; applied once when the package loads.
+"""Process-level settings, in one place: malloc and OpenMP tuning applied once when the package
+loads, and the thread counts of Paddle and of the C++ kernels.
 
 glibc's malloc serves blocks above its mmap threshold (128 kB, adapting up to 32 MB) with
 fresh ``mmap`` calls and gives them back on free, so every large temporary tensor is paid
@@ -54,3 +55,55 @@ def tune_allocator() -> bool:
         return False
     _done = bool(ok)
     return _done
+
+
+# ----------------------------------------------------------------------------- threads
+THREADS_ENV = "DP_INTRA_OP_PARALLELISM_THREADS"  # DeePMD-kit's name: Paddle's CPU math threads
+KERNEL_THREADS_ENV = "DEEPMD_PADDLE_NUM_THREADS"  # the C++ kernels' OpenMP threads (custom_ops/threads.h)
+# processes on this machine: Paddle's launcher, then the MPI launchers (LAMMPS under mpirun)
+_LOCAL_SIZE_ENVS = ("PADDLE_LOCAL_SIZE", "PADDLE_TRAINERS_NUM", "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE",
+                    "MV2_COMM_WORLD_LOCAL_SIZE")
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity (macOS)
+        return os.cpu_count() or 1
+
+
+def local_processes() -> int:
+    """Processes of this run on this machine (1 when not launched by Paddle or MPI)."""
+    for key in _LOCAL_SIZE_ENVS:
+        value = os.environ.get(key, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def cores_per_process() -> int:
+    """Cores for each process of this run on this machine (all of them for a single process)."""
+    return max(1, usable_cores() // local_processes())
+
+
+def share_cores() -> None:
+    """Several processes on one machine: each takes its share of the cores, in Paddle and in
+    the C++ kernels, unless the user set the counts. Call before the first kernel runs."""
+    if local_processes() > 1:
+        os.environ.setdefault(THREADS_ENV, str(cores_per_process()))
+        os.environ.setdefault(KERNEL_THREADS_ENV, str(cores_per_process()))
+
+
+def set_paddle_threads() -> int:
+    """Threads of Paddle's CPU math library (Paddle's own default is 1): ``THREADS_ENV``, or this
+    process's share of the cores."""
+    from paddle.base import core
+
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    try:
+        n = int(raw) if raw not in ("", "0") else cores_per_process()
+    except ValueError:
+        raise ValueError(f"{THREADS_ENV} must be a whole number of threads, got {raw!r}") from None
+    n = max(1, n)
+    core.set_num_threads(n)
+    return n

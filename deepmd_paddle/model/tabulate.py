@@ -1,4 +1,4 @@
-"""Model compression (DP Compress, Lu et al., JCTC 18 (2022) 5559; ``dpp compress``).
+"""Model compression: the embedding nets as tables (DP Compress, Lu et al., JCTC 18 (2022) 5559).
 
 Each se_e2_a embedding net maps one scalar, ``s = R~[0]`` (the first column of the normalised
 environment matrix), to ng values, so it can be tabulated. For every net (neighbour type t,
@@ -19,10 +19,12 @@ or the pair (centre type, neighbour type) when ``type_one_side`` is false):
   digit). A frozen model cannot count: ``DeepPot`` warns when a pair is closer than the
   tables reach. D = T T<^T runs in a second C++ operator (``se_a_descriptor``).
 
-The tabulated G is contracted with R~ in one C++ operator (``se_a_tabulate``,
+The tabulated G is contracted with R~ in one C++ operator (the ``tabulate`` kernel,
 ``custom_ops/tabulate.h``) with its gradient (forces, virials) and the double gradient in the
-upstream cotangent (a force loss reaching the fitting net when fine-tuning); ``tabulate_paddle``
-is the plain-Paddle twin (parity tests, no compiler, and second derivatives in positions).
+upstream cotangent (a force loss reaching the fitting net when fine-tuning); its plain-Paddle
+twin (``kernels.twins.tabulate``) serves parity tests, no compiler, and second derivatives in
+positions. The tables are buffers of the descriptor (``descriptor.tabulation``), so checkpoints
+carry them and ``EnergyModel.from_config`` rebuilds the layout from ``config["compress"]``.
 
 The compressed model keeps its embedding nets (serialization) but does not use them; their
 weights are frozen, so fine-tuning trains the fitting net only. ``model.get_config()["compress"]``
@@ -30,13 +32,13 @@ records the table set-up, so checkpoints of a compressed model rebuild it.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import os
 
 import numpy as np
 import paddle
+
+from ..kernels import twins
 
 log = logging.getLogger("deepmd_paddle")
 
@@ -137,14 +139,13 @@ class Tabulation(paddle.nn.Layer):
     def net_index(self, ti: int, t: int) -> int:
         return t if self.type_one_side else ti + t * self.ntypes
 
-    def forward(self, env, ti: int, op=None):
+    def forward(self, env, ti: int, kernels=None):
         """T = (1/nnei) sum_j G(s_j)^T R~_j (nat x ng x 4, float64) for atoms of centre type ti:
-        the operator ``op.se_a_tabulate`` when given, else the plain-Paddle twin."""
+        the ``tabulate`` kernel of ``kernels`` (None: the plain-Paddle twin, which gives second
+        derivatives in ``env``)."""
         env = env.astype("float64")
-        if op is not None:
-            xyz, nout = op.se_a_tabulate(env, self.coef, self.info, self.sel, ti, self.type_one_side, self.ng)
-        else:
-            xyz, nout = tabulate_paddle(env, self.coef, self.info, self.sel, ti, self.type_one_side, self.ng)
+        tabulate = twins.tabulate if kernels is None else kernels.tabulate
+        xyz, nout = tabulate(env, self.coef, self.info, self.sel, ti, self.type_one_side, self.ng)
         if paddle.in_dynamic_mode():
             n = int(nout.numpy().reshape(-1)[0])
             before = self.n_out_of_range
@@ -201,47 +202,6 @@ def _distance_at(desc, s_max: float) -> float:
     return hi
 
 
-# ----------------------------------------------------------------------------- plain-Paddle twin
-def tabulate_paddle(env, coef, info, sel, ti, type_one_side, ng):
-    """(T nat x ng x 4, out-of-range count [1] int64): ``se_a_tabulate`` in Paddle operations,
-    differentiable to any order in ``env`` (the interval index is piecewise constant)."""
-    ntypes, nnei = len(sel), sum(sel)
-    k = coef.shape[2]
-    xyz, nout, off = None, None, 0
-    for t, n in enumerate(sel):
-        if n == 0:
-            continue
-        net = t if type_one_side else ti + t * ntypes
-        row = info[net]
-        lower, upper, ext, h1, h2, n1, n2 = (row[i] for i in range(7))
-        e = env[:, off:off + n, :]  # nat x n x 4
-        s = e[:, :, 0]
-        sd = s.detach()  # the interval and its start: piecewise constant (floor has no double grad)
-        in1 = paddle.logical_and(sd >= lower, sd < upper)
-        in2 = paddle.logical_and(sd >= upper, sd < ext)
-        inside = paddle.logical_or(in1, in2)
-        k1 = paddle.minimum(paddle.floor((sd - lower) / h1), n1 - 1)
-        k2 = paddle.minimum(paddle.floor((sd - upper) / h2), n2 - 1)
-        zero = paddle.zeros_like(sd)
-        below = sd < lower
-        idx = paddle.where(in1, k1, paddle.where(in2, n1 + k2, paddle.where(below, zero, zero + n1 + n2 - 1)))
-        x0 = paddle.where(in1, lower + k1 * h1, upper + k2 * h2)
-        end = paddle.where(below, zero, zero + paddle.where(n2 > 0, h2, h1))  # clamped: a table end
-        tt = paddle.where(inside, s - paddle.where(inside, x0, zero), end)
-        c = paddle.gather(coef[net], idx.reshape([-1]).astype("int64"))[:, :, :ng]  # nat*n x K x ng
-        c = c.reshape([s.shape[0], n, k, ng])
-        tt = tt.unsqueeze(-1)
-        g = c[:, :, k - 1]
-        for p in range(k - 2, -1, -1):
-            g = g * tt + c[:, :, p]  # nat x n x ng
-        part = paddle.matmul(g, e, transpose_x=True)  # nat x ng x 4
-        xyz = part if xyz is None else xyz + part
-        cnt = paddle.logical_not(inside).astype("int64").sum().reshape([1])
-        nout = cnt if nout is None else nout + cnt
-        off += n
-    return xyz / paddle.full([1], float(nnei), "float64"), nout
-
-
 # ----------------------------------------------------------------------------- the model
 def attach(model, spec: dict, tables: Tabulation | None = None) -> None:
     """Switch ``model``'s descriptor to the tables (empty ones of ``spec``'s shape when
@@ -277,65 +237,3 @@ def compress_model(model, stride: float = 0.01, extrapolate: float = 5.0, order:
              tab.coef.shape[0], order, stride, [round(float(v), 3) for v in tab.info.numpy()[:, 1]],
              spec["nint"], mb, spec["r_table"], spec["min_nbor_dist"])
     return model
-
-
-def min_nbor_dist_from_input(path: str, rcut: float, type_map: list) -> float:
-    """The smallest pair distance over the training systems of a training input file."""
-    from . import config
-    from .data.stats import neighbor_stat
-    from .data.system import load_system
-
-    cfg = config.load(path)
-    data = cfg["training"]["training_data"]
-    systems = [load_system(p, type_map, data.get("fmt")) for p in data["systems"]]
-    return neighbor_stat(systems, rcut, type_map)[0]
-
-
-# ----------------------------------------------------------------------------- CLI
-def add_compress_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("-i", "--input", required=True,
-                   help="the model: a checkpoint (file, prefix or folder) or a DeePMD-kit .dp/.yaml file")
-    p.add_argument("-o", "--output", default="frozen_model_compressed",
-                   help="a frozen-model prefix (default: frozen_model_compressed), or OUT.ckpt for a checkpoint "
-                        "to fine-tune with `dpp train --init-model OUT.ckpt`, or OUT.dp")
-    p.add_argument("-s", "--step", "--stride", dest="stride", type=float, default=0.01,
-                   help="table stride in s = R~[0] (default 0.01); 10x beyond the data's range")
-    p.add_argument("-e", "--extrapolate", type=float, default=5.0,
-                   help="the coarse table reaches this factor times the largest s of the data (default 5)")
-    p.add_argument("--order", type=int, default=5, help="5: DP Compress (default); 3: Hermite")
-    p.add_argument("-t", "--training-script", help="training input: scan its systems for the smallest pair "
-                                                    "distance when the model stores none")
-    p.add_argument("--min-nbor-dist", type=float, help="the smallest pair distance to tabulate from, A")
-    return p
-
-
-def compress_main(args: argparse.Namespace) -> int:
-    from .export import freeze, load_model
-
-    from .export import frozen_prefix
-
-    check_args(args.stride, args.extrapolate, args.order)
-    if frozen_prefix(args.input):
-        raise ValueError(f"compress: {args.input} is a frozen model; compression needs the trainable model it came "
-                         "from (a checkpoint or a DeePMD-kit .dp/.yaml file)")
-    model = load_model(args.input)
-    mnd = args.min_nbor_dist
-    if mnd is None and args.training_script:
-        mnd = min_nbor_dist_from_input(args.training_script, model.descriptor.rcut, model.type_map)
-    compress_model(model, args.stride, args.extrapolate, args.order, mnd)
-    out = args.output
-    ext = os.path.splitext(out)[1].lower()
-    if ext == ".ckpt":
-        from .train import checkpoint
-
-        written = checkpoint.save(out, 0, model, None, {"model": model.get_config()}, state={}) + ".safetensors"
-    elif ext in (".dp", ".yaml", ".yml"):
-        raise ValueError("compress: DeePMD-kit's .dp format has no tables; write a frozen model or OUT.ckpt")
-    else:
-        freeze(model, out)
-        written = out + ".json"
-    spec = model.descriptor.tabulation.spec
-    print(f"compressed {args.input} -> {written} (order {spec['order']}, stride {spec['stride']}, "
-          f"extrapolate {spec['extrapolate']}, {spec['nint']} intervals per net; tables valid for pair distances "
-          f">= {spec['r_table']:.4f} A, data minimum {spec['min_nbor_dist']:.4f} A)")
-    return 0

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..model import EnergyModel
 
 

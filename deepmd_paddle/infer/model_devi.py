@@ -79,8 +79,8 @@ def make_model_devi(models: list[str], system: str, output: str, frequency: int 
     """``dpp model-devi``: every system found under ``system``; returns the rows per system."""
     import os
 
-    from .data.system import expand_systems, load_system
-    from .infer import DeepPot
+    from ..data.system import expand_systems, load_system
+    from .deeppot import DeepPot
 
     dps = [DeepPot(m) for m in models]
     check_type_maps(dps)

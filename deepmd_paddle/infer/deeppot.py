@@ -21,128 +21,31 @@ Memory is bounded by an atom budget (``atom_budget=`` or ``$DEEPMD_PADDLE_ATOM_B
 x frames per call, default ``DEFAULT_ATOM_BUDGET``): frames are batched up to it, and a frame
 larger than it is cut into blocks of centre atoms: the neighbour list is built once for the
 frame, each block's energy and its share of forces and virials come from the ``lower``
-program (``deepmd_paddle.export``), and the shares add up. Peak memory grows with the budget
+program (``deepmd_paddle.infer.blocks``), and the shares add up. Peak memory grows with the budget
 (standard water model, jit: 1.3 GB at 2,048, 2.1 GB at 12,288 atoms per call), time per atom
 hardly changes with it, so a frame of 98,304 atoms runs in 2 GB.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 import warnings
+
 import numpy as np
 import paddle
 
-from . import export
-from .model.checks import MIN_PAIR_DISTANCE, check_inputs, check_neighbors
+from .. import runtime
+from ..io import frozen
+from ..io.load import load_model
+from ..kernels import MIN_PAIR_DISTANCE, check_frames, check_neighbors
+from ..model import EnergyModel
+from .blocks import descriptor_in_blocks, lower_in_blocks
+from .runners import DynamicRunner, JitRunner, ModelFileError, PredictorRunner, read_meta, register_operators
 
 ATOM_BUDGET_ENV = "DEEPMD_PADDLE_ATOM_BUDGET"
 BACKEND_ENV = "DEEPMD_PADDLE_INFER_BACKEND"
-THREADS_ENV = "DP_INTRA_OP_PARALLELISM_THREADS"  # DeePMD-kit's name; default: all usable cores
-# (for the dynamic and jit backends it sets Paddle's process-wide CPU math threads, as training does)
 DEFAULT_ATOM_BUDGET = 2048
 BACKENDS = ("auto", "predictor", "jit", "dynamic")
 AUTO_PREDICTOR_ATOMS = 1000  # "auto": paddle.inference from this many atoms per call
-
-
-class ModelFileError(ValueError):
-    """A path that is not a model this package can read."""
-
-
-# ----------------------------------------------------------------------------- runners
-class _DynamicRunner:
-    """The ``EnergyModel`` itself, in dynamic mode (its own input checks run). A model read
-    from a file gets constant weights: the backward pass for forces then computes no weight
-    gradients (a model object passed in is left trainable)."""
-
-    def __init__(self, model, owned: bool):
-        self.model = model.eval()
-        if owned:
-            for p in self.model.parameters():
-                p.stop_gradient = True
-        self.lower_layer = export.LowerProgram(self.model)
-        self.desc_layer = export.DescriptorProgram(self.model)
-
-    def full(self, coord, atype, box, atomic):
-        t = paddle.to_tensor
-        out = self.model(t(coord), t(atype), None if box is None else t(box), do_atomic_virial=atomic)
-        keys = ["energy", "force", "virial", "atom_energy"] + (["atom_virial"] if atomic else [])
-        return [out[k].numpy() for k in keys] + ([None] if not atomic else []) + [None, None]
-
-    def lower(self, *arrays):
-        return [o.numpy() for o in self.lower_layer(*[paddle.to_tensor(a) for a in arrays])]
-
-    def desc(self, *arrays):
-        with paddle.no_grad():
-            return self.desc_layer(*[paddle.to_tensor(a) for a in arrays]).numpy()
-
-
-class _PredictorRunner:
-    """``paddle.inference`` predictors, one per program, created on first use."""
-
-    def __init__(self, prefix: str, meta: dict, threads: int):
-        self.prefix, self.meta, self.threads = prefix, meta, threads
-        self.predictors: dict = {}
-
-    def _run(self, name, arrays):
-        pred = self.predictors.get(name)
-        if pred is None:
-            suffix = export.PROGRAMS[name][0]
-            cfg = paddle.inference.Config(self.prefix + suffix + ".json", self.prefix + suffix + ".pdiparams")
-            cfg.disable_onednn()  # wrong numbers on CPU otherwise
-            cfg.disable_glog_info()
-            cfg.set_cpu_math_library_num_threads(self.threads)
-            pred = self.predictors[name] = paddle.inference.create_predictor(cfg)
-        for key, a in zip(export.PROGRAMS[name][1], arrays):
-            pred.get_input_handle(key).copy_from_cpu(a)
-        pred.run()
-        return [pred.get_output_handle(n).copy_to_cpu() for n in pred.get_output_names()]
-
-    def full(self, coord, atype, box, atomic):
-        return self._run("nopbc", [coord, atype]) if box is None else self._run("pbc", [coord, atype, box])
-
-    def lower(self, *arrays):
-        return self._run("lower", arrays)
-
-    def desc(self, *arrays):
-        return self._run("desc", arrays)[0]
-
-
-class _JitRunner:
-    """``paddle.jit.load``: one layer whose methods are the programs (Paddle's naming rule).
-
-    jit.load also reads every ``<prefix>*.<name>.json`` next to the model as a method, so
-    another model whose name starts with this one's would be mixed in: the files are linked
-    into a private folder first."""
-
-    def __init__(self, prefix: str):
-        tmp = tempfile.mkdtemp(prefix="deepmd_paddle_jit_")
-        try:
-            for suffix, _, _ in export.PROGRAMS.values():
-                for ext in (".json", ".pdiparams"):
-                    os.symlink(os.path.abspath(prefix + suffix + ext), os.path.join(tmp, "model" + suffix + ext))
-            self.layer = paddle.jit.load(os.path.join(tmp, "model"))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.layer.eval()
-
-    def _run(self, method, arrays):
-        with paddle.no_grad():
-            out = method(*[paddle.to_tensor(a) for a in arrays])
-        return [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
-
-    def full(self, coord, atype, box, atomic):
-        if box is None:
-            return self._run(self.layer.nopbc, [coord, atype])
-        return self._run(self.layer.forward, [coord, atype, box])
-
-    def lower(self, *arrays):
-        return self._run(self.layer.lower, arrays)
-
-    def desc(self, *arrays):
-        return self._run(self.layer.desc, arrays)[0]
 
 
 # ----------------------------------------------------------------------------- DeepPot
@@ -166,22 +69,20 @@ class DeepPot:
         if atom_budget is None and isinstance(auto_batch_size, int) and not isinstance(auto_batch_size, bool):
             atom_budget = auto_batch_size
         self.atom_budget = _atom_budget(atom_budget)
-        self.model_file = None if isinstance(model, export.EnergyModel) else os.fspath(model)
-        prefix = None if self.model_file is None else export.frozen_prefix(self.model_file)
+        self.model_file = None if isinstance(model, EnergyModel) else os.fspath(model)
+        prefix = None if self.model_file is None else frozen.frozen_prefix(self.model_file)
+        threads = runtime.set_paddle_threads()  # Paddle's default is 1
+        self._large = None  # the runner of calls of AUTO_PREDICTOR_ATOMS atoms and more
         if prefix is not None:
             self.meta = read_meta(prefix)
-            self._use_op = self.meta["uses_custom_op"]
-            if self._use_op:
-                _register_op(prefix, self.meta)
+            if self.meta["uses_custom_op"]:
+                register_operators(prefix, self.meta)
             if backend == "dynamic":
                 raise ValueError(f"{self.model_file} is a frozen model: backend must be predictor or jit")
             self.backend = backend
-            self._runner = (_PredictorRunner(prefix, self.meta, _threads()) if backend == "predictor"
-                            else _JitRunner(prefix))
+            self._runner = PredictorRunner(prefix, threads) if backend == "predictor" else JitRunner(prefix)
             if backend == "auto":  # predictors are created on first use
-                self._large = _PredictorRunner(prefix, self.meta, _threads())
-            if backend != "predictor":
-                paddle.base.core.set_num_threads(_threads())  # Paddle's default is 1
+                self._large = PredictorRunner(prefix, threads)
         else:
             if backend not in ("auto", "dynamic"):
                 raise ValueError(f"{self.model_file or 'the model'} is not frozen: backend {backend!r} needs "
@@ -189,17 +90,12 @@ class DeepPot:
             if self.model_file is not None and not os.path.exists(self.model_file):
                 raise FileNotFoundError(f"model {self.model_file!r} does not exist")
             try:
-                m = export.load_model(model)
+                m = load_model(model)
             except (ValueError, NotImplementedError) as e:
                 raise ModelFileError(str(e)) from None
             self.meta = _meta_of(m)
-            from . import ops
-
-            self._use_op = m.descriptor.use_op is not False and ops.load_op() is not None
             self.backend = "dynamic"
-            self._runner = _DynamicRunner(m, owned=self.model_file is not None)
-            self._large = None
-            paddle.base.core.set_num_threads(_threads())  # Paddle's default is 1
+            self._runner = DynamicRunner(m, owned=self.model_file is not None)
         self.type_map = list(self.meta["type_map"])
 
     # ---------------------------------------------------------------- getters (DeePMD-kit's)
@@ -252,13 +148,13 @@ class DeepPot:
             f = slice(s, min(nf, s + per_call))
             b = None if box is None else box[f]
             if na > self.atom_budget:
-                res = self._blocks(coord[f], atype[f], b)
+                nlist, shift = self._neighbor_list(coord[f], atype[f], b)
+                res = lower_in_blocks(self.runner_for(na).lower, coord[f], atype[f], nlist, shift, self.atom_budget)
             else:
-                res = self._runner_for(atype[f].size).full(coord[f], atype[f], b, atomic)
-                self._check_neighbors(res[5], res[6], coord[f], b)
-            for k, v in zip(("energy", "force", "virial", "atom_energy", "atom_virial"), res):
-                if k in out:
-                    out[k][f] = v.reshape(out[k][f].shape)
+                res = self.runner_for(atype[f].size).full(coord[f], atype[f], b, atomic)
+                self._check_neighbors(res["nmax"], res["mindist"], coord[f], b)
+            for k in out:
+                out[k][f] = res[k].reshape(out[k][f].shape)
         keys = ("energy", "force", "virial") + (("atom_energy", "atom_virial") if atomic else ())
         return tuple(out[k] for k in keys)
 
@@ -271,10 +167,8 @@ class DeepPot:
         for s in range(0, nf, per_call):
             f = slice(s, min(nf, s + per_call))
             nlist, shift = self._neighbor_list(coord[f], atype[f], None if box is None else box[f])
-            for c in range(0, na, self.atom_budget):
-                centre = np.arange(c, min(na, c + self.atom_budget), dtype=np.int64)
-                out[f, centre] = self._runner.desc(coord[f], atype[f], np.ascontiguousarray(nlist[:, centre]),
-                                                   np.ascontiguousarray(shift[:, centre]), centre)
+            out[f] = descriptor_in_blocks(self._runner.desc, coord[f], atype[f], nlist, shift, self.atom_budget,
+                                          out.shape[-1])
         return out
 
     # ---------------------------------------------------------------- internals
@@ -311,52 +205,27 @@ class DeepPot:
                 raise ValueError(f"cells must have shape [nframes, 9] = [{nf}, 9] (or [{nf}, 3, 3]), "
                                  f"got {list(box.shape)}")
             box = np.ascontiguousarray(box.reshape(nf, 9))
-        check_inputs(coord, atype, box, len(self.type_map), self.type_map, self.get_rcut())
+        check_frames(coord, atype, box, len(self.type_map), self.type_map, self.get_rcut())
         return np.ascontiguousarray(coord), box, atype
 
     def _neighbor_list(self, coord, atype, box):
-        """(nlist [nf,na,nnei] int32, shift [nf,na,nnei,3]) for the whole frames, checked."""
-        from . import ops
+        """(nlist [nf,na,nnei] int32, shift [nf,na,nnei,3]) for the whole frames, checked (the
+        inputs passed check_frames already)."""
+        from ..kernels import default_backend
 
         t = paddle.to_tensor
         c, a, b = t(coord), t(atype), None if box is None else t(box)
-        if self._use_op or ops.load_op() is not None:  # the same list; O(N) instead of O(N^2)
-            # the inputs passed check_inputs in _prepare: no second check
-            nlist, shift, nmax, mindist = ops.neighbor_list(c, b, a, self.get_rcut(), self.get_sel(), check=False)
-        else:
-            from .model.env_mat import neighbor_list_paddle
-
-            nlist, shift, nmax, mindist = neighbor_list_paddle(c, b, a, self.get_rcut(), self.get_sel())
+        nlist, shift, nmax, mindist = default_backend().neighbor_list(c, b, a, self.get_rcut(), self.get_sel(),
+                                                                      check=False)
         self._check_neighbors(nmax.numpy(), mindist.numpy(), coord, box)
         return nlist.numpy(), shift.numpy()
 
     def runner_for(self, atoms: int):
-        """The program runner this DeepPot uses for a call of ``atoms`` atoms (its backend
-        choice). Its ``lower(coord, atype, nlist, shift, centre)`` evaluates a block of centre
-        atoms (at most ``atom_budget``) with a neighbour list given by the caller: energies of
-        the centres, forces and virials on all atoms (the LAMMPS pair style uses it)."""
-        return self._runner_for(atoms)
-
-    def _runner_for(self, atoms: int):
-        """The runner of a call with ``atoms`` atoms (frames x atoms): see ``auto`` above."""
-        large = getattr(self, "_large", None)
-        return large if large is not None and atoms >= AUTO_PREDICTOR_ATOMS else self._runner
-
-    def _blocks(self, coord, atype, box):
-        """Frames larger than the budget: blocks of centre atoms through the lower program."""
-        nf, na = atype.shape
-        nlist, shift = self._neighbor_list(coord, atype, box)
-        force, virial = np.zeros([nf, na, 3]), np.zeros([nf, 9])
-        atom_energy, atom_virial = np.empty([nf, na, 1]), np.zeros([nf, na, 9])
-        for c in range(0, na, self.atom_budget):
-            centre = np.arange(c, min(na, c + self.atom_budget), dtype=np.int64)
-            ae, f, v, av = self._runner_for(na).lower(coord, atype, np.ascontiguousarray(nlist[:, centre]),
-                                              np.ascontiguousarray(shift[:, centre]), centre)
-            atom_energy[:, centre] = ae
-            force += f
-            virial += v
-            atom_virial += av
-        return atom_energy.sum(axis=1), force, virial, atom_energy, atom_virial
+        """The program runner this DeepPot uses for a call of ``atoms`` atoms (frames x atoms; its
+        backend choice, see ``auto`` above). Its ``lower(coord, atype, nlist, shift, centre)``
+        evaluates a block of centre atoms with a neighbour list given by the caller (the LAMMPS
+        pair style uses it through ``blocks.lower_in_blocks``)."""
+        return self._large if self._large is not None and atoms >= AUTO_PREDICTOR_ATOMS else self._runner
 
     def _check_neighbors(self, nmax, mindist, coord, box):
         """Refuse overlapping atoms, warn on neighbours beyond sel (the model's checks)."""
@@ -384,42 +253,10 @@ def types_from_symbols(symbols, type_map, type_dict: dict | None = None) -> np.n
     return np.vectorize(lookup.__getitem__, otypes=[np.int32])(symbols)
 
 
-def read_meta(prefix: str) -> dict:
-    path = prefix + export.META_SUFFIX
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{path}: not a readable frozen-model description ({e})") from None
-    if meta.get("format") != export.FORMAT:
-        raise ModelFileError(f"{path}: format {meta.get('format')!r}, expected {export.FORMAT!r} "
-                             "(freeze the model again with this version)")
-    missing = [prefix + s + e for s, _, _ in export.PROGRAMS.values() for e in (".json", ".pdiparams")
-               if not os.path.isfile(prefix + s + e)]
-    if missing:
-        raise ModelFileError(f"frozen model {prefix!r} is incomplete: missing {missing}")
-    return meta
-
-
 def _meta_of(model) -> dict:
     d = model.descriptor
     return {"type_map": list(model.type_map), "rcut": d.rcut, "sel": list(d.sel),
             "dim_descriptor": d.get_dim_out(), "model_def_script": model.get_config()}
-
-
-def _register_op(prefix: str, meta: dict) -> None:
-    from . import ops
-
-    if ops.load_op() is None:
-        raise RuntimeError(f"{prefix}: this model was frozen with the C++ operator, which is not available in "
-                           "this process (see the warning above). Freeze it again with `dpp freeze --portable` "
-                           "for a plain-Paddle graph, or make a C++ compiler available.")
-    current = export.custom_op_signatures()
-    changed = sorted(op for op, sig in meta.get("custom_ops", {}).items() if current.get(op) != sig)
-    if changed:
-        raise ModelFileError(f"{prefix}: frozen with another version of the C++ operator(s) {changed} (inputs or "
-                             "attributes differ, and Paddle would abort running it); freeze the model again "
-                             "with this version of deepmd_paddle")
 
 
 def _atom_budget(value) -> int:
@@ -431,16 +268,6 @@ def _atom_budget(value) -> int:
     if budget <= 0:
         raise ValueError(f"atom budget ({ATOM_BUDGET_ENV}) must be a positive integer, got {raw!r}")
     return budget
-
-
-def _threads() -> int:
-    raw = os.environ.get(THREADS_ENV, "")
-    if raw.strip() not in ("", "0"):
-        return max(1, int(raw))
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def load_evaluator(path) -> DeepPot:

@@ -1,0 +1,98 @@
+"""``dpp``: the command line. Each subcommand is one row of ``COMMANDS``: (help, add_args, run);
+the commands live beside this file (train, test, model) or in their stage (model-devi, the
+LAMMPS plugin).
+
+    dpp train input.json [--restart CKPT | --init-model CKPT] [-o OUTDIR] [--nproc N]
+    dpp freeze -c CKPT -o PREFIX
+    dpp test -m MODEL -s SYSTEM [-n N] [-d DETAIL_PREFIX]
+    dpp neighbor-stat -s SYSTEM -r RCUT -t TYPE [TYPE ...]
+    dpp plot lcurve.out -o lcurve.png
+    dpp demo [-o DIR]
+    dpp compress -i MODEL -o OUT [-s 0.01] [-e 5] [--order 5|3] [-t INPUT]
+    dpp convert IN OUT
+    dpp model-devi -m M1 M2 ... -s SYSTEM -o model_devi.out
+    dpp lammps-plugin --build [-o DIR]
+
+Errors in the user's input (config, data, model files: ValueError and OSError) print one line
+and exit with code 1; ``-v DEBUG`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import model, test, train
+from .test import load_evaluator, test_model  # noqa: F401  (the Python API of dpp test)
+
+
+def _args_model_devi(p):
+    from ..infer.model_devi import add_model_devi_args
+    add_model_devi_args(p)
+
+
+def _run_model_devi(args):
+    from ..infer.model_devi import model_devi_main
+    return model_devi_main(args)
+
+
+def _args_lammps_plugin(p):
+    from ..lammps.build import add_args
+
+    add_args(p)
+
+
+def _run_lammps_plugin(args):
+    from ..lammps.build import main
+
+    return main(args)
+
+
+COMMANDS = {
+    "train": ("train a model from an input file", train.args_train, train.run_train),
+    "freeze": ("export a checkpoint to a static model", model.args_freeze, model.run_freeze),
+    "test": ("errors of a model on labelled systems", test.args_test, test.run_test),
+    "neighbor-stat": ("largest neighbour counts and smallest distance in the data", test.args_neighbor_stat,
+                      test.run_neighbor_stat),
+    "plot": ("plot lcurve.out to a PNG", test.args_plot, test.run_plot),
+    "demo": ("make EMT copper data, train, freeze, test and plot, end to end", train.args_demo, train.run_demo),
+    "convert": ("convert between DeePMD-kit .dp/.yaml, checkpoints and frozen models", model.args_convert,
+                model.run_convert),
+    "model-devi": ("model deviation of several models on a system (DeePMD-kit's model_devi.out)",
+                   _args_model_devi, _run_model_devi),
+    "compress": ("tabulate the embedding nets (DP Compress): a faster model for inference", model.args_compress,
+                 model.run_compress),
+    "lammps-plugin": ("build the LAMMPS pair style deepmd/paddle (plugin load) and print its path",
+                      _args_lammps_plugin, _run_lammps_plugin),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dpp", description="DeepPot-SE (se_e2_a) on PaddlePaddle")
+    parser.add_argument("-v", "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_, add_args, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        add_args(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return args.run(args)
+    except (ValueError, NotImplementedError, OSError) as e:  # bad input: config, data, model files
+        if args.log_level == "DEBUG":
+            raise
+        print(f"dpp {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"dpp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,160 @@
+"""The three ways ``DeepPot`` runs a model, behind one interface. Each runner has
+
+- ``full(coord, atype, box, atomic)``: whole frames -> {energy, force, virial, atom_energy,
+  atom_virial (when ``atomic``), nmax, mindist (None where the model checked itself)};
+- ``lower(coord, atype, nlist, shift, centre)``: a block of centre atoms with a given neighbour
+  list -> {atom_energy, force, virial, atom_virial} (``EnergyModel.forward_lower``);
+- ``desc(coord, atype, nlist, shift, centre)``: their descriptor (``descriptor_lower``).
+
+Arrays in, NumPy out, named as the frozen programs name them (``io.frozen.PROGRAMS``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import paddle
+
+from ..io import frozen
+
+
+class ModelFileError(ValueError):
+    """A path that is not a model this package can read."""
+
+
+def _named(program: str, outs) -> dict:
+    return dict(zip(frozen.PROGRAMS[program][2], outs))
+
+
+class DynamicRunner:
+    """The ``EnergyModel`` itself, in dynamic mode (its own input checks run). A model read
+    from a file gets constant weights: the backward pass for forces then computes no weight
+    gradients, and the model takes its evaluation-only fused embedding (a model object passed
+    in is left trainable)."""
+
+    def __init__(self, model, owned: bool):
+        self.model = model.eval()
+        if owned:
+            for p in self.model.parameters():
+                p.stop_gradient = True
+
+    def full(self, coord, atype, box, atomic):
+        t = paddle.to_tensor
+        out = self.model(t(coord), t(atype), None if box is None else t(box), do_atomic_virial=atomic)
+        return {**{k: v.numpy() for k, v in out.items()}, "nmax": None, "mindist": None}
+
+    def lower(self, coord, atype, nlist, shift, centre):
+        t = paddle.to_tensor
+        out = self.model.forward_lower(t(coord), t(atype), t(nlist), t(shift), t(centre), do_atomic_virial=True)
+        return {k: out[k].numpy() for k in frozen.PROGRAMS["lower"][2]}
+
+    def desc(self, coord, atype, nlist, shift, centre):
+        t = paddle.to_tensor
+        with paddle.no_grad():
+            return self.model.descriptor_lower(t(coord), t(atype), t(nlist), t(shift), t(centre)).numpy()
+
+
+class PredictorRunner:
+    """``paddle.inference`` predictors, one per program, created on first use
+    (``disable_onednn``: oneDNN gives wrong numbers for these nets on CPU)."""
+
+    def __init__(self, prefix: str, threads: int):
+        self.prefix, self.threads = prefix, threads
+        self.predictors: dict = {}
+
+    def _run(self, name, arrays):
+        pred = self.predictors.get(name)
+        if pred is None:
+            suffix = frozen.PROGRAMS[name][0]
+            cfg = paddle.inference.Config(self.prefix + suffix + ".json", self.prefix + suffix + ".pdiparams")
+            cfg.disable_onednn()  # wrong numbers on CPU otherwise
+            cfg.disable_glog_info()
+            cfg.set_cpu_math_library_num_threads(self.threads)
+            pred = self.predictors[name] = paddle.inference.create_predictor(cfg)
+        for key, a in zip(frozen.PROGRAMS[name][1], arrays):
+            pred.get_input_handle(key).copy_from_cpu(a)
+        pred.run()
+        return _named(name, [pred.get_output_handle(n).copy_to_cpu() for n in pred.get_output_names()])
+
+    def full(self, coord, atype, box, atomic):
+        return self._run("nopbc", [coord, atype]) if box is None else self._run("pbc", [coord, atype, box])
+
+    def lower(self, *arrays):
+        return self._run("lower", arrays)
+
+    def desc(self, *arrays):
+        return self._run("desc", arrays)["descriptor"]
+
+
+class JitRunner:
+    """``paddle.jit.load``: one layer whose methods are the programs (Paddle's naming rule).
+
+    jit.load also reads every ``<prefix>*.<name>.json`` next to the model as a method, so
+    another model whose name starts with this one's would be mixed in: the files are linked
+    into a private folder first."""
+
+    def __init__(self, prefix: str):
+        tmp = tempfile.mkdtemp(prefix="deepmd_paddle_jit_")
+        try:
+            for suffix, _, _ in frozen.PROGRAMS.values():
+                for ext in (".json", ".pdiparams"):
+                    os.symlink(os.path.abspath(prefix + suffix + ext), os.path.join(tmp, "model" + suffix + ext))
+            self.layer = paddle.jit.load(os.path.join(tmp, "model"))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.layer.eval()
+
+    def _run(self, name, method, arrays):
+        with paddle.no_grad():
+            out = method(*[paddle.to_tensor(a) for a in arrays])
+        return _named(name, [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])])
+
+    def full(self, coord, atype, box, atomic):
+        if box is None:
+            return self._run("nopbc", self.layer.nopbc, [coord, atype])
+        return self._run("pbc", self.layer.forward, [coord, atype, box])
+
+    def lower(self, *arrays):
+        return self._run("lower", self.layer.lower, arrays)
+
+    def desc(self, *arrays):
+        return self._run("desc", self.layer.desc, arrays)["descriptor"]
+
+
+# ----------------------------------------------------------------------------- frozen models
+def read_meta(prefix: str) -> dict:
+    """The description of the frozen model at ``prefix``; ModelFileError when it is unreadable,
+    of another format, or its programs are missing."""
+    path = prefix + frozen.META_SUFFIX
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{path}: not a readable frozen-model description ({e})") from None
+    if meta.get("format") != frozen.FORMAT:
+        raise ModelFileError(f"{path}: format {meta.get('format')!r}, expected {frozen.FORMAT!r} "
+                             "(freeze the model again with this version)")
+    missing = [prefix + s + e for s, _, _ in frozen.PROGRAMS.values() for e in (".json", ".pdiparams")
+               if not os.path.isfile(prefix + s + e)]
+    if missing:
+        raise ModelFileError(f"frozen model {prefix!r} is incomplete: missing {missing}")
+    return meta
+
+
+def register_operators(prefix: str, meta: dict) -> None:
+    """Register the C++ operators a frozen model was traced with, and refuse a model frozen with
+    other operator signatures (Paddle would abort the process running it)."""
+    from ..kernels.build import load_library
+
+    if load_library() is None:
+        raise RuntimeError(f"{prefix}: this model was frozen with the C++ operator, which is not available in "
+                           "this process (see the warning above). Freeze it again with `dpp freeze --portable` "
+                           "for a plain-Paddle graph, or make a C++ compiler available.")
+    current = frozen.custom_op_signatures()
+    changed = sorted(op for op, sig in meta.get("custom_ops", {}).items() if current.get(op) != sig)
+    if changed:
+        raise ModelFileError(f"{prefix}: frozen with another version of the C++ operator(s) {changed} (inputs or "
+                             "attributes differ, and Paddle would abort running it); freeze the model again "
+                             "with this version of deepmd_paddle")
