@@ -51,10 +51,10 @@ def _chunks(sys: System, idx: np.ndarray, dtype: str):
 
 def _probe_model(type_map: list[str], rcut: float):
     """The smallest model whose descriptor runs the project's neighbour search at ``rcut``."""
-    from deepmd_paddle.config import model_args
+    from deepmd_paddle.config import normalize_model
     from deepmd_paddle.model import EnergyModel
 
-    cfg = model_args().normalize_value({
+    cfg = normalize_model({
         "type_map": list(type_map),
         "descriptor": {"type": "se_e2_a", "sel": [1] * len(type_map), "rcut": float(rcut), "rcut_smth": 0.0,
                        "neuron": [1], "axis_neuron": 1, "precision": "float64", "seed": 0},
