@@ -8,6 +8,7 @@
     dpp demo [-o DIR]
     dpp compress -i MODEL -o OUT [-s 0.01] [-e 5] [--order 5|3] [-t INPUT]   (deepmd_paddle.compress)
     dpp lammps-plugin --build [-o DIR]       (deepmd_paddle.lammps)
+    dpp doc-train-input [--out-type rst|json|json_schema]   (deepmd_paddle.config.doc)
 
 Errors in the user's input (config, data, model files: ValueError and OSError) print one line
 and exit with code 1; ``-v DEBUG`` shows the traceback instead.
@@ -333,6 +334,19 @@ def _run_lammps_plugin(args):
     return main(args)
 
 
+def _args_doc_train_input(p):
+    from deepmd_paddle.config.doc import OUT_TYPES
+
+    p.add_argument("--out-type", default="rst", choices=OUT_TYPES, help="the output type (default: rst)")
+
+
+def _run_doc_train_input(args) -> int:
+    from deepmd_paddle.config.doc import render
+
+    print(render(args.out_type))
+    return 0
+
+
 COMMANDS = {
     "train": ("train a model from an input file", _args_train, _run_train),
     "freeze": ("export a checkpoint to a static model", _args_freeze, _run_freeze),
@@ -347,6 +361,8 @@ COMMANDS = {
                    _args_model_devi, _run_model_devi),
     "compress": ("tabulate the embedding nets (DP Compress): a faster model for inference", _args_compress,
                  _run_compress),
+    "doc-train-input": ("print the documentation of the training input's keys (dargs: rst, json, json_schema)",
+                        _args_doc_train_input, _run_doc_train_input),
     "lammps-plugin": ("build the LAMMPS pair style deepmd/paddle (plugin load) and print its path",
                       _args_lammps_plugin, _run_lammps_plugin),
 }

@@ -28,7 +28,6 @@ _TE_DESC = "model/descriptor/type_embedding"  # deepmd_paddle's place of it
 
 UNSUPPORTED = {
     # ---- model
-    "model/type": "standard",
     "model/data_bias_nsample": 10,
     "model/use_srtab": ABSENT,
     "model/smin_alpha": ABSENT,
@@ -83,7 +82,6 @@ UNSUPPORTED = {
     f"{_EXP}/warmup_ratio": None,
     f"{_EXP}/warmup_start_factor": 0.0,
     # ---- optimizer (Adam with Paddle's defaults, which are DeePMD-kit's)
-    "optimizer/type": "Adam",
     "optimizer/adam_beta1": 0.9,
     "optimizer/adam_beta2": 0.999,
     "optimizer/weight_decay": 0.0,
@@ -225,8 +223,8 @@ def strip(cfg: dict) -> None:
         node = get(cfg, "/".join(parents)) if parents else cfg
         if isinstance(node, dict):
             node.pop(key, None)
-    for section in ("optimizer", "validating"):
-        if cfg.get(section) == {}:
+    for section, empty in (("optimizer", {"type": "Adam"}), ("validating", {})):
+        if cfg.get(section) in ({}, empty):
             del cfg[section]
 
 
