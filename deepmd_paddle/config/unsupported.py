@@ -159,6 +159,7 @@ VALUES = {
     # se_a_ebd_v2 (se_a_tpe_v2): DeePMD-kit's TensorFlow model with a model-level type embedding
     f"{_DESC}/type": (lambda v: True, lambda v: v == "se_e2_a", "se_e2_a (se_a)"),
     f"{_EXP}/type": (lambda v: True, lambda v: v == "exp", "exp"),
+    f"{_EXP}/scale_by_worker": (lambda v: v in ("linear", "sqrt", "none"), lambda v: True, "linear, sqrt, none"),
     **{f"{p}/precision": (lambda v: v in ("default", "float16", "bfloat16", "float32", "float64"),
                           lambda v: v in _BUILT_PRECISIONS, ", ".join(_BUILT_PRECISIONS))
        for p in (_DESC, _FIT, _TE_MODEL, _TE_DESC)},
