@@ -131,6 +131,7 @@ def test_deepmd_kit_examples_load_or_name_what_is_missing(tmp_path, name, form):
         cfg = config.normalize(raw)
         assert cfg["training"]["training_data"]["systems"] == [_tiny_system(tmp_path, cfg["model"]["type_map"])]
         assert cfg["model"]["type_map"] == (raw.get("model", {}).get("type_map") or ["O", "H"])  # v0: from the data
+        assert config.normalize(copy.deepcopy(cfg)) == cfg  # a normalised input is a fixed point
         return
     with pytest.raises(ConfigError) as err:
         config.normalize(raw)

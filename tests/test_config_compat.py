@@ -27,7 +27,8 @@ def _raw(system, **training):
                                                                "neuron": [4, 8], "n_axis_neuron": 4},
                       "fitting_net": {"n_neuron": [8]}},
             "loss": {"type": "ener_hess"},
-            "training": {"training_data": {"systems": [system], "sys_weights": [1.0], "auto_prob_style": "prob_uniform"},
+            "training": {"training_data": {"systems": [system], "sys_weights": [1.0],
+                                           "auto_prob_style": "prob_uniform"},
                          "validation_data": {"systems": [system], "numb_batch": 2}, **training}}
 
 

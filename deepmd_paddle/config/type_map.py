@@ -30,7 +30,10 @@ def infer_type_map(cfg: dict) -> list[str]:
             raise ConfigError(f"model/type_map is required when training/{section}/fmt is set (the types of "
                               f"{data['fmt']} files are element names)")
         for path in data["systems"]:
-            types = np.loadtxt(os.path.join(path, "type.raw"), dtype=np.int64, ndmin=1)
+            try:
+                types = np.loadtxt(os.path.join(path, "type.raw"), dtype=np.int64, ndmin=1)
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"{os.path.join(path, 'type.raw')}: not a list of type indices ({e})") from None
             if types.size:
                 ntypes = max(ntypes, int(types.max()) + 1)
             file = os.path.join(path, "type_map.raw")
