@@ -12,6 +12,7 @@ LAMMPS plugin).
     dpp convert IN OUT
     dpp model-devi -m M1 M2 ... -s SYSTEM -o model_devi.out
     dpp lammps-plugin --build [-o DIR]
+    dpp doc-train-input [--out-type rst|json|json_schema]
 
 Errors in the user's input (config, data, model files: ValueError and OSError) print one line
 and exit with code 1; ``-v DEBUG`` shows the traceback instead.
@@ -34,6 +35,19 @@ def _args_model_devi(p):
 def _run_model_devi(args):
     from ..infer.model_devi import model_devi_main
     return model_devi_main(args)
+
+
+def _args_doc_train_input(p):
+    from ..config.doc import OUT_TYPES
+
+    p.add_argument("--out-type", default="rst", choices=OUT_TYPES, help="the output type (default: rst)")
+
+
+def _run_doc_train_input(args) -> int:
+    from ..config.doc import render
+
+    print(render(args.out_type))
+    return 0
 
 
 def _args_lammps_plugin(p):
@@ -64,6 +78,8 @@ COMMANDS = {
                  model.run_compress),
     "lammps-plugin": ("build the LAMMPS pair style deepmd/paddle (plugin load) and print its path",
                       _args_lammps_plugin, _run_lammps_plugin),
+    "doc-train-input": ("print the documentation of the training input's keys (dargs: rst, json, json_schema)",
+                        _args_doc_train_input, _run_doc_train_input),
 }
 
 

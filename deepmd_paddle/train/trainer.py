@@ -61,9 +61,11 @@ class Trainer:
         self.outdir = outdir
         self.par = par = parallel.Parallel()  # rank and world size; a single process when not launched
         log.info("%d CPU threads (set %s to change)", runtime.set_paddle_threads(), runtime.THREADS_ENV)
+        tr = cfg["training"]
         if par.is_main:
             os.makedirs(outdir, exist_ok=True)
-        tr = cfg["training"]
+            from deepmd_paddle.config import check_output_paths
+            check_output_paths(tr, outdir)  # the checkpoint and lcurve folders, before any data is read
         self.numb_steps, seed = tr["numb_steps"], tr["seed"]
         if seed is not None:
             paddle.seed(seed)
