@@ -90,7 +90,7 @@ def load_evaluator(path: str):
 
 def _args_test(p):
     p.add_argument("-m", "--model", required=True,
-                   help="a checkpoint (file, prefix or folder), a frozen model or a DeePMD-kit .dp file")
+                   help="a checkpoint (file, prefix or folder), a frozen model or a DeePMD-kit .dp/.pb file")
     p.add_argument("-s", "--system", required=True, help="a system, a folder of systems, or a glob")
     p.add_argument("-n", "--numb-test", type=int, default=0, help="frames per system, 0 = all (default)")
     p.add_argument("-d", "--detail-file", metavar="PREFIX",
@@ -341,7 +341,7 @@ COMMANDS = {
                       _run_neighbor_stat),
     "plot": ("plot lcurve.out to a PNG", _args_plot, _run_plot),
     "demo": ("make EMT copper data, train, freeze, test and plot, end to end", _args_demo, _run_demo),
-    "convert": ("convert between DeePMD-kit .dp/.yaml, checkpoints and frozen models", _args_convert,
+    "convert": ("convert between DeePMD-kit .dp/.yaml (and from .pb), checkpoints and frozen models", _args_convert,
                 _run_convert),
     "model-devi": ("model deviation of several models on a system (DeePMD-kit's model_devi.out)",
                    _args_model_devi, _run_model_devi),

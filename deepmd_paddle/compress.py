@@ -294,7 +294,7 @@ def min_nbor_dist_from_input(path: str, rcut: float, type_map: list) -> float:
 # ----------------------------------------------------------------------------- CLI
 def add_compress_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("-i", "--input", required=True,
-                   help="the model: a checkpoint (file, prefix or folder) or a DeePMD-kit .dp/.yaml file")
+                   help="the model: a checkpoint (file, prefix or folder) or a DeePMD-kit .dp/.yaml/.pb file")
     p.add_argument("-o", "--output", default="frozen_model_compressed",
                    help="a frozen-model prefix (default: frozen_model_compressed), or OUT.ckpt for a checkpoint "
                         "to fine-tune with `dpp train --init-model OUT.ckpt`, or OUT.dp")

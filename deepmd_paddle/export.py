@@ -69,14 +69,18 @@ MODEL_SUFFIXES = (META_SUFFIX, ".pdiparams", ".json")
 
 # ----------------------------------------------------------------------------- source models
 def load_model(source) -> EnergyModel:
-    """An ``EnergyModel`` (eval mode) from a model object, a DeePMD-kit ``.dp``/``.yaml`` file or a
+    """An ``EnergyModel`` (eval mode) from a model object, a DeePMD-kit ``.dp``/``.yaml``/``.pb`` file or a
     training checkpoint (folder with a ``checkpoint`` pointer, ``<prefix>-<step>`` or either file)."""
     if isinstance(source, EnergyModel):
         return source.eval()
     path = os.fspath(source)
     ext = os.path.splitext(path)[1].lower()
-    if ext in (".pb", ".pth", ".pt", ".savedmodel"):
-        raise ValueError(f"{path}: a DeePMD-kit TensorFlow/PyTorch model cannot be read directly; convert it "
+    if ext == ".pb":  # DeePMD-kit's frozen TensorFlow graph, read without TensorFlow
+        from .interop.tf_graph import load_pb
+
+        return load_pb(path).eval()
+    if ext in (".pth", ".pt", ".savedmodel"):
+        raise ValueError(f"{path}: a DeePMD-kit PyTorch model cannot be read directly; convert it "
                          f"with `dp convert-backend {os.path.basename(path)} model.dp` and use the .dp file")
     if ext in (".dp", ".yaml", ".yml"):
         from .interop.dp_format import load_dp

@@ -1,6 +1,7 @@
 """``dpp convert IN OUT``: move a model between our formats and DeePMD-kit's.
 
-IN: a DeePMD-kit ``.dp``/``.yaml`` file or one of our training checkpoints.
+IN: a DeePMD-kit ``.dp``/``.yaml`` file, a DeePMD-kit frozen TensorFlow ``.pb`` (read without
+TensorFlow) or one of our training checkpoints.
 OUT, by its name: ``*.dp``/``*.yaml`` -> DeePMD-kit's backend-neutral file (DeePMD-kit loads it;
 ``tools/check_dp_export.py`` checks the numbers); ``*.ckpt`` -> our checkpoint
 ``<OUT>-0.safetensors`` + ``.json`` (weights only, step 0); anything else -> a frozen model
@@ -32,7 +33,7 @@ def convert(source: str, output: str) -> str:
 
 
 def add_convert_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("input", help="a DeePMD-kit .dp/.yaml model or one of our checkpoints")
+    parser.add_argument("input", help="a DeePMD-kit .dp/.yaml/.pb model or one of our checkpoints")
     parser.add_argument("output", help="OUT.dp / OUT.yaml (DeePMD-kit), OUT.ckpt (our checkpoint) "
                                        "or a prefix for a frozen model")
     return parser
