@@ -281,6 +281,19 @@ def test_refused_real_graphs(tmp_path, node, message):
         load_pb(_write(g, tmp_path / "x.pb"))
 
 
+def test_type_embedding_graph_refused(tmp_path):
+    """A real se_e2_a + type_embedding graph of DeePMD-kit 3.2 (its nets take the type vector)."""
+    with pytest.raises(UnsupportedGraphError, match="type-embedding model") as e:
+        load_pb(str(FIX / "type_embedding.pb"))
+    assert "type_embedding.pb" in str(e.value)
+    g = _graph("type_embedding")  # without the type net and the training input: refused by its nets
+    kept = [n for n in g.node if not n.name.startswith("type_embed_net/") and n.name != "train_attr/training_script"]
+    del g.node[:]
+    g.node.extend(kept)
+    with pytest.raises(UnsupportedGraphError, match="type embedding"):
+        load_pb(_write(g, tmp_path / "x.pb"))
+
+
 def test_refused_by_training_script(tmp_path):
     g = _graph()
     t = _node(g, "train_attr/training_script").attr["value"].tensor

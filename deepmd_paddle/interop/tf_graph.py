@@ -99,6 +99,8 @@ def load_pb(path: str):
         model = EnergyModel.deserialize(data["model"], arrays)
     except NotImplementedError as e:
         raise UnsupportedGraphError(f"{path}: {e}") from None
+    except ValueError as e:  # e.g. an activation function this package does not have
+        raise GraphFileError(f"{path}: {e}") from None
     mnd = data["@variables"].get("min_nbor_dist")
     if mnd is not None:
         model.min_nbor_dist = float(np.reshape(mnd, -1)[0])
