@@ -163,7 +163,7 @@ def _refuse_kinds(g: Graph, script: dict):
         (bool(script.get("atom_exclude_types")), "model.atom_exclude_types"),
         (bool(desc.get("exclude_types")), "descriptor.exclude_types"),
         (fit.get("type", "ener") != "ener", f"fitting_net type {fit.get('type')!r}"),
-        (bool(fit.get("atom_ener")), "fitting_net.atom_ener"), (bool(fit.get("layer_name")), "fitting_net.layer_name"),
+        (any(e is not None for e in fit.get("atom_ener") or []), "fitting_net.atom_ener"), (bool(fit.get("layer_name")), "fitting_net.layer_name"),
         (bool(fit.get("tot_ener_zero")), "fitting_net.tot_ener_zero"),
     ]
     found = [what for bad, what in checks if bad]
