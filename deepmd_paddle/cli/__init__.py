@@ -70,7 +70,7 @@ COMMANDS = {
                       test.run_neighbor_stat),
     "plot": ("plot lcurve.out to a PNG", test.args_plot, test.run_plot),
     "demo": ("make EMT copper data, train, freeze, test and plot, end to end", train.args_demo, train.run_demo),
-    "convert": ("convert between DeePMD-kit .dp/.yaml, checkpoints and frozen models", model.args_convert,
+    "convert": ("convert between DeePMD-kit .dp/.yaml (and from .pb), checkpoints and frozen models", model.args_convert,
                 model.run_convert),
     "model-devi": ("model deviation of several models on a system (DeePMD-kit's model_devi.out)",
                    _args_model_devi, _run_model_devi),

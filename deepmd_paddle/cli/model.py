@@ -46,7 +46,7 @@ def min_nbor_dist_from_input(path: str, rcut: float, type_map: list) -> float:
 # ----------------------------------------------------------------------------- CLI
 def args_compress(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("-i", "--input", required=True,
-                   help="the model: a checkpoint (file, prefix or folder) or a DeePMD-kit .dp/.yaml file")
+                   help="the model: a checkpoint (file, prefix or folder) or a DeePMD-kit .dp/.yaml/.pb file")
     p.add_argument("-o", "--output", default="frozen_model_compressed",
                    help="a frozen-model prefix (default: frozen_model_compressed), or OUT.ckpt for a checkpoint "
                         "to fine-tune with `dpp train --init-model OUT.ckpt`, or OUT.dp")
@@ -115,7 +115,7 @@ def convert(source: str, output: str) -> str:
 
 
 def args_convert(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("input", help="a DeePMD-kit .dp/.yaml model or one of our checkpoints")
+    parser.add_argument("input", help="a DeePMD-kit .dp/.yaml/.pb model or one of our checkpoints")
     parser.add_argument("output", help="OUT.dp / OUT.yaml (DeePMD-kit), OUT.ckpt (our checkpoint) "
                                        "or a prefix for a frozen model")
     return parser

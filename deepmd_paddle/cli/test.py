@@ -15,7 +15,7 @@ def load_evaluator(path: str):
 
 def args_test(p):
     p.add_argument("-m", "--model", required=True,
-                   help="a checkpoint (file, prefix or folder), a frozen model or a DeePMD-kit .dp file")
+                   help="a checkpoint (file, prefix or folder), a frozen model or a DeePMD-kit .dp/.pb file")
     p.add_argument("-s", "--system", required=True, help="a system, a folder of systems, or a glob")
     p.add_argument("-n", "--numb-test", type=int, default=0, help="frames per system, 0 = all (default)")
     p.add_argument("-d", "--detail-file", metavar="PREFIX",

@@ -1,7 +1,7 @@
 """Evaluate a model with DeePMD-kit's ``DeepPot`` interface.
 
 ``DeepPot(path)`` reads a frozen model (``dpp freeze``: prefix, ``.json`` or ``.meta``), a
-training checkpoint, or a DeePMD-kit ``.dp``/``.yaml`` file, and offers DeePMD-kit's
+training checkpoint, or a DeePMD-kit ``.dp``/``.yaml``/``.pb`` file, and offers DeePMD-kit's
 ``eval(coords, cells, atom_types, atomic=False)``, ``eval_descriptor`` and getters.
 
 Backends (``backend=`` or ``$DEEPMD_PADDLE_INFER_BACKEND``):
@@ -52,7 +52,7 @@ AUTO_PREDICTOR_ATOMS = 1000  # "auto": paddle.inference from this many atoms per
 class DeepPot:
     """DeePMD-kit's ``DeepPot`` for a deepmd_paddle model (see the module docstring).
 
-    ``model``: a frozen model, checkpoint, ``.dp``/``.yaml`` path, or an ``EnergyModel``.
+    ``model``: a frozen model, checkpoint, ``.dp``/``.yaml``/``.pb`` path, or an ``EnergyModel``.
     ``backend``: auto | predictor | jit | dynamic. ``atom_budget``: atoms x frames per call
     (``auto_batch_size`` is DeePMD-kit's name and is accepted as an int).
     """

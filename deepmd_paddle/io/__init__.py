@@ -1,6 +1,8 @@
 """Model files: training checkpoints (``checkpoint``), DeePMD-kit's ``.dp``/``.yaml``
-(``dp_format``), frozen static programs (``frozen``), and ``load_model`` for any of the first two."""
+(``dp_format``) and frozen TensorFlow ``.pb`` (``tf_graph``), frozen static programs
+(``frozen``), and ``load_model`` for any model file but the last."""
 from .dp_format import load_dp, read_dict, save_dp
 from .load import load_model
+from .tf_graph import load_pb, read_pb
 
-__all__ = ["load_dp", "read_dict", "save_dp", "load_model"]
+__all__ = ["load_dp", "load_pb", "read_dict", "read_pb", "save_dp", "load_model"]

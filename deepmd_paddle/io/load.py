@@ -1,5 +1,6 @@
-"""Read any model file into an ``EnergyModel``: DeePMD-kit's ``.dp``/``.yaml``, or one of our
-training checkpoints. (Frozen models are programs, read by ``deepmd_paddle.infer``.)"""
+"""Read any model file into an ``EnergyModel``: DeePMD-kit's ``.dp``/``.yaml``, its frozen
+TensorFlow ``.pb`` (read without TensorFlow), or one of our training checkpoints. (Frozen models
+are programs, read by ``deepmd_paddle.infer``.)"""
 from __future__ import annotations
 
 import os
@@ -9,14 +10,18 @@ from . import checkpoint
 
 
 def load_model(source) -> EnergyModel:
-    """An ``EnergyModel`` (eval mode) from a model object, a DeePMD-kit ``.dp``/``.yaml`` file or a
+    """An ``EnergyModel`` (eval mode) from a model object, a DeePMD-kit ``.dp``/``.yaml``/``.pb`` file or a
     training checkpoint (folder with a ``checkpoint`` pointer, ``<prefix>-<step>`` or either file)."""
     if isinstance(source, EnergyModel):
         return source.eval()
     path = os.fspath(source)
     ext = os.path.splitext(path)[1].lower()
-    if ext in (".pb", ".pth", ".pt", ".savedmodel"):
-        raise ValueError(f"{path}: a DeePMD-kit TensorFlow/PyTorch model cannot be read directly; convert it "
+    if ext == ".pb":  # DeePMD-kit's frozen TensorFlow graph, read without TensorFlow
+        from .tf_graph import load_pb
+
+        return load_pb(path).eval()
+    if ext in (".pth", ".pt", ".savedmodel"):
+        raise ValueError(f"{path}: a DeePMD-kit PyTorch model cannot be read directly; convert it "
                          f"with `dp convert-backend {os.path.basename(path)} model.dp` and use the .dp file")
     if ext in (".dp", ".yaml", ".yml"):
         from .dp_format import load_dp

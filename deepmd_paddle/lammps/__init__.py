@@ -9,7 +9,7 @@ then in a LAMMPS input (``examples/lammps/``)::
 
     units metal                        # the only unit style allowed
     plugin load /path/to/deepmd_paddle_lammps.so
-    pair_style deepmd/paddle frozen_model.json     # frozen model, checkpoint, .dp or .yaml
+    pair_style deepmd/paddle frozen_model.json     # frozen model, checkpoint, .dp, .yaml or .pb
     pair_coeff * * O H                 # element of each LAMMPS type (model's type map)
 
 and run it with ``lmp -in in.lammps`` or ``mpirun -np 4 lmp -in in.lammps`` (the ``lmp`` of the

@@ -43,7 +43,7 @@ class LammpsModel:
     def __init__(self, path: str, elements: str, backend: str | None = None):
         if frozen_prefix(path) is None and not os.path.exists(path):
             raise FileNotFoundError(f"model file {path!r} does not exist (a frozen model from `dpp freeze`, "
-                                    "a checkpoint, or a DeePMD-kit .dp/.yaml file)")
+                                    "a checkpoint, or a DeePMD-kit .dp/.yaml/.pb file)")
         runtime.share_cores()  # several ranks on one machine split its cores
         self.dp = DeepPot(path, backend=backend)
         type_map = self.dp.get_type_map()
