@@ -1,4 +1,3 @@
-from deepmd_paddle.kernels.build import load_library
 """Inference speed as in MD: one frame per call, energy + forces + virial, float64.
 
 Water (frame 0 of ../shared/data/water/data_0, 192 atoms, box 12.44 A) replicated to 192,
@@ -143,7 +142,7 @@ def profile_worker(rep: int, paths: dict, repeats: int = 3) -> dict:
     import paddle
 
     from deepmd_paddle.io.dp_format import load_dp
-    from deepmd_paddle.kernels.twins import build_rij
+    from deepmd_paddle.kernels.build import load_library
 
     model = load_dp(paths["dp"]).eval()
     for p in model.parameters():  # as DeepPot does: no weight gradients in the force backward
@@ -162,19 +161,18 @@ def profile_worker(rep: int, paths: dict, repeats: int = 3) -> dict:
         with paddle.no_grad():
             nlist, shift, _, _ = model.descriptor.neighbor_list(coord, atype, box)
         t = tick("neighbour list", t)
-        rij = build_rij(coord, nlist, shift)
+        rij = model.kernels.build_rij(coord, nlist, shift, None)
         rij.stop_gradient = False
         env = model.descriptor.env_mat(rij, nlist, atype)
         t = tick("r_ij + env mat", t)
         flat, at = env.reshape([-1, model.descriptor.nnei, 4]), atype.reshape([-1])
         descs, energies = [], []
-        mode = model._embedding_mode(coord, False)  # as forward picks it: the fused operator, when built
-        for ti in range(model.ntypes):
-            idx = paddle.nonzero(at == ti).reshape([-1])
+        mode = model.descriptor.embedding_path(False)  # as forward_lower picks it: the fused operator, when built
+        for ti, idx in model.centre_blocks(at):
             descs.append(model.descriptor(paddle.gather(flat, idx), ti, mode))
         float(descs[-1].sum())
         t = tick("embedding + descriptor", t)
-        for ti, d in enumerate(descs):
+        for (ti, _), d in zip(model.centre_blocks(at), descs):
             energies.append(model.fitting(d, ti))
         total = paddle.concat(energies).sum()
         float(total)
@@ -182,8 +180,7 @@ def profile_worker(rep: int, paths: dict, repeats: int = 3) -> dict:
         (g,) = paddle.grad(total, rij)
         float(g.sum())
         t = tick("backward (paddle.grad)", t)
-        force = model._force(g, nlist)
-        virial = paddle.matmul(g.reshape([1, -1, 3]), rij.reshape([1, -1, 3]), transpose_x=True)
+        force, virial, _ = model.kernels.prod_force_virial(coord, g, rij, nlist, None)
         float(force.sum() + virial.sum())
         tick("force + virial", t)
     return {"natoms": n, "mode": mode, "stages": {k: float(np.min(v[1:])) / n * 1e6 for k, v in stages.items()}}
@@ -193,7 +190,7 @@ def predictor_profile_worker(rep: int, paths: dict, calls: int = 3) -> None:
     """The frozen program under paddle.inference's profiler: it prints op totals to stdout."""
     import paddle
 
-    from deepmd_paddle.kernels import cpp as ops
+    from deepmd_paddle.kernels.build import load_library
 
     load_library()
     coord, box, atype = water(rep)

@@ -1,4 +1,4 @@
-"""The C++ operators (deepmd_paddle.ops) against brute-force NumPy and the plain-Paddle twins:
+"""The C++ operators (deepmd_paddle.kernels) against brute-force NumPy and the plain-Paddle twins:
 neighbour sets and order, environment matrix, gradient, double gradient, checks, fallback."""
 import os
 import subprocess

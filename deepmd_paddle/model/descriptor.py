@@ -71,7 +71,7 @@ class DescrptSeA(paddle.nn.Layer):
         self.kernels = default_backend()  # the model's set_kernels fixes it for every layer
         self.prefer_fused_training = False  # autograd through se_a_embed_train (see embedding_path)
         self.uniform_stats = True
-        self.tabulation = None  # compressed model: deepmd_paddle.compress.Tabulation replaces the nets
+        self.tabulation = None  # compressed model: model.tabulate.Tabulation replaces the nets
 
     # ---------------------------------------------------------------- environment
     def get_nnei(self):
