@@ -1,6 +1,6 @@
 """``dpp``: the command line. Each subcommand is one row of ``COMMANDS``: (help, add_args, run).
 
-    dpp train input.json [--restart CKPT | --init-model CKPT] [-o OUTDIR] [--nproc N]
+    dpp train input.json [--restart CKPT | --init-model CKPT] [-o OUTDIR] [--overwrite] [--nproc N]
     dpp freeze -c CKPT -o PREFIX            (deepmd_paddle.export)
     dpp test -m MODEL -s SYSTEM [-n N] [-d DETAIL_PREFIX]
     dpp neighbor-stat -s SYSTEM -r RCUT -t TYPE [TYPE ...]
@@ -31,6 +31,8 @@ def _args_train(p):
     g.add_argument("-r", "--restart", metavar="CKPT", help="continue from a checkpoint (file, base or folder)")
     g.add_argument("-i", "--init-model", metavar="CKPT", help="start from a checkpoint's weights, step 0")
     p.add_argument("-o", "--output", default=".", metavar="OUTDIR", help="folder for lcurve.out and checkpoints")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoints and lcurve.out of another run found in OUTDIR (refused otherwise)")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train data-parallel on N processes of this machine (paddle.distributed.launch; "
                         "logs of each rank in OUTDIR/log)")
@@ -42,7 +44,7 @@ def _run_train(args) -> int:
 
     if args.nproc is not None:
         return _launch_train(args)
-    result = train(config.load(args.input), args.output, args.restart, args.init_model)
+    result = train(config.load(args.input), args.output, args.restart, args.init_model, args.overwrite)
     if os.environ.get("PADDLE_TRAINER_ID", "0") == "0":  # rank 0 of a data-parallel run reports
         print(f"{'stopped' if result['interrupted'] else 'finished'} at step {result['step']}; "
               f"checkpoint {result['checkpoint']}")
@@ -53,8 +55,14 @@ def _launch_train(args) -> int:
     from deepmd_paddle import config
     from deepmd_paddle.train.parallel import launch
 
-    config.load(args.input)  # a bad input fails here, once, not in every worker
+    from deepmd_paddle.train import run_folder
+
+    tr = config.load(args.input)["training"]  # a bad input or a busy folder fails here, once, not in every worker
+    run_folder.release(run_folder.claim(args.output, os.path.join(args.output, tr["save_ckpt"]),
+                                        os.path.join(args.output, tr["disp_file"]) if tr["disp_training"] else None,
+                                        args.restart, args.overwrite))
     train_args = ["-v", args.log_level, "train", os.path.abspath(args.input), "-o", os.path.abspath(args.output)]
+    train_args += ["--overwrite"] if args.overwrite else []
     for flag, value in (("--restart", args.restart), ("--init-model", args.init_model)):
         if value:
             train_args += [flag, os.path.abspath(value)]

@@ -31,7 +31,7 @@ import paddle
 from deepmd_paddle.data.batch import DataSet
 from deepmd_paddle.data.stats import data_energy_bias, env_mat_stat, resolve_sel, stat_frames
 from deepmd_paddle.data.system import load_system
-from deepmd_paddle.train import checkpoint, fused_step, parallel
+from deepmd_paddle.train import checkpoint, fused_step, parallel, run_folder
 from deepmd_paddle.train.loss import EnerLoss
 from deepmd_paddle.train.lr import LearningRateExp
 
@@ -62,15 +62,39 @@ def to_paddle(batch: dict, dtype: str) -> dict:
 
 
 class Trainer:
-    def __init__(self, config: dict, outdir: str = ".", restart: str | None = None, init_model: str | None = None):
+    def __init__(self, config: dict, outdir: str = ".", restart: str | None = None, init_model: str | None = None,
+                 overwrite: bool = False):
+        """``overwrite``: replace the checkpoints and learning curve of another run found in the
+        output folder (otherwise refused: deepmd_paddle.train.run_folder)."""
         if restart and init_model:
             raise ValueError("give either restart or init_model, not both")
-        self.config = cfg = copy.deepcopy(config)
         self.outdir = outdir
-        self.par = par = parallel.Parallel()  # rank and world size; a single process when not launched
+        self.par = parallel.Parallel()  # rank and world size; a single process when not launched
+        self.prefix = os.path.join(outdir, config["training"]["save_ckpt"])
+        self._locks, self._replaced, self.run_id = [], [], None
+        if self.par.is_main:
+            self._claim_folder(config["training"], restart, overwrite)
+        try:
+            self._setup(config, restart, init_model)
+        except BaseException:
+            self.release()
+            raise
+
+    def _claim_folder(self, tr: dict, restart, overwrite: bool) -> None:
+        """Lock the output and checkpoint folders, refuse another run's files (run_folder)."""
+        lcurve = os.path.join(self.outdir, tr["disp_file"]) if tr["disp_training"] else None
+        self.run_id, self._locks, self._replaced = run_folder.claim(self.outdir, self.prefix, lcurve, restart,
+                                                                    overwrite)
+
+    def release(self) -> None:
+        """Drop the folder locks (the end of ``run`` does; so does the end of the process)."""
+        while self._locks:
+            self._locks.pop().release()
+
+    def _setup(self, config: dict, restart, init_model) -> None:
+        self.config = cfg = copy.deepcopy(config)
+        par, outdir = self.par, self.outdir
         log.info("%d CPU threads (set %s to change)", set_threads(), THREADS_ENV)
-        if par.is_main:
-            os.makedirs(outdir, exist_ok=True)
         tr = cfg["training"]
         self.numb_steps, seed = tr["numb_steps"], tr["seed"]
         if seed is not None:
@@ -97,7 +121,7 @@ class Trainer:
         self.model = EnergyModel.from_config(cfg["model"])
         self.dtype = cfg["model"]["descriptor"]["precision"]
         if ckpt is not None:
-            checkpoint.load_model_tensors(self.model, ckpt[0])
+            checkpoint.load_model_tensors(self.model, ckpt[0], ckpt[1]["base"] + ".safetensors")
         else:
             stat_seed = seed if seed is not None or par.size == 1 else par.broadcast(
                 int(np.random.default_rng().integers(2 ** 62)))  # the same frames on every rank
@@ -129,14 +153,13 @@ class Trainer:
         self.start_step = 0
         if restart:
             tensors, meta = ckpt
-            checkpoint.load_optimizer_tensors(self.model, self.opt, tensors)
+            checkpoint.load_optimizer_tensors(self.model, self.opt, tensors, meta["base"] + ".safetensors")
             self.start_step = meta["step"]
             self._load_sampler_states(meta["state"])
-        self.prefix = os.path.join(outdir, tr["save_ckpt"])
         self._stop = False
-        if par.is_main:
-            with open(os.path.join(outdir, "out.json"), "w") as f:  # DeePMD-kit's record of the full input
-                json.dump(cfg, f, indent=1)
+        if par.is_main:  # every input has been read and checked: now an earlier run's files may go
+            run_folder.remove_replaced(self._replaced, keep=ckpt[1]["base"] if restart else None)
+            checkpoint.write_text(os.path.join(outdir, "out.json"), json.dumps(cfg, indent=1))  # DeePMD-kit's record
 
     # ----------------------------------------------------------------- set-up
     @staticmethod
@@ -224,13 +247,13 @@ class Trainer:
 
     # ----------------------------------------------------------------- output
     def _open_lcurve(self):
+        """A new run starts ``disp_file`` afresh (run_folder has made sure that it replaces no other
+        run's); a restart keeps its rows before ``start_step`` (rewritten atomically) and appends."""
         path = os.path.join(self.outdir, self.config["training"]["disp_file"])
-        kept = []
-        if self.start_step > 0 and os.path.isfile(path):
-            with open(path) as f:
-                kept = [ln for ln in f if ln.startswith("#") or int(ln.split()[0]) < self.start_step]
-        fp = open(path, "w")
-        fp.writelines(kept)
+        kept = run_folder.lcurve_rows_before(path, self.start_step) if self.start_step > 0 and os.path.isfile(path) else []
+        if kept:
+            checkpoint.write_text(path, "".join(kept))
+        fp = open(path, "a" if kept else "w")
         if not kept:
             cols = ["rmse"] + [f"rmse_{k}" for k in self.loss.keys]
             head = "# {:5s}".format("step")
@@ -267,7 +290,7 @@ class Trainer:
         if self.par.size > 1:
             state["train_ranks"] = samplers
         base = checkpoint.save(self.prefix, step, self.model, self.opt, self.config, state,
-                               self.config["training"]["max_ckpt_keep"])
+                               self.config["training"]["max_ckpt_keep"], run=self.run_id)
         log.info("saved checkpoint %s.safetensors (+ .json)", base)
         return base + ".safetensors"
 
@@ -345,12 +368,15 @@ class Trainer:
                 if step == self.numb_steps:
                     break
                 self.update(loss, lr)
+            if last_ckpt is None:  # nothing saved by this run (it started at its last step): save now
+                last_ckpt = self.save(step)
         finally:
             if fp is not None:
                 fp.close()
             gc.unfreeze()
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
+            self.release()
         return {"step": step, "checkpoint": last_ckpt, "interrupted": False}
 
 
@@ -361,6 +387,7 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def train(config: dict, outdir: str = ".", restart: str | None = None, init_model: str | None = None) -> dict:
-    """Build a ``Trainer`` from a normalized config and run it."""
-    return Trainer(config, outdir, restart, init_model).run()
+def train(config: dict, outdir: str = ".", restart: str | None = None, init_model: str | None = None,
+          overwrite: bool = False) -> dict:
+    """Build a ``Trainer`` from a normalized config and run it (``overwrite``: see ``Trainer``)."""
+    return Trainer(config, outdir, restart, init_model, overwrite).run()
