@@ -35,7 +35,11 @@ POINTER = "checkpoint"
 
 
 class CheckpointError(ValueError):
-    """A missing or unreadable checkpoint."""
+    """A missing checkpoint, or files that are not one."""
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint whose files are damaged or do not belong together; the message names the file."""
 
 
 def _atomic_write(path: str, write) -> None:
@@ -71,18 +75,20 @@ def optimizer_tensors(model: paddle.nn.Layer, opt: paddle.optimizer.Optimizer) -
 
 def load_optimizer_tensors(model: paddle.nn.Layer, opt: paddle.optimizer.Optimizer, tensors: dict,
                            source: str = "checkpoint") -> None:
+    from deepmd_paddle.model.weights import check_finite
+
     params = dict(model.named_parameters())
     state = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
             name, slot = key[len("optim."):].rsplit(".", 1)
             if name not in params:
-                raise CheckpointError(f"{source}: optimizer state for unknown parameter {name!r}")
+                raise CorruptCheckpoint(f"{source}: optimizer state for unknown parameter {name!r}")
             want = list(params[name].shape) if slot.startswith("moment") else [1]
             if list(value.shape) != want:
-                raise CheckpointError(f"{source}: tensor {key} has shape {list(value.shape)}, the model needs "
+                raise CorruptCheckpoint(f"{source}: tensor {key} has shape {list(value.shape)}, the model needs "
                                       f"{want}; the file does not belong to this model")
-            _check_finite(source, key, value)
+            check_finite(source, key, value, CorruptCheckpoint)
             state[f"{params[name].name}_{slot}"] = paddle.to_tensor(value)
     if state:
         opt.set_state_dict(state)
@@ -160,7 +166,7 @@ def resolve(path: str) -> str:
 
 def load(path: str) -> tuple[dict, dict]:
     """(tensors, meta) of the checkpoint at ``path`` (see ``resolve``); ``meta["base"]`` is its base.
-    An unreadable file raises ``CheckpointError`` naming it and what it should hold."""
+    A damaged file raises ``CorruptCheckpoint`` naming it and what it should hold."""
     from safetensors import SafetensorError, safe_open
 
     base = resolve(path)
@@ -168,7 +174,7 @@ def load(path: str) -> tuple[dict, dict]:
         with open(base + ".json", encoding="utf-8") as f:
             meta = json.load(f)
     except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{base}.json: not a readable checkpoint description (expected the JSON "
+        raise CorruptCheckpoint(f"{base}.json: not a readable checkpoint description (expected the JSON "
                               f"that `dpp train` writes next to {os.path.basename(base)}.safetensors: {e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
@@ -180,11 +186,11 @@ def load(path: str) -> tuple[dict, dict]:
             header = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{base}.safetensors: not a readable safetensors file (truncated or corrupt?): "
+        raise CorruptCheckpoint(f"{base}.safetensors: not a readable safetensors file (truncated or corrupt?): "
                               f"{e}") from None
     for key, want in (("step", str(meta.get("step"))), ("run", meta.get("run") or "")):
         if key in header and header[key] != want:
-            raise CheckpointError(f"{base}.safetensors was written with {key} {header[key]!r} but {base}.json "
+            raise CorruptCheckpoint(f"{base}.safetensors was written with {key} {header[key]!r} but {base}.json "
                                   f"says {want!r}: the two files come from different checkpoints")
     meta["base"] = base
     return tensors, meta
@@ -198,7 +204,7 @@ def load_model(path: str):
     try:
         model = EnergyModel.from_config(meta["config"]["model"])
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{meta['base']}.json: its model section does not build a model ({e})") from None
+        raise CorruptCheckpoint(f"{meta['base']}.json: its model section does not build a model ({e})") from None
     load_model_tensors(model, tensors, meta["base"] + ".safetensors")
     model.eval()
     return model
@@ -207,33 +213,8 @@ def load_model(path: str):
 def load_model_tensors(model, tensors: dict, source: str = "checkpoint") -> None:
     """Set the model's weights and statistics from ``model.*`` tensors, after checking that they
     are the model's tensors (names and shapes, from the stored config) and finite."""
+    from deepmd_paddle.model.weights import check_state
+
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    check_state(model, state, source)
+    check_state(model, state, source, CorruptCheckpoint)
     model.set_state_dict(state)
-
-
-def check_state(model, state: dict, source: str) -> None:
-    """Raise ``CheckpointError`` unless ``state`` (name -> array) holds exactly the model's tensors,
-    each with the model's shape, all finite. ``source`` names the file in the message."""
-    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(f"{source} does not fit the model of its config: missing tensors {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}")
-    for name, want in expected.items():
-        got = list(np.shape(state[name]))
-        if got != want:
-            raise CheckpointError(f"{source}: tensor {name} has shape {got}, the model of its config needs {want}; "
-                                  "the weights do not belong to this configuration")
-        _check_finite(source, name, state[name])
-
-
-def _check_finite(source: str, name: str, value) -> None:
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "fiu":
-        raise CheckpointError(f"{source}: tensor {name} has dtype {arr.dtype}; expected floating-point numbers")
-    bad = np.flatnonzero(~np.isfinite(arr)) if arr.dtype.kind == "f" else []
-    if len(bad):
-        raise CheckpointError(f"{source}: tensor {name} holds {len(bad)} NaN/inf value(s) (first at flat index "
-                              f"{bad[0]}); the model is corrupt, use an earlier checkpoint")
-

@@ -154,9 +154,10 @@ def remove_replaced(found: list[str], keep: str | None = None) -> None:
                     else "")
 
 
-def release(claimed) -> None:
-    """Drop the locks of a ``claim`` result."""
-    for lock in claimed[1]:
+def check_free(outdir: str, save_ckpt: str, disp_file: str | None, restart: str | None, overwrite: bool) -> None:
+    """``claim`` and release at once: refuse a busy folder, or another run's files, before any work."""
+    for lock in claim(outdir, os.path.join(outdir, save_ckpt), disp_file and os.path.join(outdir, disp_file),
+                      restart, overwrite)[1]:
         lock.release()
 
 
