@@ -60,6 +60,10 @@ _NO_OP_ENV = "DEEPMD_PADDLE_NO_CUSTOM_OP"
 _CACHE_ENV = "DEEPMD_PADDLE_CACHE"
 
 MAX_IMAGES = 1e6  # periodic images per neighbourhood that check_inputs accepts
+# atoms within rcut of an atom, nloc x (4/3 pi rcut^3) / volume, that check_inputs accepts: the search
+# visits (images x atoms) candidates per atom, a few times this; dense matter has ~0.1 atoms/A^3, ~100
+# neighbours at rcut 6; a box in nm instead of A is 1000x denser (a 0.12 A box hung the search)
+MAX_NEIGHBORS = 2e4
 
 _state: dict = {"tried": False, "lib": None}
 
@@ -292,9 +296,12 @@ def check_inputs(coord, box, atype, ntypes: int, rcut: float | None = None) -> N
     check_values(coord.numpy(), None if box is None else box.numpy(), atype.numpy(), ntypes, rcut)
 
 
-def check_values(coord: np.ndarray, box, atype: np.ndarray, ntypes: int, rcut: float | None = None) -> None:
+def check_values(coord: np.ndarray, box, atype: np.ndarray, ntypes: int, rcut: float | None = None,
+                 where=None) -> None:
     """The value half of ``check_inputs`` on NumPy arrays of the right shapes (the model's own
-    input checks call it too): types in range, finite numbers, boxes with volume and not too thin."""
+    input checks call it too): types in range, finite numbers, boxes with volume and not too thin.
+    ``where(f)`` names frame f in the messages (default "frame f"; the data checks name the file)."""
+    where = where or (lambda f: f"frame {f}")
     nf, nloc = coord.shape[0], coord.shape[1]
     at = np.asarray(atype).reshape(-1)
     bad = np.flatnonzero((at < 0) | (at >= ntypes))
@@ -316,7 +323,7 @@ def check_values(coord: np.ndarray, box, atype: np.ndarray, ntypes: int, rcut: f
         for f in range(nf):
             if not abs(det[f]) > 1e-10 * scale[f] or scale[f] == 0.0:
                 raise ValueError(
-                    f"box of frame {f} has zero volume (det = {det[f]:.3g}); its rows must be "
+                    f"box of {where(f)} has zero volume (det = {det[f]:.3g}); its rows must be "
                     "three independent lattice vectors a, b, c"
                 )
         if rcut is not None:
@@ -325,9 +332,17 @@ def check_values(coord: np.ndarray, box, atype: np.ndarray, ntypes: int, rcut: f
             f = int(np.argmax(images))
             if images[f] > MAX_IMAGES:
                 raise ValueError(
-                    f"box of frame {f} is too thin for rcut = {rcut}: its plane spacings "
+                    f"box of {where(f)} is too thin for rcut = {rcut}: its plane spacings "
                     f"{np.round(spacing[f], 4).tolist()} A need {images[f]:.3g} periodic images "
                     f"(at most {MAX_IMAGES:.0e})"
+                )
+            nnei = nloc / np.abs(det) * (4.0 / 3.0 * np.pi * rcut ** 3)  # nf
+            f = int(np.argmax(nnei))
+            if nnei[f] > MAX_NEIGHBORS:
+                raise ValueError(
+                    f"box of {where(f)} holds {nloc} atoms in {abs(det[f]):.4g} A^3 ({nloc / abs(det[f]):.3g} atoms/A^3, "
+                    f"dense matter ~0.1): about {nnei[f]:.3g} neighbours per atom within rcut = {rcut} A (at most "
+                    f"{MAX_NEIGHBORS:.0e}); are the coordinates and box in Angstrom? (in nm they are 1000x too dense)"
                 )
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import paddle
 
 from deepmd_paddle.data.batch import DataSet
-from deepmd_paddle.data.stats import data_energy_bias, env_mat_stat, resolve_sel, stat_frames
+from deepmd_paddle.data.stats import check_frames, data_energy_bias, env_mat_stat, resolve_sel, stat_frames
 from deepmd_paddle.data.system import load_system
 from deepmd_paddle.train import checkpoint, fused_step, parallel, run_folder
 from deepmd_paddle.train.loss import EnerLoss
@@ -99,10 +99,11 @@ class Trainer:
         self.numb_steps, seed = tr["numb_steps"], tr["seed"]
         if seed is not None:
             paddle.seed(seed)
-        type_map = cfg["model"]["type_map"]
-        self.train_data = self._dataset(tr["training_data"], type_map, parallel.rank_seed(seed, par.rank))
+        type_map, rcut = cfg["model"]["type_map"], cfg["model"]["descriptor"]["rcut"]
+        self.train_data = self._dataset(tr["training_data"], type_map, parallel.rank_seed(seed, par.rank), rcut)
         valid = tr["validation_data"]
-        self.valid_data = None if valid is None else self._dataset(valid, type_map, None if seed is None else seed + 1)
+        self.valid_data = None if valid is None else self._dataset(valid, type_map, None if seed is None else seed + 1,
+                                                                   rcut)
         self.numb_btch = 0 if valid is None else valid["numb_btch"]
 
         # a checkpoint is read by rank 0 only; the data scans below run on every rank (the same
@@ -163,8 +164,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- set-up
     @staticmethod
-    def _dataset(data: dict, type_map, seed) -> DataSet:
+    def _dataset(data: dict, type_map, seed, rcut: float) -> DataSet:
         systems = [load_system(p, type_map, data["fmt"]) for p in data["systems"]]
+        for s in systems:  # every frame once, here: not when a bad one is drawn at step 10,000
+            check_frames(s, rcut, len(type_map))
         ds = DataSet(systems, data["batch_size"], data["auto_prob"], data["sys_probs"], seed)
         log.info("%d system(s):\n%s", len(systems), "\n".join(
             f"  {s.path}  natoms {s.natoms}  frames {s.nframes}  batch {b}  batches {n}  prob {p:.3f}  "
