@@ -36,7 +36,8 @@ import numpy as np
 import paddle
 
 from . import export
-from .model.checks import MIN_PAIR_DISTANCE, check_inputs, check_neighbors
+from .eval_args import eval_inputs
+from .model.checks import MIN_PAIR_DISTANCE, check_neighbors
 
 ATOM_BUDGET_ENV = "DEEPMD_PADDLE_ATOM_BUDGET"
 BACKEND_ENV = "DEEPMD_PADDLE_INFER_BACKEND"
@@ -242,7 +243,7 @@ class DeepPot:
         """
         if fparam is not None or aparam is not None:
             raise ValueError("this model takes no fparam/aparam (get_dim_fparam() = get_dim_aparam() = 0)")
-        coord, box, atype = self._inputs(coords, cells, atom_types)
+        coord, box, atype = self._inputs(coords, cells, atom_types, atomic=atomic, **kwargs)
         nf, na = atype.shape
         out = {"energy": np.empty([nf, 1]), "force": np.empty([nf, na, 3]), "virial": np.empty([nf, 9])}
         if atomic:
@@ -264,7 +265,7 @@ class DeepPot:
 
     def eval_descriptor(self, coords, cells, atom_types, fparam=None, aparam=None, mixed_type=False, **kwargs):
         """The se_e2_a descriptor, [nf, na, dim_descriptor]."""
-        coord, box, atype = self._inputs(coords, cells, atom_types)
+        coord, box, atype = self._inputs(coords, cells, atom_types, **kwargs)
         nf, na = atype.shape
         out = np.empty([nf, na, self.get_dim_descriptor()])
         per_call = max(1, self.atom_budget // na)
@@ -278,41 +279,9 @@ class DeepPot:
         return out
 
     # ---------------------------------------------------------------- internals
-    def _inputs(self, coords, cells, atom_types):
-        """float64 coord [nf,na,3], box [nf,9] or None, int32 atype [nf,na]; clear errors."""
-        atype = np.asarray(atom_types)
-        if atype.dtype.kind in "US":  # element names
-            atype = types_from_symbols(atype, self.type_map)
-        if atype.ndim not in (1, 2) or atype.shape[-1] == 0:
-            raise ValueError(f"atom_types must have shape [natoms] or [nframes, natoms], got {list(atype.shape)}")
-        if atype.dtype.kind not in "iu":
-            if atype.dtype.kind == "f" and np.all(atype == np.round(atype)):
-                atype = atype.astype(np.int64)
-            else:
-                raise ValueError(f"atom_types must be integers (or element names), got dtype {atype.dtype}")
-        na = atype.shape[-1]
-        coord = np.asarray(coords, dtype=np.float64)
-        if coord.size == 0 or coord.size % (na * 3):
-            raise ValueError(f"coords of shape {list(coord.shape)} do not hold whole frames of {na} atoms x 3 "
-                             f"(expected [nframes, {na * 3}] or [nframes, {na}, 3])")
-        nf = coord.size // (na * 3)
-        coord = coord.reshape(nf, na, 3)
-        if atype.ndim == 1:
-            atype = np.broadcast_to(atype, (nf, na))
-        elif atype.shape[0] != nf:
-            raise ValueError(f"atom_types has {atype.shape[0]} frames but coords have {nf}")
-        atype = np.ascontiguousarray(atype, dtype=np.int32)
-        box = None
-        if cells is not None:
-            box = np.asarray(cells, dtype=np.float64)
-            if box.size == 9:
-                box = np.broadcast_to(box.reshape(1, 9), (nf, 9))
-            elif box.size != nf * 9 or box.shape[-1] not in (3, 9):
-                raise ValueError(f"cells must have shape [nframes, 9] = [{nf}, 9] (or [{nf}, 3, 3]), "
-                                 f"got {list(box.shape)}")
-            box = np.ascontiguousarray(box.reshape(nf, 9))
-        check_inputs(coord, atype, box, len(self.type_map), self.type_map, self.get_rcut())
-        return np.ascontiguousarray(coord), box, atype
+    def _inputs(self, coords, cells, atom_types, **kwargs):
+        """float64 coord [nf,na,3], box [nf,9] or None, int32 atype [nf,na]; clear errors (eval_args)."""
+        return eval_inputs(coords, cells, atom_types, self.type_map, self.get_rcut(), **kwargs)
 
     def _neighbor_list(self, coord, atype, box):
         """(nlist [nf,na,nnei] int32, shift [nf,na,nnei,3]) for the whole frames, checked."""
