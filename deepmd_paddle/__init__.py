@@ -5,11 +5,13 @@ Pipeline, one folder a stage: ``data`` -> ``model`` (descriptor, fitting, energy
 """
 __version__ = "0.1.0"
 
+from .utils.runtime import quiet_framework as _quiet_framework
 from .utils.runtime import quiet_openmp as _quiet_openmp
 from .utils.runtime import tune_allocator as _tune_allocator
 
 _tune_allocator()
 _quiet_openmp()
+_quiet_framework()
 
 
 def __getattr__(name):  # DeepPot loads Paddle: import it only when asked for

@@ -368,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    # force: importing Paddle put its own handler on the root logger (its lines would show instead)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s", force=True)
     try:
         return args.run(args)
     except (ValueError, NotImplementedError, OSError) as e:  # bad input: config, data, model files
