@@ -108,8 +108,8 @@ def _describe(holder: dict) -> str:
 def find_conflicts(prefix: str, lcurve: str | None, source_run, restarting: bool) -> list[str]:
     """Files of another run at the checkpoint ``prefix`` and ``lcurve``: checkpoints (bases) whose run
     differs from ``source_run``, the pointer file when it names another prefix's checkpoint (of
-    another run), and, for a new run, a
-    non-empty ``lcurve``. ``source_run``: the run id a restart continues (None for a new run)."""
+    another run), and a non-empty ``lcurve`` when the run is new or when another run's checkpoints
+    lie beside it. ``source_run``: the run id a restart continues (None for a new run)."""
     found = []
     for base in checkpoint.list_checkpoints(prefix):
         if not restarting or checkpoint.run_of(base) != source_run:
@@ -121,8 +121,8 @@ def find_conflicts(prefix: str, lcurve: str | None, source_run, restarting: bool
         if (os.path.isfile(target + ".json") and not target.startswith(os.path.abspath(prefix) + "-")
                 and (not restarting or checkpoint.run_of(target) != source_run)):
             found.append(pointer)  # another prefix's run: its pointer would be replaced
-    if lcurve and not restarting and os.path.isfile(lcurve) and os.path.getsize(lcurve) > 0:
-        found.append(lcurve)
+    if lcurve and (not restarting or found) and os.path.isfile(lcurve) and os.path.getsize(lcurve) > 0:
+        found.append(lcurve)  # a new run's, or beside another run's checkpoints: not the restarted run's
     return found
 
 
@@ -169,6 +169,8 @@ def claim(outdir: str, prefix: str, lcurve: str | None, restart: str | None, ove
     locks = []
     try:
         for folder in sorted({os.path.abspath(outdir), os.path.dirname(os.path.abspath(prefix))}):
+            if os.path.exists(folder) and not os.path.isdir(folder):
+                raise RunFolderError(f"{folder} is a file; training writes into a folder (-o, training/save_ckpt)")
             os.makedirs(folder, exist_ok=True)
             locks.append(FolderLock(folder, run_id))
         return run_id, locks, check_folder(prefix, lcurve, source_run, bool(restart), overwrite)
