@@ -253,7 +253,8 @@ class Trainer:
         """A new run starts ``disp_file`` afresh (run_folder has made sure that it replaces no other
         run's); a restart keeps its rows before ``start_step`` (rewritten atomically) and appends."""
         path = os.path.join(self.outdir, self.config["training"]["disp_file"])
-        kept = run_folder.lcurve_rows_before(path, self.start_step) if self.start_step > 0 and os.path.isfile(path) else []
+        restarted = self.start_step > 0 and os.path.isfile(path)
+        kept = run_folder.lcurve_rows_before(path, self.start_step) if restarted else []
         if kept:
             checkpoint.write_text(path, "".join(kept))
         fp = open(path, "a" if kept else "w")
