@@ -341,8 +341,9 @@ def check_values(coord: np.ndarray, box, atype: np.ndarray, ntypes: int, rcut: f
             if nnei[f] > MAX_NEIGHBORS:
                 raise ValueError(
                     f"box of {where(f)} holds {nloc} atoms in {abs(det[f]):.4g} A^3 "
-                    f"({nloc / abs(det[f]):.3g} atoms/A^3, dense matter ~0.1): about {nnei[f]:.3g} neighbours per atom within rcut = {rcut} A (at most "
-                    f"{MAX_NEIGHBORS:.0e}); are the coordinates and box in Angstrom? (in nm they are 1000x too dense)"
+                    f"({nloc / abs(det[f]):.3g} atoms/A^3, dense matter ~0.1): about {nnei[f]:.3g} neighbours per "
+                    f"atom within rcut = {rcut} A (at most {MAX_NEIGHBORS:.0e}); are the coordinates and box in "
+                    "Angstrom? (in nm they are 1000x too dense)"
                 )
 
 
