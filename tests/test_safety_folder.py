@@ -66,7 +66,8 @@ def test_cli_train_into_occupied_folder_is_one_line(emt, tmp_path, capsys):
     out = tmp_path / "out"
     (tmp_path / "in.json").write_text(json.dumps(tiny(emt, numb_steps=2)))
     assert main(["train", str(tmp_path / "in.json"), "-o", str(out)]) == 0
-    capsys.readouterr()
+    log = capsys.readouterr().err
+    assert log.count("CPU threads") == 1 and " INFO saved checkpoint" in log  # our format, once
     assert main(["train", str(tmp_path / "in.json"), "-o", str(out)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dpp train: error: ") and "--overwrite" in err and err.count("\n") == 1
