@@ -187,7 +187,8 @@ class DeepPot:
             if backend not in ("auto", "dynamic"):
                 raise ValueError(f"{self.model_file or 'the model'} is not frozen: backend {backend!r} needs "
                                  "`dpp freeze` first; allowed here: dynamic")
-            if self.model_file is not None and not os.path.exists(self.model_file):
+            if self.model_file is not None and not os.path.exists(self.model_file) and not os.path.exists(
+                    self.model_file + ".json"):  # a checkpoint base <prefix>-<step> is no file itself
                 raise FileNotFoundError(f"model {self.model_file!r} does not exist")
             try:
                 m = export.load_model(model)

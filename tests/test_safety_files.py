@@ -50,6 +50,7 @@ def test_checkpoint_round_trip_loads(ckpt):
     loaded = checkpoint.load_model(base)
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(loaded.state_dict()[k].numpy(), v.numpy())
+    assert DeepPot(base).get_type_map() == ["O", "H"]  # a checkpoint base, which is no file itself
 
 
 def test_config_that_does_not_fit_the_tensors_names_tensor_and_shapes(ckpt):

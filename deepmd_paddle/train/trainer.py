@@ -94,7 +94,6 @@ class Trainer:
     def _setup(self, config: dict, restart, init_model) -> None:
         self.config = cfg = copy.deepcopy(config)
         par, outdir = self.par, self.outdir
-        log.info("%d CPU threads (set %s to change)", set_threads(), THREADS_ENV)
         tr = cfg["training"]
         self.numb_steps, seed = tr["numb_steps"], tr["seed"]
         if seed is not None:
@@ -105,6 +104,7 @@ class Trainer:
         self.valid_data = None if valid is None else self._dataset(valid, type_map, None if seed is None else seed + 1,
                                                                    rcut)
         self.numb_btch = 0 if valid is None else valid["numb_btch"]
+        log.info("%d CPU threads (set %s to change)", set_threads(), THREADS_ENV)  # after the data: errors first
 
         # a checkpoint is read by rank 0 only; the data scans below run on every rank (the same
         # frames, so no rank idles in a collective past gloo's timeout), then rank 0's results win
