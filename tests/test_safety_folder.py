@@ -170,3 +170,17 @@ def test_model_devi_and_test_outputs_survive_bad_inputs(tmp_path, capsys):
     assert main(["test", "-m", str(tmp_path / "m1"), "-s", str(tmp_path / "both"), "-d", str(detail)]) == 1
     assert "energy.npy: dtype bool" in capsys.readouterr().err
     assert (tmp_path / "detail.e.out").read_text() == "earlier\n"
+
+
+def test_lock_on_a_file_system_without_locks_checks_the_pid(tmp_path, monkeypatch, caplog):
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    lock = FolderLock(str(tmp_path), "first")  # nobody named in the file: taken
+    assert "no file locks" in caplog.text
+    with pytest.raises(RunFolderError, match=rf"pid {os.getpid()} on "):  # our pid is alive
+        FolderLock(str(tmp_path), "second")
+    lock.release()

@@ -50,8 +50,15 @@ class FolderLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
                 holder = _read_holder(fd)
+                busy = e.errno in (errno.EAGAIN, errno.EACCES)
+                if not busy and e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):  # no flock here
+                    busy = _alive(holder)
+                    log.warning("%s: the file system has no file locks; checked the pid in the lock file instead",
+                                self.path)
+                    if not busy:
+                        break
                 os.close(fd)
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                if not busy:
                     raise
                 raise RunFolderError(
                     f"{folder} is in use by another training run ({_describe(holder)}; lock file {self.path}); "
@@ -86,23 +93,31 @@ class FolderLock:
 def _read_holder(fd: int) -> dict:
     try:
         raw = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-        return json.loads(raw) if raw else {}
+        holder = json.loads(raw) if raw else {}
     except (OSError, ValueError):
-        return {"pid": "?", "host": "?"}
+        holder = None
+    return holder if isinstance(holder, dict) else {"pid": "?", "host": "?"}
+
+
+def _alive(holder: dict) -> bool:
+    """Whether the process named in a lock file may still run (``os.kill(pid, 0)`` on this host;
+    a process on another host or of unknown pid counts as alive)."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return bool(holder)
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _describe(holder: dict) -> str:
     if not holder:
         return "owner unknown"
-    alive = ""
-    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
-        try:
-            os.kill(holder["pid"], 0)
-        except ProcessLookupError:
-            alive = ", no longer running"
-        except PermissionError:
-            pass
-    return f"pid {holder.get('pid')} on {holder.get('host')}{alive}, started {holder.get('started', '?')}"
+    gone = "" if _alive(holder) else ", no longer running"
+    return f"pid {holder.get('pid')} on {holder.get('host')}{gone}, started {holder.get('started', '?')}"
 
 
 def find_conflicts(prefix: str, lcurve: str | None, source_run, restarting: bool) -> list[str]:
