@@ -184,3 +184,12 @@ def test_lock_on_a_file_system_without_locks_checks_the_pid(tmp_path, monkeypatc
     with pytest.raises(RunFolderError, match=rf"pid {os.getpid()} on "):  # our pid is alive
         FolderLock(str(tmp_path), "second")
     lock.release()
+
+
+def test_overwrite_keeps_the_checkpoint_the_run_starts_from(emt, tmp_path):
+    Trainer(tiny(emt, numb_steps=2), str(tmp_path)).run()
+    source = str(tmp_path / "model.ckpt-2")
+    b = Trainer(tiny(emt, numb_steps=1), str(tmp_path), init_model=source, overwrite=True)
+    assert os.path.isfile(source + ".safetensors") and not os.path.exists(tmp_path / "model.ckpt-1.json")
+    b.run()
+    assert (tmp_path / "checkpoint").read_text().strip() == "model.ckpt-1"

@@ -157,9 +157,10 @@ def check_folder(prefix: str, lcurve: str | None, source_run, restarting: bool, 
 
 def remove_replaced(found: list[str], keep: str | None = None) -> None:
     """Remove the files ``check_folder`` found (checkpoint pairs and the learning curve), except
-    the checkpoint ``keep`` (a restart's source)."""
+    the checkpoint ``keep`` (the one this run starts from: --restart or --init-model)."""
     for path in found:
         if keep is not None and os.path.abspath(path) == os.path.abspath(keep):
+            log.warning("--overwrite: kept %s, the checkpoint this run starts from", path)
             continue
         exts = (".safetensors", ".json") if not os.path.isfile(path) else ("",)
         for ext in exts:

@@ -159,7 +159,7 @@ class Trainer:
             self._load_sampler_states(meta["state"])
         self._stop = False
         if par.is_main:  # every input has been read and checked: now an earlier run's files may go
-            run_folder.remove_replaced(self._replaced, keep=ckpt[1]["base"] if restart else None)
+            run_folder.remove_replaced(self._replaced, keep=None if ckpt is None else ckpt[1]["base"])
             checkpoint.write_text(os.path.join(outdir, "out.json"), json.dumps(cfg, indent=1))  # DeePMD-kit's record
 
     # ----------------------------------------------------------------- set-up
