@@ -51,6 +51,8 @@ if "paddle" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
+from .utils.density import check_density  # noqa: E402
+
 _LIB_NAME = "deepmd_paddle_ops"
 _CORE_SOURCES = ("ops.cc", "neighbor_list.cc", "env_mat.cc")
 _CORE_HEADERS = ("neighbor_list.h", "env_mat.h", "threads.h")
@@ -60,10 +62,6 @@ _NO_OP_ENV = "DEEPMD_PADDLE_NO_CUSTOM_OP"
 _CACHE_ENV = "DEEPMD_PADDLE_CACHE"
 
 MAX_IMAGES = 1e6  # periodic images per neighbourhood that check_inputs accepts
-# atoms within rcut of an atom, nloc x (4/3 pi rcut^3) / volume, that check_inputs accepts: the search
-# visits (images x atoms) candidates per atom, a few times this; dense matter has ~0.1 atoms/A^3, ~100
-# neighbours at rcut 6; a box in nm instead of A is 1000x denser (a 0.12 A box hung the search)
-MAX_NEIGHBORS = 2e4
 
 _state: dict = {"tried": False, "lib": None}
 
@@ -336,15 +334,7 @@ def check_values(coord: np.ndarray, box, atype: np.ndarray, ntypes: int, rcut: f
                     f"{np.round(spacing[f], 4).tolist()} A need {images[f]:.3g} periodic images "
                     f"(at most {MAX_IMAGES:.0e})"
                 )
-            nnei = nloc / np.abs(det) * (4.0 / 3.0 * np.pi * rcut ** 3)  # nf
-            f = int(np.argmax(nnei))
-            if nnei[f] > MAX_NEIGHBORS:
-                raise ValueError(
-                    f"box of {where(f)} holds {nloc} atoms in {abs(det[f]):.4g} A^3 "
-                    f"({nloc / abs(det[f]):.3g} atoms/A^3, dense matter ~0.1): about {nnei[f]:.3g} neighbours per "
-                    f"atom within rcut = {rcut} A (at most {MAX_NEIGHBORS:.0e}); are the coordinates and box in "
-                    "Angstrom? (in nm they are 1000x too dense)"
-                )
+            check_density(nloc, det, rcut, where)  # images x atoms: the search's work
 
 
 @paddle.jit.not_to_static
