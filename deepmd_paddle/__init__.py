@@ -7,11 +7,13 @@ with the kernels; ``config`` is the input schema.
 """
 from ._version import __version__  # noqa: F401
 
+from .runtime import quiet_framework as _quiet_framework
 from .runtime import quiet_openmp as _quiet_openmp
 from .runtime import tune_allocator as _tune_allocator
 
 _tune_allocator()
 _quiet_openmp()
+_quiet_framework()
 
 
 def __getattr__(name):  # DeepPot loads Paddle: import it only when asked for

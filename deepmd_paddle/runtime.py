@@ -16,13 +16,22 @@ sets ``KMP_BLOCKTIME=0`` unless the user chose it (or ``OMP_WAIT_POLICY``); the 
 when its first parallel region starts, so it must run before Paddle's first matrix product.
 GNU OpenMP's idle threads spin too (``GOMP_SPINCOUNT``); libgomp reads it when it is loaded,
 with Paddle, so it is set only when the package is imported before Paddle.
+
+``quiet_framework`` silences Paddle's messages that tell a user of this package nothing: the
+"No ccache found" UserWarning (every command), dynamic-to-static's "Tensor do not have 'place'
+interface" UserWarnings and C++ (glog) warnings such as "PIR not support input out tensor" while
+freezing (``GLOG_minloglevel=2``: errors still print; a value the user set is kept), and the
+INFO lines of Paddle's extension builder, which also reached the root logger a second time.
+Every other warning, ours and Paddle's, still shows.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import sys
+import warnings
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
@@ -55,6 +64,24 @@ def tune_allocator() -> bool:
         return False
     _done = bool(ok)
     return _done
+
+
+_NOISE = ("No ccache found", "Tensor do not have 'place' interface")
+
+
+def quiet_framework() -> None:
+    """Drop Paddle's messages that carry no information for our users (see the docstring)."""
+    for text in _NOISE:
+        warnings.filterwarnings("ignore", message=text, category=UserWarning)
+    if "paddle" not in sys.modules and "GLOG_v" not in os.environ:  # glog reads it when Paddle loads
+        os.environ.setdefault("GLOG_minloglevel", "2")
+    builder = logging.getLogger("utils.cpp_extension")  # Paddle adds its own handler to this logger
+    builder.propagate = False
+    if not any(getattr(f, "deepmd_paddle", False) for f in builder.filters):
+        def warnings_only(record):
+            return record.levelno >= logging.WARNING
+        warnings_only.deepmd_paddle = True
+        builder.addFilter(warnings_only)
 
 
 # ----------------------------------------------------------------------------- threads

@@ -2,7 +2,7 @@
 the commands live beside this file (train, test, model) or in their stage (model-devi, the
 LAMMPS plugin).
 
-    dpp train input.json [--restart CKPT | --init-model CKPT] [-o OUTDIR] [--nproc N]
+    dpp train input.json [--restart CKPT | --init-model CKPT] [-o OUTDIR] [--overwrite] [--nproc N]
     dpp freeze -c CKPT -o PREFIX
     dpp test -m MODEL -s SYSTEM [-n N] [-d DETAIL_PREFIX]
     dpp neighbor-stat -s SYSTEM -r RCUT -t TYPE [TYPE ...]
@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    # force: importing Paddle put its own handler on the root logger (its lines would show instead)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s", force=True)
     try:
         return args.run(args)
     except (ValueError, NotImplementedError, OSError) as e:  # bad input: config, data, model files

@@ -30,16 +30,19 @@ def test_model(evaluator, systems: list[str], numb_test: int = 0, detail: str | 
 
     from deepmd_paddle.data.system import load_system
 
+    from .reports import detail_tables, write_detail
+
     type_map = evaluator.get_type_map()
     pooled = {}  # label -> [(reference, prediction)], energy and virial divided by natoms
-    for i, path in enumerate(systems):
+    tables = {}  # detail file suffix -> [(header, table)], written when every system has been evaluated
+    for path in systems:
         s = load_system(path, type_map, fmt)
         n = s.nframes if numb_test <= 0 else min(numb_test, s.nframes)
         e, f, v = evaluator.eval(s.coord[:n], None if s.box is None else s.box[:n], s.atype)
         pred = {"energy": np.reshape(e, (n,)), "force": np.reshape(f, (n, -1, 3)), "virial": np.reshape(v, (n, 9))}
         pairs = {k: (s.labels[k][:n], p) for k, p in pred.items() if s.found[k][:n].all()}
         if detail:
-            _write_detail(detail, path, s.natoms, pairs, append=i > 0)
+            detail_tables(tables, path, s.natoms, pairs)
         scaled = {k: (r / (1 if k == "force" else s.natoms), p / (1 if k == "force" else s.natoms))
                   for k, (r, p) in pairs.items()}
         for k, pair in scaled.items():
@@ -49,6 +52,7 @@ def test_model(evaluator, systems: list[str], numb_test: int = 0, detail: str | 
     if len(systems) > 1:
         _print_table(f"all {len(systems)} systems", diffs)
     if detail:
+        write_detail(detail, tables)
         _parity_plot(detail + ".parity.png", pooled)
     return {k: {"rmse": float(np.sqrt(np.mean(d * d))), "mae": float(np.mean(np.abs(d)))} for k, d in diffs.items()}
 
@@ -65,26 +69,10 @@ def _print_table(title: str, diffs: dict) -> None:
         print(f"  {_UNITS[k]:<18s} {np.sqrt(np.mean(d * d)):10.3e} {np.mean(np.abs(d)):10.3e}")
 
 
-def _write_detail(prefix: str, system: str, natoms: int, pairs: dict, append: bool) -> None:
-    """DeePMD-kit's ``dp test -d`` files: reference columns, then prediction columns."""
-    import numpy as np
-
-    comps = ["xx", "xy", "xz", "yx", "yy", "yz", "zx", "zy", "zz"]
-    specs = {"energy": (".e.out", ["e"], 1), "force": (".f.out", ["fx", "fy", "fz"], 3),
-             "virial": (".v.out", [f"v{c}" for c in comps], 9)}
-    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    for name, (ref, pred) in pairs.items():
-        ext, cols, width = specs[name]
-        table = np.concatenate([ref.reshape(-1, width), pred.reshape(-1, width)], axis=1)
-        header = f"{system}: " + " ".join([f"data_{c}" for c in cols] + [f"pred_{c}" for c in cols])
-        outs = [(ext, table)] + ([(ext.replace(".out", "_peratom.out"), table / natoms)] if name != "force" else [])
-        for suffix, arr in outs:
-            with open(prefix + suffix, "a" if append else "w") as f:
-                np.savetxt(f, arr, header=header)
-
-
 def _parity_plot(path: str, pooled: dict) -> None:
     import matplotlib
+
+    from .reports import save_png
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -102,7 +90,7 @@ def _parity_plot(path: str, pooled: dict) -> None:
         ax.set_xlabel(f"reference {_UNITS[k]}")
         ax.set_ylabel(f"predicted {_UNITS[k]}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_png(fig, path)
     plt.close(fig)
 
 
@@ -148,13 +136,18 @@ def plot_lcurve(lcurve: str, output: str) -> str:
     """Energy, force (and virial) RMSE against step, training and validation, log scale."""
     import matplotlib
 
+    from .reports import save_png
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
     with open(lcurve) as f:
         names = f.readline().lstrip("#").split()
-    data = np.loadtxt(lcurve, ndmin=2)
+    try:
+        data = np.loadtxt(lcurve, ndmin=2)
+    except ValueError as e:
+        raise ValueError(f"{lcurve}: not a learning curve of numbers under a '# step ...' header ({e})") from None
     col = {n: data[:, i] for i, n in enumerate(names)}
     panels = [k for k in ("e", "f", "v") if f"rmse_{k}_trn" in col]
     units = {"e": "energy RMSE (eV/atom)", "f": "force RMSE (eV/A)", "v": "virial RMSE (eV/atom)"}
@@ -167,7 +160,7 @@ def plot_lcurve(lcurve: str, output: str) -> str:
         ax.set_ylabel(units[k])
         ax.legend()
     fig.tight_layout()
-    fig.savefig(output, dpi=120)
+    save_png(fig, output)
     plt.close(fig)
     return output
 

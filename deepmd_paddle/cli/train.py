@@ -17,6 +17,8 @@ def args_train(p):
     g.add_argument("-r", "--restart", metavar="CKPT", help="continue from a checkpoint (file, base or folder)")
     g.add_argument("-i", "--init-model", metavar="CKPT", help="start from a checkpoint's weights, step 0")
     p.add_argument("-o", "--output", default=".", metavar="OUTDIR", help="folder for lcurve.out and checkpoints")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoints and lcurve.out of another run found in OUTDIR (refused otherwise)")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train data-parallel on N processes of this machine (paddle.distributed.launch; "
                         "logs of each rank in OUTDIR/log)")
@@ -28,7 +30,7 @@ def run_train(args) -> int:
 
     if args.nproc is not None:
         return _launch_train(args)
-    result = train(config.load(args.input), args.output, args.restart, args.init_model)
+    result = train(config.load(args.input), args.output, args.restart, args.init_model, args.overwrite)
     if os.environ.get("PADDLE_TRAINER_ID", "0") == "0":  # rank 0 of a data-parallel run reports
         print(f"{'stopped' if result['interrupted'] else 'finished'} at step {result['step']}; "
               f"checkpoint {result['checkpoint']}")
@@ -39,8 +41,13 @@ def _launch_train(args) -> int:
     from deepmd_paddle import config
     from deepmd_paddle.train.parallel import launch
 
-    config.load(args.input)  # a bad input fails here, once, not in every worker
+    from deepmd_paddle.train import run_folder
+
+    tr = config.load(args.input)["training"]  # a bad input or a busy folder fails here, once, not in every worker
+    run_folder.check_free(args.output, tr["save_ckpt"], tr["disp_file"] if tr["disp_training"] else None,
+                          args.restart, args.overwrite)
     train_args = ["-v", args.log_level, "train", os.path.abspath(args.input), "-o", os.path.abspath(args.output)]
+    train_args += ["--overwrite"] if args.overwrite else []
     for flag, value in (("--restart", args.restart), ("--init-model", args.init_model)):
         if value:
             train_args += [flag, os.path.abspath(value)]
@@ -56,6 +63,7 @@ def _launch_train(args) -> int:
 def args_demo(p):
     p.add_argument("-o", "--output", default="dpp_demo", help="folder for data, model and plots (default dpp_demo)")
     p.add_argument("--steps", type=int, help="training steps (default: the demo config's)")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo in the folder")
 
 
 def run_demo(args) -> int:
@@ -66,7 +74,10 @@ def run_demo(args) -> int:
 
     from .test import load_evaluator, plot_lcurve, test_model
 
+    from deepmd_paddle.train import run_folder
+
     out = args.output
+    run_folder.check_free(out, demo_config()["training"]["save_ckpt"], "lcurve.out", None, args.overwrite)
     t0 = time.perf_counter()
     data = make_demo(os.path.join(out, "data"))
     print(f"[1/5] data: {data['n_train']} training and {data['n_valid']} validation frames of EMT copper "
@@ -77,7 +88,7 @@ def run_demo(args) -> int:
     with open(os.path.join(out, "input.json"), "w") as f:
         json.dump(raw, f, indent=2)
     t1 = time.perf_counter()
-    result = train(config.load(os.path.join(out, "input.json")), out)
+    result = train(config.load(os.path.join(out, "input.json")), out, overwrite=args.overwrite)
     print(f"[2/5] trained {result['step']} steps in {time.perf_counter() - t1:.0f} s: {result['checkpoint']}")
     frozen = os.path.join(out, "frozen_model")
     freeze(result["checkpoint"], frozen)

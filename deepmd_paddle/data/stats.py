@@ -26,11 +26,25 @@ import logging
 import numpy as np
 import paddle
 
-from deepmd_paddle.data.system import System
+from deepmd_paddle.data.system import DataError, System
 
 log = logging.getLogger(__name__)
 
 CHUNK = 4  # frames per call of the neighbour search (bounds the memory of the brute-force path)
+AUTO_SEL_MAX = 2000  # neighbours within rcut (all types) that sel "auto" accepts; a list of ints is not bounded
+
+
+def check_system_frames(sys: System, rcut: float, ntypes: int) -> None:
+    """Every frame of ``sys`` as the neighbour search will see it (finite numbers, box volume, plane
+    spacings and density against ``rcut``: ``kernels.checks.check_values``), before any search; a
+    ``DataError`` names the set's file and the frame."""
+    from deepmd_paddle.kernels.checks import check_values
+
+    try:
+        check_values(sys.coord, sys.box, np.broadcast_to(sys.atype, (sys.nframes, sys.natoms)), ntypes, rcut,
+                     where=sys.where)
+    except ValueError as e:
+        raise DataError(str(e)) from None
 
 
 def stat_frames(systems: list[System], batch_size: list[int], nbatch: int, seed: int | None) -> list[np.ndarray]:
@@ -56,6 +70,7 @@ def neighbor_stat(systems: list[System], rcut: float, type_map: list[str]) -> tu
     search = default_backend().neighbor_list
     min_dist, max_nbor = np.inf, np.zeros(len(type_map), dtype=np.int64)
     for sys in systems:
+        check_system_frames(sys, rcut, len(type_map))
         for coord, atype, box in _chunks(sys, np.arange(sys.nframes), "float64"):
             _, _, nmax, mindist = search(coord, box, atype, float(rcut), [1] * len(type_map))
             max_nbor = np.maximum(max_nbor, nmax.numpy().max(axis=0))
@@ -85,6 +100,11 @@ def resolve_sel(sel, systems: list[System], rcut: float, type_map: list[str]) ->
         return [int(s) for s in sel]
     factor = auto_sel_factor(sel)
     _, max_nbor = neighbor_stat(systems, rcut, type_map)
+    if max_nbor.sum() > AUTO_SEL_MAX:
+        raise DataError(f"sel {sel!r}: the data have up to {max_nbor.tolist()} neighbours of each type {type_map} "
+                        f"within rcut = {rcut} A ({int(max_nbor.sum())} in all; 'auto' accepts {AUTO_SEL_MAX}, dense "
+                        "matter has ~100 at 6 A). Are the coordinates and boxes in Angstrom (in nm they are 1000x "
+                        "too dense)? To train on such data anyway, give sel as a list of numbers")
     out = sel_from_counts(max_nbor, factor)
     log.info("sel %r -> %s (largest neighbour counts %s)", sel, out, max_nbor.tolist())
     return out

@@ -37,6 +37,7 @@ class System:
     box: np.ndarray | None  # nf x 9, None for open boundaries
     labels: dict = field(default_factory=dict)  # name -> array (energy nf, force nf x natoms x 3, virial nf x 9)
     found: dict = field(default_factory=dict)  # name -> nf bool: the frame has this label
+    sources: list = field(default_factory=list)  # (set folder, its frame count) in frame order; [] for dpdata
 
     @property
     def nframes(self) -> int:
@@ -48,6 +49,15 @@ class System:
 
     def type_counts(self, ntypes: int) -> np.ndarray:
         return np.bincount(self.atype, minlength=ntypes)[:ntypes]
+
+    def where(self, frame: int, name: str = "box.npy") -> str:
+        """Frame ``frame`` of the system named for a message: its set's file and its index there."""
+        start = 0
+        for folder, n in self.sources:
+            if frame < start + n:
+                return f"{os.path.join(folder, name)}, frame {frame - start}"
+            start += n
+        return f"{self.path}, frame {frame}"
 
 
 def load_system(path: str, type_map: list[str], fmt: str | None = None) -> System:
@@ -61,7 +71,10 @@ def _load_npy(path: str, type_map: list[str]) -> System:
     type_file = os.path.join(path, "type.raw")
     if not os.path.isfile(type_file):
         raise DataError(f"{path}: not a DeePMD system (no type.raw); for other formats set `fmt`")
-    raw_types = np.loadtxt(type_file, dtype=np.int64, ndmin=1)
+    try:
+        raw_types = np.loadtxt(type_file, dtype=np.int64, ndmin=1)
+    except ValueError as e:
+        raise DataError(f"{type_file}: expected one integer atom type per atom ({e})") from None
     names = None
     if os.path.isfile(os.path.join(path, "type_map.raw")):
         with open(os.path.join(path, "type_map.raw")) as f:
@@ -76,9 +89,12 @@ def _load_npy(path: str, type_map: list[str]) -> System:
     for s in sets:
         coord = _read(os.path.join(s, "coord.npy"), natoms * 3, required=True)
         nf = coord.shape[0]
+        if nf == 0:
+            raise DataError(f"{os.path.join(s, 'coord.npy')}: no frames; remove the empty set {s}")
         coords.append(coord.reshape(nf, natoms, 3))
         if not nopbc:
             boxes.append(_read(os.path.join(s, "box.npy"), 9, required=True, nframes=nf))
+            check_volumes(boxes[-1], lambda f: f"{os.path.join(s, 'box.npy')}, frame {f}")
         for name, per in LABELS.items():
             width = per * natoms if name == "force" else per
             arr = _read(os.path.join(s, f"{name}.npy"), width, nframes=nf)
@@ -89,7 +105,7 @@ def _load_npy(path: str, type_map: list[str]) -> System:
     return System(
         path=path, atype=atype, coord=coord, box=None if nopbc else np.concatenate(boxes),
         labels={k: _shape(k, np.concatenate(v), nf, natoms) for k, v in labels.items()},
-        found={k: np.concatenate(v) for k, v in found.items()},
+        found={k: np.concatenate(v) for k, v in found.items()}, sources=[(s, len(c)) for s, c in zip(sets, coords)],
     )
 
 
@@ -98,7 +114,14 @@ def _read(fname: str, width: int, required: bool = False, nframes: int | None = 
         if required:
             raise DataError(f"{fname} is missing")
         return None
-    arr = np.load(fname, allow_pickle=False).astype(np.float64)
+    try:
+        raw = np.load(fname, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{fname}: not a readable .npy array of numbers ({e})") from None
+    if raw.dtype.kind not in "fiu":  # booleans would become 0/1, complex numbers lose their imaginary part
+        raise DataError(f"{fname}: dtype {raw.dtype} ({_KINDS.get(raw.dtype.kind, 'not numbers')}); "
+                        "expected real numbers (float or int)")
+    arr = raw.astype(np.float64)
     nf = arr.shape[0] if arr.ndim else 1
     if arr.size != nf * width or (nframes is not None and nf != nframes):
         raise DataError(f"{fname}: shape {arr.shape} does not fit {nframes or nf} frames x {width} values")
@@ -108,6 +131,21 @@ def _read(fname: str, width: int, required: bool = False, nframes: int | None = 
         raise DataError(f"{fname}: {len(bad)} NaN/inf values, first in frame {bad[0][0]}; "
                         "remove or fix those frames")
     return arr
+
+
+_KINDS = {"b": "booleans", "c": "complex numbers", "U": "text", "S": "bytes", "O": "objects", "V": "records",
+          "M": "dates", "m": "time spans"}
+
+
+def check_volumes(box: np.ndarray, where) -> None:
+    """Raise ``DataError`` naming ``where(frame)`` for the first box (nf x 9, rows a, b, c) whose
+    three vectors span no volume."""
+    b = box.reshape(-1, 3, 3)
+    det, scale = np.linalg.det(b), np.prod(np.linalg.norm(b, axis=-1), axis=-1)
+    bad = np.flatnonzero(~(np.abs(det) > 1e-10 * scale) | (scale == 0.0))
+    if bad.size:
+        raise DataError(f"box of {where(int(bad[0]))} has zero volume (det = {det[bad[0]]:.3g}; {bad.size} such "
+                        "frame(s)); its rows must be three independent lattice vectors a, b, c in Angstrom")
 
 
 def _shape(name: str, arr: np.ndarray, nf: int, natoms: int) -> np.ndarray:
@@ -146,6 +184,8 @@ def _load_dpdata(path: str, type_map: list[str], fmt: str) -> System:
             raise DataError(f"{path}: dpdata cannot read it with fmt={fmt!r}: {e}") from None
     d = sys.data
     nf, natoms = d["coords"].shape[:2]
+    if nf == 0:
+        raise DataError(f"{path}: dpdata read no frames with fmt={fmt!r}")
     atype = _remap(np.asarray(d["atom_types"]), list(d["atom_names"]), type_map, path)
     nopbc = bool(d.get("nopbc", False))
     labels, found = {}, {}
@@ -159,9 +199,11 @@ def _load_dpdata(path: str, type_map: list[str], fmt: str) -> System:
         else:
             labels[name] = np.zeros((nf, natoms, 3) if name == "force" else (nf, 9) if name == "virial" else nf)
             found[name] = np.zeros(nf, bool)
+    box = None if nopbc else np.asarray(d["cells"], dtype=np.float64).reshape(nf, 9)
+    if box is not None:
+        check_volumes(box, lambda f: f"{path}, frame {f}")
     return System(
-        path=path, atype=atype, coord=np.asarray(d["coords"], dtype=np.float64),
-        box=None if nopbc else np.asarray(d["cells"], dtype=np.float64).reshape(nf, 9),
+        path=path, atype=atype, coord=np.asarray(d["coords"], dtype=np.float64), box=box,
         labels={k: _shape(k, v, nf, natoms) for k, v in labels.items()}, found=found,
     )
 

@@ -36,8 +36,9 @@ import paddle
 from .. import runtime
 from ..io import frozen
 from ..io.load import load_model
-from ..kernels import MIN_PAIR_DISTANCE, check_frames, check_neighbors
+from ..kernels import MIN_PAIR_DISTANCE, check_neighbors
 from ..model import EnergyModel
+from .eval_args import eval_inputs, types_from_symbols  # noqa: F401  (the package's API)
 from .blocks import descriptor_in_blocks, lower_in_blocks
 from .runners import DynamicRunner, JitRunner, ModelFileError, PredictorRunner, read_meta, register_operators
 
@@ -87,7 +88,8 @@ class DeepPot:
             if backend not in ("auto", "dynamic"):
                 raise ValueError(f"{self.model_file or 'the model'} is not frozen: backend {backend!r} needs "
                                  "`dpp freeze` first; allowed here: dynamic")
-            if self.model_file is not None and not os.path.exists(self.model_file):
+            if self.model_file is not None and not os.path.exists(self.model_file) and not os.path.exists(
+                    self.model_file + ".json"):  # a checkpoint base <prefix>-<step> is no file itself
                 raise FileNotFoundError(f"model {self.model_file!r} does not exist")
             try:
                 m = load_model(model)
@@ -138,7 +140,7 @@ class DeepPot:
         """
         if fparam is not None or aparam is not None:
             raise ValueError("this model takes no fparam/aparam (get_dim_fparam() = get_dim_aparam() = 0)")
-        coord, box, atype = self._inputs(coords, cells, atom_types)
+        coord, box, atype = self._inputs(coords, cells, atom_types, atomic=atomic, **kwargs)
         nf, na = atype.shape
         out = {"energy": np.empty([nf, 1]), "force": np.empty([nf, na, 3]), "virial": np.empty([nf, 9])}
         if atomic:
@@ -160,7 +162,7 @@ class DeepPot:
 
     def eval_descriptor(self, coords, cells, atom_types, fparam=None, aparam=None, mixed_type=False, **kwargs):
         """The se_e2_a descriptor, [nf, na, dim_descriptor]."""
-        coord, box, atype = self._inputs(coords, cells, atom_types)
+        coord, box, atype = self._inputs(coords, cells, atom_types, **kwargs)
         nf, na = atype.shape
         out = np.empty([nf, na, self.get_dim_descriptor()])
         per_call = max(1, self.atom_budget // na)
@@ -172,41 +174,9 @@ class DeepPot:
         return out
 
     # ---------------------------------------------------------------- internals
-    def _inputs(self, coords, cells, atom_types):
-        """float64 coord [nf,na,3], box [nf,9] or None, int32 atype [nf,na]; clear errors."""
-        atype = np.asarray(atom_types)
-        if atype.dtype.kind in "US":  # element names
-            atype = types_from_symbols(atype, self.type_map)
-        if atype.ndim not in (1, 2) or atype.shape[-1] == 0:
-            raise ValueError(f"atom_types must have shape [natoms] or [nframes, natoms], got {list(atype.shape)}")
-        if atype.dtype.kind not in "iu":
-            if atype.dtype.kind == "f" and np.all(atype == np.round(atype)):
-                atype = atype.astype(np.int64)
-            else:
-                raise ValueError(f"atom_types must be integers (or element names), got dtype {atype.dtype}")
-        na = atype.shape[-1]
-        coord = np.asarray(coords, dtype=np.float64)
-        if coord.size == 0 or coord.size % (na * 3):
-            raise ValueError(f"coords of shape {list(coord.shape)} do not hold whole frames of {na} atoms x 3 "
-                             f"(expected [nframes, {na * 3}] or [nframes, {na}, 3])")
-        nf = coord.size // (na * 3)
-        coord = coord.reshape(nf, na, 3)
-        if atype.ndim == 1:
-            atype = np.broadcast_to(atype, (nf, na))
-        elif atype.shape[0] != nf:
-            raise ValueError(f"atom_types has {atype.shape[0]} frames but coords have {nf}")
-        atype = np.ascontiguousarray(atype, dtype=np.int32)
-        box = None
-        if cells is not None:
-            box = np.asarray(cells, dtype=np.float64)
-            if box.size == 9:
-                box = np.broadcast_to(box.reshape(1, 9), (nf, 9))
-            elif box.size != nf * 9 or box.shape[-1] not in (3, 9):
-                raise ValueError(f"cells must have shape [nframes, 9] = [{nf}, 9] (or [{nf}, 3, 3]), "
-                                 f"got {list(box.shape)}")
-            box = np.ascontiguousarray(box.reshape(nf, 9))
-        check_frames(coord, atype, box, len(self.type_map), self.type_map, self.get_rcut())
-        return np.ascontiguousarray(coord), box, atype
+    def _inputs(self, coords, cells, atom_types, **kwargs):
+        """float64 coord [nf,na,3], box [nf,9] or None, int32 atype [nf,na]; clear errors (eval_args)."""
+        return eval_inputs(coords, cells, atom_types, self.type_map, self.get_rcut(), **kwargs)
 
     def _neighbor_list(self, coord, atype, box):
         """(nlist [nf,na,nnei] int32, shift [nf,na,nnei,3]) for the whole frames, checked (the
@@ -242,17 +212,6 @@ class DeepPot:
 
 
 # ----------------------------------------------------------------------------- helpers
-def types_from_symbols(symbols, type_map, type_dict: dict | None = None) -> np.ndarray:
-    """Type indices of element names; an unknown name raises ValueError naming the allowed ones."""
-    lookup = dict(type_dict) if type_dict else {name: i for i, name in enumerate(type_map)}
-    symbols = np.asarray(symbols)
-    unknown = sorted(set(symbols.reshape(-1).tolist()) - set(lookup))
-    if unknown:
-        raise ValueError(f"element(s) {unknown} are not in the model's type map {list(type_map)}"
-                         + (" (nor in type_dict)" if type_dict else ""))
-    return np.vectorize(lookup.__getitem__, otypes=[np.int32])(symbols)
-
-
 def _meta_of(model) -> dict:
     d = model.descriptor
     return {"type_map": list(model.type_map), "rcut": d.rcut, "sel": list(d.sel),

@@ -63,10 +63,13 @@ def calc_model_devi(coord, box, atype, models, fname: str | None = None, frequen
 
 def write_model_devi_out(devi: np.ndarray, fname: str, header: str = "") -> None:
     """Append rows to ``fname`` in DeePMD-kit's layout (step %12d, values %19.6e)."""
-    title = f"{'step':10s}" + "".join(f"{c:19s}" for c in COLUMNS)
     with open(fname, "ab") as f:
-        np.savetxt(f, devi, fmt=["%12d"] + ["%19.6e"] * len(COLUMNS), delimiter="",
-                   header=f"{header}\n{title}")
+        _write_rows(f, devi, header)
+
+
+def _write_rows(f, devi: np.ndarray, header: str) -> None:
+    title = f"{'step':10s}" + "".join(f"{c:19s}" for c in COLUMNS)
+    np.savetxt(f, devi, fmt=["%12d"] + ["%19.6e"] * len(COLUMNS), delimiter="", header=f"{header}\n{title}")
 
 
 def check_type_maps(models) -> None:
@@ -76,20 +79,23 @@ def check_type_maps(models) -> None:
 
 
 def make_model_devi(models: list[str], system: str, output: str, frequency: int = 1, fmt=None) -> list[np.ndarray]:
-    """``dpp model-devi``: every system found under ``system``; returns the rows per system."""
+    """``dpp model-devi``: every system found under ``system``; returns the rows per system.
+    ``output`` is replaced only when every model and system has been read and evaluated."""
     import os
 
     from ..data.system import expand_systems, load_system
+    from ..utils.files import atomic_output, check_writable
     from .deeppot import DeepPot
 
+    check_writable(output, "-o/--output")
     dps = [DeepPot(m) for m in models]
     check_type_maps(dps)
-    if os.path.exists(output):
-        os.remove(output)  # a fresh file; systems are appended to it
-    results = []
-    for path in expand_systems(system, os.getcwd(), fmt, "--system"):
-        s = load_system(path, dps[0].get_type_map(), fmt)
-        results.append(calc_model_devi(s.coord, s.box, s.atype, dps, output, frequency, header=os.path.relpath(path)))
+    paths = expand_systems(system, os.getcwd(), fmt, "--system")
+    systems = [load_system(path, dps[0].get_type_map(), fmt) for path in paths]
+    results = [calc_model_devi(s.coord, s.box, s.atype, dps, None, frequency) for s in systems]
+    with atomic_output(output) as tmp, open(tmp, "wb") as f:
+        for path, rows in zip(paths, results):
+            _write_rows(f, rows, os.path.relpath(path))
     return results
 
 

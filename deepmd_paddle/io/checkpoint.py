@@ -4,8 +4,8 @@ A checkpoint ``<prefix>-<step>`` is two files::
 
     <prefix>-<step>.safetensors   model.<name>: weights and statistics (model.state_dict())
                                   optim.<param>.<slot>: Adam's moments and beta powers
-    <prefix>-<step>.json          {"format", "step", "config" (the full input, ``sel`` resolved),
-                                   "state": data sampler positions and generator states}
+    <prefix>-<step>.json          {"format", "step", "run", "config" (the full input, ``sel``
+                                   resolved), "state": data sampler positions and generator states}
 
 and a pointer file ``checkpoint`` in the same folder holding the latest ``<prefix>-<step>``.
 Each file is written to a temporary name and moved into place with ``os.replace``, tensors
@@ -13,6 +13,12 @@ first, JSON next, pointer last, so a crash never leaves a pointer to a half-writ
 Optimizer slots are keyed by the parameter's structured name (``model.named_parameters()``),
 not Paddle's global parameter name, so they load into a model built in another process or
 later in the same one.
+
+``run`` names the training run that wrote a checkpoint (a restart continues its source's run);
+the safetensors header repeats it with the step, so a pair of files from two runs is refused.
+Retention (``keep``) only ever deletes checkpoints of the run that is saving. Loading checks
+every tensor against the model the stored config builds (names and shapes) and refuses
+non-finite weights: Paddle's ``set_state_dict`` would only warn and keep random weights.
 """
 from __future__ import annotations
 
@@ -29,7 +35,11 @@ POINTER = "checkpoint"
 
 
 class CheckpointError(ValueError):
-    """A missing or unreadable checkpoint."""
+    """A missing checkpoint, or files that are not one."""
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint whose files are damaged or do not belong together; the message names the file."""
 
 
 def _atomic_write(path: str, write) -> None:
@@ -49,6 +59,9 @@ def _write_text(path: str, text: str) -> None:
     _atomic_write(path, write)
 
 
+write_text = _write_text  # a text file written atomically (the trainer's out.json and lcurve)
+
+
 def optimizer_tensors(model: paddle.nn.Layer, opt: paddle.optimizer.Optimizer) -> dict:
     """Adam's slots as numpy, keyed ``optim.<structured name>.<slot>``."""
     state = opt.state_dict()
@@ -60,37 +73,65 @@ def optimizer_tensors(model: paddle.nn.Layer, opt: paddle.optimizer.Optimizer) -
     return out
 
 
-def load_optimizer_tensors(model: paddle.nn.Layer, opt: paddle.optimizer.Optimizer, tensors: dict) -> None:
+def load_optimizer_tensors(model: paddle.nn.Layer, opt: paddle.optimizer.Optimizer, tensors: dict,
+                           source: str = "checkpoint") -> None:
+    from deepmd_paddle.model.weights import check_finite
+
     params = dict(model.named_parameters())
     state = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
             name, slot = key[len("optim."):].rsplit(".", 1)
             if name not in params:
-                raise CheckpointError(f"optimizer state for unknown parameter {name!r}")
+                raise CorruptCheckpoint(f"{source}: optimizer state for unknown parameter {name!r}")
+            want = list(params[name].shape) if slot.startswith("moment") else [1]
+            if list(value.shape) != want:
+                raise CorruptCheckpoint(f"{source}: tensor {key} has shape {list(value.shape)}, the model needs "
+                                      f"{want}; the file does not belong to this model")
+            check_finite(source, key, value, CorruptCheckpoint)
             state[f"{params[name].name}_{slot}"] = paddle.to_tensor(value)
     if state:
         opt.set_state_dict(state)
 
 
-def save(prefix: str, step: int, model, opt, config: dict, state: dict, keep: int = 5) -> str:
-    """Write checkpoint ``<prefix>-<step>``, point ``checkpoint`` at it, keep the newest ``keep``."""
+def save(prefix: str, step: int, model, opt, config: dict, state: dict, keep: int = 5,
+         run: str | None = None) -> str:
+    """Write checkpoint ``<prefix>-<step>`` and point ``checkpoint`` at it. With a ``run`` id, keep
+    the newest ``keep`` checkpoints of that run up to ``step`` and delete its older ones; the
+    checkpoints of other runs (and of steps past ``step``) are never touched."""
     from safetensors.numpy import save_file
 
     base = f"{prefix}-{step}"
     tensors = {f"model.{k}": np.ascontiguousarray(v.numpy()) for k, v in model.state_dict().items()}
     if opt is not None:
         tensors.update(optimizer_tensors(model, opt))
-    meta = {"format": FORMAT, "step": step, "config": config, "state": state}
-    _atomic_write(base + ".safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-    _write_text(base + ".json", json.dumps(meta, indent=1))
+    meta = {"format": FORMAT, "step": step, "run": run, "config": config, "state": state}
+    header = {"format": FORMAT, "step": str(step), "run": run or ""}
     folder = os.path.dirname(os.path.abspath(base))
+    os.makedirs(folder, exist_ok=True)
+    _atomic_write(base + ".safetensors", lambda tmp: save_file(tensors, tmp, metadata=header))
+    _write_text(base + ".json", json.dumps(meta, indent=1))
     _write_text(os.path.join(folder, POINTER), os.path.basename(base) + "\n")
-    for old in list_checkpoints(prefix)[:-keep] if keep > 0 else []:
-        for ext in (".safetensors", ".json"):
-            if os.path.exists(old + ext):
-                os.remove(old + ext)
+    if run is not None and keep > 0:
+        mine = [b for b in list_checkpoints(prefix) if run_of(b) == run and step_of(b) <= step]
+        for old in mine[:-keep]:
+            for ext in (".safetensors", ".json"):
+                if os.path.exists(old + ext):
+                    os.remove(old + ext)
     return base
+
+
+def step_of(base: str) -> int:
+    return int(base.rsplit("-", 1)[1])
+
+
+def run_of(base: str) -> str | None:
+    """The run id stored in ``<base>.json`` (None: written before run ids, or unreadable)."""
+    try:
+        with open(base + ".json", encoding="utf-8") as f:
+            return json.load(f).get("run")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def list_checkpoints(prefix: str) -> list[str]:
@@ -124,15 +165,35 @@ def resolve(path: str) -> str:
 
 
 def load(path: str) -> tuple[dict, dict]:
-    """(tensors, meta) of the checkpoint at ``path`` (see ``resolve``)."""
-    from safetensors.numpy import load_file
+    """(tensors, meta) of the checkpoint at ``path`` (see ``resolve``); ``meta["base"]`` is its base.
+    A damaged file raises ``CorruptCheckpoint`` naming it and what it should hold."""
+    from safetensors import SafetensorError, safe_open
 
     base = resolve(path)
-    with open(base + ".json", encoding="utf-8") as f:
-        meta = json.load(f)
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{base}.json: format {meta.get('format')!r}, expected {FORMAT!r}")
-    return load_file(base + ".safetensors"), meta
+    try:
+        with open(base + ".json", encoding="utf-8") as f:
+            meta = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CorruptCheckpoint(f"{base}.json: not a readable checkpoint description (expected the JSON "
+                              f"that `dpp train` writes next to {os.path.basename(base)}.safetensors: {e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{base}.json: format {got!r}, expected {FORMAT!r}")
+    if not isinstance(meta.get("config"), dict) or not isinstance(meta["config"].get("model"), dict):
+        raise CheckpointError(f"{base}.json: no 'config.model' section; not a checkpoint description")
+    try:
+        with safe_open(base + ".safetensors", framework="np") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CorruptCheckpoint(f"{base}.safetensors: not a readable safetensors file (truncated or corrupt?): "
+                              f"{e}") from None
+    for key, want in (("step", str(meta.get("step"))), ("run", meta.get("run") or "")):
+        if key in header and header[key] != want:
+            raise CorruptCheckpoint(f"{base}.safetensors was written with {key} {header[key]!r} but {base}.json "
+                                  f"says {want!r}: the two files come from different checkpoints")
+    meta["base"] = base
+    return tensors, meta
 
 
 def load_model(path: str):
@@ -140,17 +201,20 @@ def load_model(path: str):
     from deepmd_paddle.model import EnergyModel
 
     tensors, meta = load(path)
-    model = EnergyModel.from_config(meta["config"]["model"])
-    load_model_tensors(model, tensors)
+    try:
+        model = EnergyModel.from_config(meta["config"]["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorruptCheckpoint(f"{meta['base']}.json: its model section does not build a model ({e})") from None
+    load_model_tensors(model, tensors, meta["base"] + ".safetensors")
     model.eval()
     return model
 
 
-def load_model_tensors(model, tensors: dict) -> None:
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    expected = set(model.state_dict())
-    if set(state) != expected:
-        raise CheckpointError(f"checkpoint does not fit the model: missing {sorted(expected - set(state))[:5]}, "
-                              f"unexpected {sorted(set(state) - expected)[:5]}")
-    model.set_state_dict(state)
+def load_model_tensors(model, tensors: dict, source: str = "checkpoint") -> None:
+    """Set the model's weights and statistics from ``model.*`` tensors, after checking that they
+    are the model's tensors (names and shapes, from the stored config) and finite."""
+    from deepmd_paddle.model.weights import check_state
 
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    check_state(model, state, source, CorruptCheckpoint)
+    model.set_state_dict(state)

@@ -20,14 +20,24 @@ import numpy as np
 
 from .._version import __version__
 from ..model import EnergyModel
+from ..utils.files import atomic_output
 
 
 def load_dp(path: str) -> EnergyModel:
-    """Read a DeePMD-kit ``.dp``/``.yaml`` file into an :class:`EnergyModel`."""
+    """Read a DeePMD-kit ``.dp``/``.yaml`` file into an :class:`EnergyModel`; its weights are
+    checked against the model its own description builds (names, shapes) and for finite values."""
+    from ..model.weights import check_state
+
     data, arrays = read_dict(path)
-    if "model" not in data:
+    if not isinstance(data.get("model"), dict):
         raise ValueError(f"{path}: no 'model' entry; is this a DeePMD-kit model file?")
-    model = EnergyModel.deserialize(data["model"], arrays)
+    try:
+        model = EnergyModel.deserialize(data["model"], arrays)
+        reference = EnergyModel.from_config(model.get_config())
+    except (KeyError, TypeError, IndexError, AttributeError, AssertionError) as e:  # Paddle asserts on shapes
+        raise ValueError(f"{path}: the model description and its arrays are incomplete or inconsistent "
+                         f"({type(e).__name__}: {e}); expected DeePMD-kit's serialized model") from None
+    check_state(reference, {k: v.numpy() for k, v in model.state_dict().items()}, path)
     mnd = (data.get("@variables") or {}).get("min_nbor_dist")
     if mnd is not None:
         model.min_nbor_dist = float(np.asarray(arrays(mnd)).reshape(-1)[0])
@@ -48,19 +58,31 @@ def read_dict(path: str):
         with f:
             if "json" not in f.attrs:
                 raise ValueError(f"{path}: HDF5 file without the 'json' root attribute; not a DeePMD-kit .dp model")
-            data = json.loads(f.attrs["json"])
-            store = {k: f[k][()] for k in f.keys()}
+            try:
+                data = json.loads(f.attrs["json"])
+                store = {k: f[k][()] for k in f.keys()}
+            except (ValueError, OSError, KeyError) as e:  # truncated datasets, a garbled description
+                raise ValueError(f"{path}: unreadable DeePMD-kit .dp model (expected the 'json' description and "
+                                 f"its variable_NNNN arrays: {e})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the 'json' attribute is not a mapping; not a DeePMD-kit .dp model")
 
         def arrays(ref):
             if isinstance(ref, str):
+                if ref.lstrip("/") not in store:
+                    raise ValueError(f"{path}: the model refers to array {ref!r}, which the file does not hold")
                 return np.asarray(store[ref.lstrip("/")])
             return _inline(ref)
 
         return data, arrays
     if ext in (".yaml", ".yml"):
         import yaml
-        with open(path) as fh:
-            data = yaml.safe_load(fh)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not a readable YAML model file (expected DeePMD-kit's serialized "
+                             f"model: {str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: not a DeePMD-kit model YAML (top level is not a mapping)")
         return data, _inline
@@ -87,21 +109,19 @@ def save_dp(model: EnergyModel, path: str):
         "model": mdict, "model_def_script": model.get_config(), "@variables": top_vars,
     }
     ext = os.path.splitext(path)[1].lower()
-    tmp = path + ".tmp"
-    if ext == ".dp":
-        import h5py
-        with h5py.File(tmp, "w") as f:
-            f.attrs["json"] = json.dumps(data)
-            for key, value in arrays.items():
-                f.create_dataset(key.lstrip("/"), data=value)
-    elif ext in (".yaml", ".yml"):
-        import yaml
-        data = _replace_refs(data, arrays)
-        with open(tmp, "w") as fh:
-            yaml.safe_dump(data, fh)
-    else:
+    if ext not in (".dp", ".yaml", ".yml"):
         raise ValueError(f"{path}: unknown model file extension {ext!r}; allowed: .dp, .yaml, .yml")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        if ext == ".dp":
+            import h5py
+            with h5py.File(tmp, "w") as f:
+                f.attrs["json"] = json.dumps(data)
+                for key, value in arrays.items():
+                    f.create_dataset(key.lstrip("/"), data=value)
+        else:
+            import yaml
+            with open(tmp, "w") as fh:
+                yaml.safe_dump(_replace_refs(data, arrays), fh)
 
 
 def _replace_refs(obj, arrays):

@@ -11,6 +11,8 @@ import warnings
 
 import numpy as np
 
+from .density import check_density
+
 # two atoms closer than this are taken to overlap (the environment matrix has 1/r)
 MIN_PAIR_DISTANCE = 1e-3
 MAX_IMAGES = 1e6  # periodic images per neighbourhood that check_frames accepts
@@ -36,9 +38,11 @@ def check_frames(coord, atype, box, ntypes: int, type_map=None, rcut: float | No
 
 
 def check_values(coord: np.ndarray, box, atype: np.ndarray, ntypes: int, rcut: float | None = None,
-                 type_map=None) -> None:
+                 type_map=None, where=None) -> None:
     """The value half of ``check_frames`` on NumPy arrays of the right shapes: types in range,
-    finite numbers, boxes with volume and not too thin."""
+    finite numbers, boxes with volume, not too thin and not too dense for the neighbour search.
+    ``where(f)`` names frame f in the messages (default "frame f"; the data checks name the file)."""
+    where = where or (lambda f: f"frame {f}")
     nf, nloc = coord.shape[0], coord.shape[1]
     at = np.asarray(atype).reshape(-1)
     bad = np.flatnonzero((at < 0) | (at >= ntypes))
@@ -60,7 +64,7 @@ def check_values(coord: np.ndarray, box, atype: np.ndarray, ntypes: int, rcut: f
         for f in range(nf):
             if not abs(det[f]) > 1e-10 * scale[f] or scale[f] == 0.0:
                 raise ValueError(
-                    f"box of frame {f} has zero volume (det = {det[f]:.3g}); its rows must be "
+                    f"box of {where(f)} has zero volume (det = {det[f]:.3g}); its rows must be "
                     "three independent lattice vectors a, b, c"
                 )
         if rcut is not None:
@@ -69,10 +73,11 @@ def check_values(coord: np.ndarray, box, atype: np.ndarray, ntypes: int, rcut: f
             f = int(np.argmax(images))
             if images[f] > MAX_IMAGES:
                 raise ValueError(
-                    f"box of frame {f} is too thin for rcut = {rcut}: its plane spacings "
+                    f"box of {where(f)} is too thin for rcut = {rcut}: its plane spacings "
                     f"{np.round(spacing[f], 4).tolist()} A need {images[f]:.3g} periodic images "
                     f"(at most {MAX_IMAGES:.0e})"
                 )
+            check_density(nloc, det, rcut, where)  # images x atoms: the search's work
 
 
 def check_cutoffs(rcut, sel=None, rcut_smth=None) -> None:

@@ -29,11 +29,11 @@ import numpy as np
 import paddle
 
 from deepmd_paddle.data.batch import DataSet
-from deepmd_paddle.data.stats import data_energy_bias, env_mat_stat, resolve_sel, stat_frames
+from deepmd_paddle.data.stats import check_system_frames, data_energy_bias, env_mat_stat, resolve_sel, stat_frames
 from deepmd_paddle.data.system import load_system
 from deepmd_paddle import runtime
 from deepmd_paddle.io import checkpoint
-from deepmd_paddle.train import fused_step, parallel
+from deepmd_paddle.train import fused_step, parallel, run_folder
 from deepmd_paddle.train.loss import EnerLoss
 from deepmd_paddle.train.lr import LearningRateExp
 
@@ -54,26 +54,53 @@ def to_paddle(batch: dict, dtype: str) -> dict:
 
 
 class Trainer:
-    def __init__(self, config: dict, outdir: str = ".", restart: str | None = None, init_model: str | None = None):
+    def __init__(self, config: dict, outdir: str = ".", restart: str | None = None, init_model: str | None = None,
+                 overwrite: bool = False):
+        """``overwrite``: replace the checkpoints and learning curve of another run found in the
+        output folder (otherwise refused: deepmd_paddle.train.run_folder)."""
         if restart and init_model:
             raise ValueError("give either restart or init_model, not both")
-        self.config = cfg = copy.deepcopy(config)
         self.outdir = outdir
-        self.par = par = parallel.Parallel()  # rank and world size; a single process when not launched
-        log.info("%d CPU threads (set %s to change)", runtime.set_paddle_threads(), runtime.THREADS_ENV)
+        self.par = parallel.Parallel()  # rank and world size; a single process when not launched
+        self.prefix = os.path.join(outdir, config["training"]["save_ckpt"])
+        self._locks, self._replaced, self.run_id = [], [], None
+        if self.par.is_main:
+            self._claim_folder(config["training"], restart, overwrite)
+        try:
+            self._setup(config, restart, init_model)
+        except BaseException:
+            self.release()
+            raise
+
+    def _claim_folder(self, tr: dict, restart, overwrite: bool) -> None:
+        """Lock the output and checkpoint folders, refuse another run's files (run_folder)."""
+        from deepmd_paddle.config import check_output_paths
+
+        lcurve = os.path.join(self.outdir, tr["disp_file"]) if tr["disp_training"] else None
+        self.run_id, self._locks, self._replaced = run_folder.claim(self.outdir, self.prefix, lcurve, restart,
+                                                                    overwrite)
+        check_output_paths(tr, self.outdir)  # the checkpoint and lcurve folders, before any data is read
+
+    def release(self) -> None:
+        """Drop the folder locks (the end of ``run`` does; so does the end of the process)."""
+        while self._locks:
+            self._locks.pop().release()
+
+    def _setup(self, config: dict, restart, init_model) -> None:
+        self.config = cfg = copy.deepcopy(config)
+        par, outdir = self.par, self.outdir
         tr = cfg["training"]
-        if par.is_main:
-            os.makedirs(outdir, exist_ok=True)
-            from deepmd_paddle.config import check_output_paths
-            check_output_paths(tr, outdir)  # the checkpoint and lcurve folders, before any data is read
         self.numb_steps, seed = tr["numb_steps"], tr["seed"]
         if seed is not None:
             paddle.seed(seed)
-        type_map = cfg["model"]["type_map"]
-        self.train_data = self._dataset(tr["training_data"], type_map, parallel.rank_seed(seed, par.rank))
+        type_map, rcut = cfg["model"]["type_map"], cfg["model"]["descriptor"]["rcut"]
+        self.train_data = self._dataset(tr["training_data"], type_map, parallel.rank_seed(seed, par.rank), rcut)
         valid = tr["validation_data"]
-        self.valid_data = None if valid is None else self._dataset(valid, type_map, None if seed is None else seed + 1)
+        self.valid_data = None if valid is None else self._dataset(valid, type_map, None if seed is None else seed + 1,
+                                                                   rcut)
         self.numb_btch = 0 if valid is None else valid["numb_btch"]
+        log.info("%d CPU threads (set %s to change)", runtime.set_paddle_threads(),  # after the data: errors first
+                 runtime.THREADS_ENV)
 
         # a checkpoint is read by rank 0 only; the data scans below run on every rank (the same
         # frames, so no rank idles in a collective past gloo's timeout), then rank 0's results win
@@ -91,7 +118,7 @@ class Trainer:
         self.model = EnergyModel.from_config(cfg["model"])
         self.dtype = cfg["model"]["descriptor"]["precision"]
         if ckpt is not None:
-            checkpoint.load_model_tensors(self.model, ckpt[0])
+            checkpoint.load_model_tensors(self.model, ckpt[0], ckpt[1]["base"] + ".safetensors")
         else:
             stat_seed = seed if seed is not None or par.size == 1 else par.broadcast(
                 int(np.random.default_rng().integers(2 ** 62)))  # the same frames on every rank
@@ -123,19 +150,20 @@ class Trainer:
         self.start_step = 0
         if restart:
             tensors, meta = ckpt
-            checkpoint.load_optimizer_tensors(self.model, self.opt, tensors)
+            checkpoint.load_optimizer_tensors(self.model, self.opt, tensors, meta["base"] + ".safetensors")
             self.start_step = meta["step"]
             self._load_sampler_states(meta["state"])
-        self.prefix = os.path.join(outdir, tr["save_ckpt"])
         self._stop = False
-        if par.is_main:
-            with open(os.path.join(outdir, "out.json"), "w") as f:  # DeePMD-kit's record of the full input
-                json.dump(cfg, f, indent=1)
+        if par.is_main:  # every input has been read and checked: now an earlier run's files may go
+            run_folder.remove_replaced(self._replaced, keep=None if ckpt is None else ckpt[1]["base"])
+            checkpoint.write_text(os.path.join(outdir, "out.json"), json.dumps(cfg, indent=1))  # DeePMD-kit's record
 
     # ----------------------------------------------------------------- set-up
     @staticmethod
-    def _dataset(data: dict, type_map, seed) -> DataSet:
+    def _dataset(data: dict, type_map, seed, rcut: float) -> DataSet:
         systems = [load_system(p, type_map, data["fmt"]) for p in data["systems"]]
+        for s in systems:  # every frame once, here: not when a bad one is drawn at step 10,000
+            check_system_frames(s, rcut, len(type_map))
         ds = DataSet(systems, data["batch_size"], data["auto_prob"], data["sys_probs"], seed)
         log.info("%d system(s):\n%s", len(systems), "\n".join(
             f"  {s.path}  natoms {s.natoms}  frames {s.nframes}  batch {b}  batches {n}  prob {p:.3f}  "
@@ -218,13 +246,14 @@ class Trainer:
 
     # ----------------------------------------------------------------- output
     def _open_lcurve(self):
+        """A new run starts ``disp_file`` afresh (run_folder has made sure that it replaces no other
+        run's); a restart keeps its rows before ``start_step`` (rewritten atomically) and appends."""
         path = os.path.join(self.outdir, self.config["training"]["disp_file"])
-        kept = []
-        if self.start_step > 0 and os.path.isfile(path):
-            with open(path) as f:
-                kept = [ln for ln in f if ln.startswith("#") or int(ln.split()[0]) < self.start_step]
-        fp = open(path, "w")
-        fp.writelines(kept)
+        restarted = self.start_step > 0 and os.path.isfile(path)
+        kept = run_folder.lcurve_rows_before(path, self.start_step) if restarted else []
+        if kept:
+            checkpoint.write_text(path, "".join(kept))
+        fp = open(path, "a" if kept else "w")
         if not kept:
             cols = ["rmse"] + [f"rmse_{k}" for k in self.loss.keys]
             head = "# {:5s}".format("step")
@@ -261,7 +290,7 @@ class Trainer:
         if self.par.size > 1:
             state["train_ranks"] = samplers
         base = checkpoint.save(self.prefix, step, self.model, self.opt, self.config, state,
-                               self.config["training"]["max_ckpt_keep"])
+                               self.config["training"]["max_ckpt_keep"], run=self.run_id)
         log.info("saved checkpoint %s.safetensors (+ .json)", base)
         return base + ".safetensors"
 
@@ -339,12 +368,15 @@ class Trainer:
                 if step == self.numb_steps:
                     break
                 self.update(loss, lr)
+            if last_ckpt is None:  # nothing saved by this run (it started at its last step): save now
+                last_ckpt = self.save(step)
         finally:
             if fp is not None:
                 fp.close()
             gc.unfreeze()
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
+            self.release()
         return {"step": step, "checkpoint": last_ckpt, "interrupted": False}
 
 
@@ -355,6 +387,7 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def train(config: dict, outdir: str = ".", restart: str | None = None, init_model: str | None = None) -> dict:
-    """Build a ``Trainer`` from a normalized config and run it."""
-    return Trainer(config, outdir, restart, init_model).run()
+def train(config: dict, outdir: str = ".", restart: str | None = None, init_model: str | None = None,
+          overwrite: bool = False) -> dict:
+    """Build a ``Trainer`` from a normalized config and run it (``overwrite``: see ``Trainer``)."""
+    return Trainer(config, outdir, restart, init_model, overwrite).run()
