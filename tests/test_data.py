@@ -170,7 +170,7 @@ def test_env_mat_stat_formula(emt):
     from deepmd_paddle.model import EnergyModel
 
     s = load_system(emt["valid"], ["Cu", "Ag", "Au"])  # Au: a type without atoms
-    model = EnergyModel.from_config(config.model_args().normalize_value({
+    model = EnergyModel.from_config(config.normalize_model({
         "type_map": ["Cu", "Ag", "Au"],
         "descriptor": {"type": "se_e2_a", "sel": [1, 1, 1], "rcut": 4.0, "rcut_smth": 0.0, "neuron": [1],
                        "axis_neuron": 1, "precision": "float64", "seed": 0},

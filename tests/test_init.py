@@ -9,7 +9,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from deepmd_paddle.config import model_args
+from deepmd_paddle.config import normalize_model
 from deepmd_paddle.model import EnergyModel
 from deepmd_paddle.model import init
 
@@ -72,7 +72,7 @@ def test_initial_weights_equal_deepmd_kit(case):
 
 def _case(name: str) -> dict:
     """A fixture's model section with the schema's defaults filled in (as training builds it)."""
-    return model_args().normalize_value(json.loads((FIXTURES / "cases.json").read_text())[name])
+    return normalize_model(json.loads((FIXTURES / "cases.json").read_text())[name])
 
 
 def test_seed_fixes_the_weights():

@@ -76,10 +76,11 @@ class Trainer:
         """Lock the output and checkpoint folders, refuse another run's files (run_folder)."""
         from deepmd_paddle.config import check_output_paths
 
+        if not os.path.isfile(self.outdir):  # (-o naming a file: claim says so)
+            check_output_paths(tr, self.outdir)  # the checkpoint and lcurve folders, before any data is read
         lcurve = os.path.join(self.outdir, tr["disp_file"]) if tr["disp_training"] else None
         self.run_id, self._locks, self._replaced = run_folder.claim(self.outdir, self.prefix, lcurve, restart,
                                                                     overwrite)
-        check_output_paths(tr, self.outdir)  # the checkpoint and lcurve folders, before any data is read
 
     def release(self) -> None:
         """Drop the folder locks (the end of ``run`` does; so does the end of the process)."""
