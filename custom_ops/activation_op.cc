@@ -2,8 +2,8 @@
 // gradient. Z is [..., cols] (any leading shape), B is [cols].
 #include <vector>
 
+#include "binding.h"
 #include "activation.h"
-#include "paddle/extension.h"
 #include "threads.h"
 
 namespace {

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <limits>
 
-namespace deepmd_paddle {
+namespace dpp {
 namespace {
 
 // The smooth switch and its first two derivatives in r. Clipping u to [0, 1] gives the
@@ -191,4 +191,4 @@ DEEPMD_PADDLE_INSTANTIATE(float)
 DEEPMD_PADDLE_INSTANTIATE(double)
 #undef DEEPMD_PADDLE_INSTANTIATE
 
-}  // namespace deepmd_paddle
+}  // namespace dpp

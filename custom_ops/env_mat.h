@@ -17,7 +17,7 @@
 
 #include <cstdint>
 
-namespace deepmd_paddle {
+namespace dpp {
 
 // Shapes (row-major): rij [nf*nloc, nnei, 3], nlist [nf*nloc, nnei], atype [nf*nloc],
 // davg / dstd [ntypes, nnei, 4], env / g_env / gg_env [nf*nloc, nnei, 4],
@@ -46,4 +46,4 @@ void env_mat_double_backward(const T* rij, const int32_t* nlist, const int32_t* 
                              int64_t nnei, int64_t ntypes, double rcut, double rcut_smth,
                              T* gg_env, T* g_rij);
 
-}  // namespace deepmd_paddle
+}  // namespace dpp

@@ -1,55 +1,11 @@
-// deepmd_prod_force_virial(Coord, G, Rij, Nlist, Centre) -> Force, Virial, AtomVirial
-// From g_ij = dE/dr_ij of a block of centre atoms (the whole frame when Centre = 0..nloc-1):
-//   Force[f, Centre[i]] += sum_j g_ij,   Force[f, j] -= g_ij
-//   Virial[f, a*3+b]     = -sum_ij g_ij[a] r_ij[b]
-//   AtomVirial[f, j, a*3+b] += -g_ij[a] r_ij[b]   (each pair on its neighbour j, as DeePMD-kit)
-// Shapes: Coord [nf, nall, 3] (only its shape is used), G and Rij [nf, nc, nnei, 3],
-// Nlist [nf, nc, nnei] int32 (-1 padded, else < nall), Centre [nc] int64.
-// One pass, no gradient: the model uses it when forces need no further derivative (inference);
-// Paddle's index_add scatter, which it replaces, took ~15% of a compressed model's call.
+// Paddle binding of prod_force.h (float64 only, no gradient):
+//   deepmd_prod_force_virial(Coord, G, Rij, Nlist, Centre) -> Force, Virial, AtomVirial
+// Coord [nf, nall, 3] (only its shape is used), G and Rij [nf, nc, nnei, 3], Nlist [nf, nc, nnei]
+// int32, Centre [nc] int64. The model uses it when forces need no further derivative (inference).
 #include <vector>
 
-#include "paddle/extension.h"
-
-namespace {
-
-template <typename T>
-void prod(const T* g, const T* rij, const int32_t* nlist, const int64_t* centre, int64_t nf, int64_t nc,
-          int64_t nnei, int64_t nall, T* force, T* virial, T* av) {
-  std::fill(force, force + nf * nall * 3, T(0));
-  std::fill(virial, virial + nf * 9, T(0));
-  std::fill(av, av + nf * nall * 9, T(0));
-  for (int64_t f = 0; f < nf; ++f) {
-    T* fo = force + f * nall * 3;
-    T* vi = virial + f * 9;
-    T* a9 = av + f * nall * 9;
-    T v[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-    for (int64_t i = 0; i < nc; ++i) {
-      const int64_t row = (f * nc + i) * nnei;
-      T* fc = fo + centre[i] * 3;
-      for (int64_t s = 0; s < nnei; ++s) {
-        const int32_t j = nlist[row + s];
-        if (j < 0) continue;
-        const T* gg = g + (row + s) * 3;
-        const T* r = rij + (row + s) * 3;
-        T* fj = fo + int64_t(j) * 3;
-        T* aj = a9 + int64_t(j) * 9;
-        for (int a = 0; a < 3; ++a) {
-          fc[a] += gg[a];
-          fj[a] -= gg[a];
-          for (int b = 0; b < 3; ++b) {
-            const T p = gg[a] * r[b];
-            v[a * 3 + b] -= p;
-            aj[a * 3 + b] -= p;
-          }
-        }
-      }
-    }
-    for (int k = 0; k < 9; ++k) vi[k] = v[k];
-  }
-}
-
-}  // namespace
+#include "binding.h"
+#include "prod_force.h"
 
 std::vector<paddle::Tensor> ProdForceVirial(const paddle::Tensor& coord, const paddle::Tensor& g,
                                             const paddle::Tensor& rij, const paddle::Tensor& nlist,
@@ -69,8 +25,8 @@ std::vector<paddle::Tensor> ProdForceVirial(const paddle::Tensor& coord, const p
   auto force = paddle::empty({nf, nall, 3}, g.dtype(), g.place());
   auto virial = paddle::empty({nf, 9}, g.dtype(), g.place());
   auto av = paddle::empty({nf, nall, 9}, g.dtype(), g.place());
-  prod<double>(g.data<double>(), rij.data<double>(), nl, ce, nf, nc, nnei, nall, force.data<double>(),
-               virial.data<double>(), av.data<double>());
+  dpp::prod_force_virial<double>(g.data<double>(), rij.data<double>(), nl, ce, nf, nc, nnei, nall,
+                                 force.data<double>(), virial.data<double>(), av.data<double>());
   return {force, virial, av};
 }
 

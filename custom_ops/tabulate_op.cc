@@ -1,8 +1,4 @@
-// Paddle binding of tabulate.h.
-//
-// se_a_descriptor(T; axis) -> D: D[i, g, a] = sum_c T[i, g, c] T[i, a, c], a < axis (nat x ng x axis),
-// with gradient and double gradient (along Grad(D) and T).
-//
+// Paddle binding of tabulate.h:
 // se_a_tabulate(Env, Coef, Info; sel, ti, type_one_side, ng) -> T, Nout
 // Env: nat x nnei x 4 (float64, normalised environment of atoms of centre type ti);
 // Coef: nnets x nint x K x ldg (K = 6 or 4, ldg = ng padded to 8); Info: nnets x 8 (see
@@ -11,16 +7,11 @@
 // Gradient wrt Env; double gradient wrt Grad(T) (the gradient is linear in it), which is
 // what a force loss needs to reach the fitting net. Second derivatives in Env (positions)
 // do not flow: the model runs the plain-Paddle twin when a call needs them.
-#include <cstdlib>
 #include <vector>
 
-#include "paddle/extension.h"
-#include "threads.h"
+#include "binding.h"
 #include "tabulate.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "threads.h"
 
 namespace {
 
@@ -164,89 +155,3 @@ PD_BUILD_DOUBLE_GRAD_OP(se_a_tabulate)
     .SetKernelFn(PD_KERNEL(TabulateDoubleBackward))
     .SetInferShapeFn(PD_INFER_SHAPE(TabulateGradGradShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(TabulateGradGradDtype));
-
-// ---------------------------------------------------------------- se_a_descriptor
-namespace {
-void check_t(const paddle::Tensor& t, int axis) {
-  PD_CHECK(t.dtype() == paddle::DataType::FLOAT64, "se_a_descriptor: T must be float64");
-  PD_CHECK(t.shape().size() == 3 && t.shape()[2] == 4 && axis >= 1 && axis <= t.shape()[1],
-           "se_a_descriptor: T must be nat x ng x 4 with 1 <= axis <= ng");
-}
-}  // namespace
-
-std::vector<paddle::Tensor> DescriptorForward(const paddle::Tensor& t, int axis) {
-  check_t(t, axis);
-  const int64_t nat = t.shape()[0];
-  const int ng = int(t.shape()[1]);
-  auto d = paddle::empty({nat, ng, axis}, t.dtype(), t.place());
-  dpp::KernelThreads threads(nat * 16, kSerialSlots);
-  dpp::descriptor_forward(t.data<double>(), nat, ng, axis, d.data<double>());
-  return {d};
-}
-
-std::vector<paddle::Tensor> DescriptorBackward(const paddle::Tensor& t, const paddle::Tensor& gd, int axis) {
-  check_t(t, axis);
-  const int64_t nat = t.shape()[0];
-  const int ng = int(t.shape()[1]);
-  PD_CHECK(gd.numel() == nat * ng * axis, "se_a_descriptor_grad: Grad(D) must be nat x ng x axis");
-  auto gt = paddle::empty_like(t);
-  dpp::KernelThreads threads(nat * 16, kSerialSlots);
-  dpp::descriptor_backward(t.data<double>(), gd.data<double>(), nat, ng, axis, gt.data<double>());
-  return {gt};
-}
-
-std::vector<paddle::Tensor> DescriptorDoubleBackward(const paddle::Tensor& t, const paddle::Tensor& gd,
-                                                     const paddle::Tensor& ggt, int axis) {
-  check_t(t, axis);
-  const int64_t nat = t.shape()[0];
-  const int ng = int(t.shape()[1]);
-  auto ggd = paddle::empty_like(gd);
-  auto gt2 = paddle::empty_like(t);
-  dpp::KernelThreads threads(nat * 16, kSerialSlots);
-  dpp::descriptor_double_backward(t.data<double>(), ggt.data<double>(), nat, ng, axis, ggd.data<double>());
-  dpp::descriptor_backward(ggt.data<double>(), gd.data<double>(), nat, ng, axis, gt2.data<double>());
-  return {ggd, gt2};
-}
-
-std::vector<std::vector<int64_t>> DescriptorShape(const std::vector<int64_t>& t, int axis) {
-  return {{t[0], t[1], axis}};
-}
-std::vector<paddle::DataType> DescriptorDtype(const paddle::DataType& t) { return {t}; }
-std::vector<std::vector<int64_t>> DescriptorGradShape(const std::vector<int64_t>& t, const std::vector<int64_t>& gd,
-                                                      int axis) {
-  return {t};
-}
-std::vector<paddle::DataType> DescriptorGradDtype(const paddle::DataType& t, const paddle::DataType& gd) { return {t}; }
-std::vector<std::vector<int64_t>> DescriptorGradGradShape(const std::vector<int64_t>& t,
-                                                          const std::vector<int64_t>& gd,
-                                                          const std::vector<int64_t>& ggt, int axis) {
-  return {gd, t};
-}
-std::vector<paddle::DataType> DescriptorGradGradDtype(const paddle::DataType& t, const paddle::DataType& gd,
-                                                      const paddle::DataType& ggt) {
-  return {t, t};
-}
-
-PD_BUILD_OP(se_a_descriptor)
-    .Inputs({"T"})
-    .Outputs({"D"})
-    .Attrs({"axis: int"})
-    .SetKernelFn(PD_KERNEL(DescriptorForward))
-    .SetInferShapeFn(PD_INFER_SHAPE(DescriptorShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(DescriptorDtype));
-
-PD_BUILD_GRAD_OP(se_a_descriptor)
-    .Inputs({"T", paddle::Grad("D")})
-    .Outputs({paddle::Grad("T")})
-    .Attrs({"axis: int"})
-    .SetKernelFn(PD_KERNEL(DescriptorBackward))
-    .SetInferShapeFn(PD_INFER_SHAPE(DescriptorGradShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(DescriptorGradDtype));
-
-PD_BUILD_DOUBLE_GRAD_OP(se_a_descriptor)
-    .Inputs({"T", paddle::Grad("D"), paddle::Grad(paddle::Grad("T"))})
-    .Outputs({paddle::Grad(paddle::Grad("D")), paddle::Grad("T")})
-    .Attrs({"axis: int"})
-    .SetKernelFn(PD_KERNEL(DescriptorDoubleBackward))
-    .SetInferShapeFn(PD_INFER_SHAPE(DescriptorGradGradShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(DescriptorGradGradDtype));

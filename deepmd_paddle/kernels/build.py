@@ -29,8 +29,9 @@ from pathlib import Path
 import paddle
 
 _LIB_NAME = "deepmd_paddle_ops"
-_CORE_SOURCES = ("ops.cc", "neighbor_list.cc", "env_mat.cc")
-_CORE_HEADERS = ("neighbor_list.h", "env_mat.h", "threads.h")
+_CORE_SOURCES = ("neighbor_list_op.cc", "env_mat_op.cc", "build_rij_op.cc",  # bindings
+                 "nlist_grid.cc", "nlist_search.cc", "neighbor_list.cc", "env_mat.cc")  # kernels
+_CORE_HEADERS = ("neighbor_list.h", "env_mat.h", "build_rij.h", "threads.h", "binding.h")
 _CXX_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 _LD_FLAGS = ["-fopenmp"]  # links libgomp
 _NO_OP_ENV = "DEEPMD_PADDLE_NO_CUSTOM_OP"

@@ -1,0 +1,218 @@
+// The embedding nets of se_e2_a as register-blocked dense layers, with the forward-mode
+// derivative in their scalar input. Plain C++ (no Paddle types).
+//
+// A net G: R -> R^ng is a stack of DeePMD-kit layers y = tanh(x W + b) [* idt] (+ x when
+// n_out == n_in, + [x, x] when n_out == 2 n_in). embed_net evaluates G(s) and G'(s) = dG/ds for
+// many inputs s at once: the tangent rides along each layer (dy = (1 - t^2) (dx W) [* idt]
+// (+ skip of dx)), so no activations are stored. The fused embedding kernels (embedding.h,
+// embedding_train.h) build on these layers.
+#pragma once
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "activation.h"
+
+namespace dpp {
+
+// One dense layer of an embedding net (DeePMD-kit conventions): y = tanh(x W + b) [* idt],
+// plus x when n_out == n_in, or [x, x] when n_out == 2 n_in.
+template <typename T>
+struct EmbedLayer {
+  const T* w;    // n_in x n_out
+  const T* b;    // n_out
+  const T* idt;  // n_out or nullptr
+  int n_in, n_out;
+};
+
+template <typename T>
+using EmbedNet = std::vector<EmbedLayer<T>>;
+
+// ---------------------------------------------------------------- register-blocked layers
+// Activations are stored with a padded row length (a multiple of one 64-byte vector) and the
+// weights are packed to match, so that the GEMM below runs on whole vectors: 4 rows x one
+// vector of columns per step, each weight vector reused 4 (8 with tangents) times.
+typedef double VecD __attribute__((vector_size(64)));
+typedef float VecF __attribute__((vector_size(64)));
+template <typename T>
+struct VecOf;
+template <>
+struct VecOf<double> { typedef VecD type; };
+template <>
+struct VecOf<float> { typedef VecF type; };
+template <typename T>
+using Vec = typename VecOf<T>::type;  // (an attribute on an alias template would be dropped)
+template <typename T>
+constexpr int kLanes = int(64 / sizeof(T));
+
+inline int pad_to(int n, int lanes) { return (n + lanes - 1) / lanes * lanes; }
+
+template <typename T>
+struct PackedLayer {
+  std::vector<T> w, b, idt;  // w: n_in x nop; b, idt: nop (zero padded)
+  int n_in = 0, n_out = 0, nop = 0;
+  bool has_idt = false;
+};
+
+// One layer packed: w(k, c) for k < n_in, c < n_out; b, idt may be null (0 and 1).
+template <typename T, typename W>
+PackedLayer<T> pack_layer(int n_in, int n_out, W w, const T* b, const T* idt) {
+  PackedLayer<T> P;
+  P.n_in = n_in;
+  P.n_out = n_out;
+  P.nop = pad_to(n_out, kLanes<T>);
+  P.w.assign(size_t(n_in) * P.nop, T(0));
+  P.b.assign(P.nop, T(0));
+  P.idt.assign(P.nop, T(1));
+  for (int k = 0; k < n_in; ++k)
+    for (int c = 0; c < n_out; ++c) P.w[size_t(k) * P.nop + c] = w(k, c);
+  for (int c = 0; c < n_out; ++c) {
+    if (b) P.b[c] = b[c];
+    if (idt) P.idt[c] = idt[c];
+  }
+  P.has_idt = idt != nullptr;
+  return P;
+}
+
+template <typename T>
+std::vector<PackedLayer<T>> pack_net(const EmbedNet<T>& net) {
+  std::vector<PackedLayer<T>> out;
+  for (const auto& L : net)
+    out.push_back(pack_layer<T>(L.n_in, L.n_out, [&](int k, int c) { return L.w[int64_t(k) * L.n_out + c]; }, L.b,
+                                L.idt));
+  return out;
+}
+
+template <typename T>
+inline Vec<T> vload(const T* p) {
+  Vec<T> v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename T>
+inline void vstore(T* p, const Vec<T>& v) {
+  __builtin_memcpy(p, &v, sizeof(v));
+}
+static_assert(sizeof(Vec<double>) == 64 && sizeof(Vec<float>) == 64, "64-byte vectors");
+
+// Z = B + X W (and ZP = DX W when Tangent): X, DX rows x ni with row stride ldx; Z, ZP rows x nop.
+template <typename T, bool Tangent>
+void gemm_bias(const T* X, const T* DX, int ldx, int rows, const PackedLayer<T>& P, T* Z, T* ZP) {
+  constexpr int L = kLanes<T>;
+  const int ni = P.n_in, nop = P.nop, nv = nop / L;
+  const T* W = P.w.data();
+  int r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const T* x0 = X + int64_t(r) * ldx;
+    const T* dx0 = Tangent ? DX + int64_t(r) * ldx : nullptr;
+    for (int cv = 0; cv < nv; ++cv) {
+      const Vec<T> b = vload(P.b.data() + cv * L);
+      Vec<T> a0 = b, a1 = b, a2 = b, a3 = b;
+      Vec<T> d0 = {}, d1 = {}, d2 = {}, d3 = {};
+      for (int k = 0; k < ni; ++k) {
+        const Vec<T> w = vload(W + int64_t(k) * nop + cv * L);
+        a0 += x0[k] * w;
+        a1 += x0[ldx + k] * w;
+        a2 += x0[2 * ldx + k] * w;
+        a3 += x0[3 * ldx + k] * w;
+        if (Tangent) {
+          d0 += dx0[k] * w;
+          d1 += dx0[ldx + k] * w;
+          d2 += dx0[2 * ldx + k] * w;
+          d3 += dx0[3 * ldx + k] * w;
+        }
+      }
+      T* z = Z + int64_t(r) * nop + cv * L;
+      vstore(z, a0); vstore(z + nop, a1); vstore(z + 2 * nop, a2); vstore(z + 3 * nop, a3);
+      if (Tangent) {
+        T* zp = ZP + int64_t(r) * nop + cv * L;
+        vstore(zp, d0); vstore(zp + nop, d1); vstore(zp + 2 * nop, d2); vstore(zp + 3 * nop, d3);
+      }
+    }
+  }
+  for (; r < rows; ++r) {
+    const T* x0 = X + int64_t(r) * ldx;
+    for (int cv = 0; cv < nv; ++cv) {
+      Vec<T> a = vload(P.b.data() + cv * L), d = {};
+      for (int k = 0; k < ni; ++k) {
+        const Vec<T> w = vload(W + int64_t(k) * nop + cv * L);
+        a += x0[k] * w;
+        if (Tangent) d += DX[int64_t(r) * ldx + k] * w;
+      }
+      vstore(Z + int64_t(r) * nop + cv * L, a);
+      if (Tangent) vstore(ZP + int64_t(r) * nop + cv * L, d);
+    }
+  }
+}
+
+// The skip connection: y += x (n_out == n_in) or y += [x, x] (n_out == 2 n_in).
+template <typename T>
+inline void add_skip(T* __restrict y, const T* __restrict x, int ni, int no) {
+#pragma omp simd
+  for (int c = 0; c < ni; ++c) y[c] += x[c];
+  if (no == 2 * ni) {
+#pragma omp simd
+    for (int c = 0; c < ni; ++c) y[ni + c] += x[c];
+  }
+}
+
+// Its transpose for cotangents: xb += yb (n_out == n_in) or xb += yb[:n_in] + yb[n_in:].
+template <typename T>
+inline void add_skip_transposed(T* __restrict xb, const T* __restrict yb, int ni, int no) {
+#pragma omp simd
+  for (int c = 0; c < ni; ++c) xb[c] += no == 2 * ni ? yb[c] + yb[ni + c] : yb[c];
+}
+
+// One layer on padded rows: y = tanh(x W + b) [* idt] (+ x or [x, x]); dy its s-derivative.
+template <typename T, bool Tangent>
+void embed_layer(const PackedLayer<T>& P, int rows, const T* x, const T* dx, int ldx, T* y, T* dy) {
+  gemm_bias<T, Tangent>(x, dx, ldx, rows, P, y, dy);
+  const int nop = P.nop, ni = P.n_in, no = P.n_out;
+  const T* idt = P.idt.data();
+  for (int r = 0; r < rows; ++r) {
+    T* yr = y + int64_t(r) * nop;
+    T* dyr = Tangent ? dy + int64_t(r) * nop : nullptr;
+#pragma omp simd
+    for (int c = 0; c < nop; ++c) {
+      const T t = tanh_fast(yr[c]);
+      if (Tangent) dyr[c] = (T(1) - t * t) * dyr[c] * idt[c];
+      yr[c] = t * idt[c];
+    }
+    if (no == ni || no == 2 * ni) {
+      add_skip(yr, x + int64_t(r) * ldx, ni, no);
+      if (Tangent) add_skip(dyr, dx + int64_t(r) * ldx, ni, no);
+    }
+  }
+}
+
+// G (and G' = dG/ds when dg != nullptr) for `rows` inputs s (stride `s_stride`); G rows have
+// length ldg = the padded width of the last layer. work: 4 buffers of rows x max padded width.
+template <typename T>
+void embed_net(const std::vector<PackedLayer<T>>& net, int rows, const T* s, int s_stride, T* g, T* dg, T* work,
+               int64_t wsize) {
+  T* a = work;
+  T* da = work + wsize;
+  T* b = work + 2 * wsize;
+  T* db = work + 3 * wsize;
+  for (int r = 0; r < rows; ++r) {
+    a[r] = s[int64_t(r) * s_stride];
+    da[r] = T(1);
+  }
+  int ld = 1;
+  const int nl = int(net.size());
+  for (int l = 0; l < nl; ++l) {
+    const bool last = l == nl - 1;
+    T* out = last ? g : b;
+    T* dout = last ? dg : db;
+    if (dg) embed_layer<T, true>(net[l], rows, a, da, ld, out, dout);
+    else embed_layer<T, false>(net[l], rows, a, nullptr, ld, out, nullptr);
+    ld = net[l].nop;
+    if (!last) {
+      std::swap(a, b);
+      std::swap(da, db);
+    }
+  }
+}
+
+}  // namespace dpp

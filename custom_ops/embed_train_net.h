@@ -1,0 +1,238 @@
+// Reverse-mode sweep through an embedding net (embed_net.h) for the weight gradients of the
+// training kernels (embedding_train.h). Plain C++ (no Paddle types).
+//
+// The sweep runs over a forward-mode (value + s-tangent) pass of the net, which keeps per layer
+// its input x, tangent dx, tanh output t and the tangent pre-activation zp = dx W. For one layer
+// y = idt * tanh(x W + b) (+ skip), with cotangents yb on y and dyb on dy:
+//       zbp = idt dyb (1 - t^2),   zb = (idt yb - 2 idt dyb zp t) (1 - t^2)
+//       Wbar += x^T zb + dx^T zbp,  bbar += sum zb,  idtbar += sum (yb t + dyb (1 - t^2) zp)
+//       xb = zb W^T (+ skip of yb),  dxb = zbp W^T (+ skip of dyb).
+// Every product runs on the register-blocked kernels of embed_net.h (weights packed to whole
+// 64-byte vectors, W^T packed too); buffers are per thread and O(sel x width).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "embed_net.h"
+
+namespace dpp {
+
+// W^T of a layer packed for gemm_bias: n_in = n_out(W), columns = n_in(W) padded, bias 0.
+template <typename T>
+PackedLayer<T> pack_transposed(const EmbedLayer<T>& L) {
+  return pack_layer<T>(L.n_out, L.n_in, [&](int k, int c) { return L.w[int64_t(c) * L.n_out + k]; }, nullptr,
+                       nullptr);
+}
+
+// GW (ni x ldz) += X^T Z (+ DX^T ZP when Tangent): X, DX rows x ni (stride ldx), Z, ZP rows x ldz.
+// Blocks of 4 inputs x 2 column vectors: 8 accumulators, each loaded vector used 4 times.
+template <typename T, bool Tangent>
+void weight_grad(const T* X, const T* DX, int ldx, const T* Z, const T* ZP, int ldz, int rows, int ni, T* GW) {
+  constexpr int L = kLanes<T>;
+  const int nv = ldz / L;
+  int k = 0;
+  for (; k + 4 <= ni; k += 4) {
+    int cv = 0;
+    for (; cv + 2 <= nv; cv += 2) {
+      T* g = GW + int64_t(k) * ldz + cv * L;
+      Vec<T> a0 = vload(g), a1 = vload(g + ldz), a2 = vload(g + 2 * ldz), a3 = vload(g + 3 * ldz);
+      Vec<T> b0 = vload(g + L), b1 = vload(g + ldz + L), b2 = vload(g + 2 * ldz + L), b3 = vload(g + 3 * ldz + L);
+      for (int r = 0; r < rows; ++r) {
+        const T* x = X + int64_t(r) * ldx + k;
+        const Vec<T> z = vload(Z + int64_t(r) * ldz + cv * L), y = vload(Z + int64_t(r) * ldz + cv * L + L);
+        a0 += x[0] * z; a1 += x[1] * z; a2 += x[2] * z; a3 += x[3] * z;
+        b0 += x[0] * y; b1 += x[1] * y; b2 += x[2] * y; b3 += x[3] * y;
+        if (Tangent) {
+          const T* dx = DX + int64_t(r) * ldx + k;
+          const Vec<T> zp = vload(ZP + int64_t(r) * ldz + cv * L), yp = vload(ZP + int64_t(r) * ldz + cv * L + L);
+          a0 += dx[0] * zp; a1 += dx[1] * zp; a2 += dx[2] * zp; a3 += dx[3] * zp;
+          b0 += dx[0] * yp; b1 += dx[1] * yp; b2 += dx[2] * yp; b3 += dx[3] * yp;
+        }
+      }
+      vstore(g, a0); vstore(g + ldz, a1); vstore(g + 2 * ldz, a2); vstore(g + 3 * ldz, a3);
+      vstore(g + L, b0); vstore(g + ldz + L, b1); vstore(g + 2 * ldz + L, b2); vstore(g + 3 * ldz + L, b3);
+    }
+    for (; cv < nv; ++cv) {
+      T* g = GW + int64_t(k) * ldz + cv * L;
+      Vec<T> a0 = vload(g), a1 = vload(g + ldz), a2 = vload(g + 2 * ldz), a3 = vload(g + 3 * ldz);
+      for (int r = 0; r < rows; ++r) {
+        const T* x = X + int64_t(r) * ldx + k;
+        const Vec<T> z = vload(Z + int64_t(r) * ldz + cv * L);
+        a0 += x[0] * z; a1 += x[1] * z; a2 += x[2] * z; a3 += x[3] * z;
+        if (Tangent) {
+          const T* dx = DX + int64_t(r) * ldx + k;
+          const Vec<T> zp = vload(ZP + int64_t(r) * ldz + cv * L);
+          a0 += dx[0] * zp; a1 += dx[1] * zp; a2 += dx[2] * zp; a3 += dx[3] * zp;
+        }
+      }
+      vstore(g, a0); vstore(g + ldz, a1); vstore(g + 2 * ldz, a2); vstore(g + 3 * ldz, a3);
+    }
+  }
+  for (; k < ni; ++k) {
+    for (int cv = 0; cv < nv; ++cv) {
+      T* g = GW + int64_t(k) * ldz + cv * L;
+      Vec<T> a = vload(g);
+      for (int r = 0; r < rows; ++r) {
+        a += X[int64_t(r) * ldx + k] * vload(Z + int64_t(r) * ldz + cv * L);
+        if (Tangent) a += DX[int64_t(r) * ldx + k] * vload(ZP + int64_t(r) * ldz + cv * L);
+      }
+      vstore(g, a);
+    }
+  }
+}
+
+// A net packed both ways, and the per-thread buffers of one forward-mode pass and its reverse.
+template <typename T>
+struct TrainNet {
+  std::vector<PackedLayer<T>> fwd, bwd;  // W and W^T
+  int ldg = 0;                           // padded width of the output G
+  explicit TrainNet(const EmbedNet<T>& net) : fwd(pack_net(net)) {
+    for (const auto& L : net) bwd.push_back(pack_transposed(L));
+    ldg = fwd.back().nop;
+  }
+  int ld_in(size_t l) const { return l == 0 ? 1 : fwd[l - 1].nop; }
+};
+
+template <typename T>
+struct TrainTape {
+  std::vector<std::vector<T>> a, da, t, zp;  // a[l], da[l]: input of layer l (a[nl] = G); t, zp: layer outputs
+  std::vector<T> yb, dyb, xb, dxb, zb, zbp;  // reverse-sweep cotangents, rows x widest padded layer
+  TrainTape(const TrainNet<T>& net, int rows) {
+    const size_t nl = net.fwd.size();
+    a.resize(nl + 1); da.resize(nl + 1); t.resize(nl); zp.resize(nl);
+    int width = 1;
+    for (size_t l = 0; l <= nl; ++l) {
+      const int ld = l < nl ? net.ld_in(l) : net.ldg;
+      a[l].assign(size_t(rows) * ld, T(0));
+      da[l].assign(size_t(rows) * ld, T(0));
+      if (l < nl) {
+        t[l].assign(size_t(rows) * net.fwd[l].nop, T(0));
+        zp[l].assign(size_t(rows) * net.fwd[l].nop, T(0));
+        width = std::max(width, net.fwd[l].nop);
+      }
+    }
+    for (auto* v : {&yb, &dyb, &xb, &dxb, &zb, &zbp}) v->assign(size_t(rows) * width, T(0));
+  }
+};
+
+// Per-thread parameter-gradient accumulators in the packed layout: per layer W (n_in x nop), b, idt.
+template <typename T>
+struct NetGrads {
+  std::vector<std::vector<T>> w, b, idt;
+  explicit NetGrads(const TrainNet<T>& net) {
+    for (const auto& P : net.fwd) {
+      w.emplace_back(size_t(P.n_in) * P.nop, T(0));
+      b.emplace_back(P.nop, T(0));
+      idt.emplace_back(P.nop, T(0));
+    }
+  }
+  void zero() {
+    for (auto* v : {&w, &b, &idt})
+      for (auto& x : *v) std::fill(x.begin(), x.end(), T(0));
+  }
+  // add into the flat, unpadded layout (W, b, idt when the layer has it), returns the next offset
+  int64_t add_to(const TrainNet<T>& net, T* flat) const {
+    int64_t off = 0;
+    for (size_t l = 0; l < net.fwd.size(); ++l) {
+      const auto& P = net.fwd[l];
+      for (int k = 0; k < P.n_in; ++k)
+        for (int c = 0; c < P.n_out; ++c) flat[off + int64_t(k) * P.n_out + c] += w[l][size_t(k) * P.nop + c];
+      off += int64_t(P.n_in) * P.n_out;
+      for (int c = 0; c < P.n_out; ++c) flat[off + c] += b[l][c];
+      off += P.n_out;
+      if (P.has_idt) {
+        for (int c = 0; c < P.n_out; ++c) flat[off + c] += idt[l][c];
+        off += P.n_out;
+      }
+    }
+    return off;
+  }
+};
+
+// forward-mode pass over `rows` inputs s (stride 4), recording the tape; G = a[nl], G' = da[nl]
+template <typename T>
+void train_forward(const TrainNet<T>& net, int rows, const T* s, TrainTape<T>& tp) {
+  for (int r = 0; r < rows; ++r) {
+    tp.a[0][r] = s[int64_t(r) * 4];
+    tp.da[0][r] = T(1);
+  }
+  for (size_t l = 0; l < net.fwd.size(); ++l) {
+    const auto& P = net.fwd[l];
+    const int ldx = net.ld_in(l), nop = P.nop, ni = P.n_in, no = P.n_out;
+    T* th = tp.t[l].data();
+    T* zp = tp.zp[l].data();
+    gemm_bias<T, true>(tp.a[l].data(), tp.da[l].data(), ldx, rows, P, th, zp);
+    const T* idt = P.idt.data();
+    const bool skip = no == ni || no == 2 * ni;
+    for (int r = 0; r < rows; ++r) {
+      T* tr = th + int64_t(r) * nop;
+      T* zr = zp + int64_t(r) * nop;
+      T* y = tp.a[l + 1].data() + int64_t(r) * nop;
+      T* dy = tp.da[l + 1].data() + int64_t(r) * nop;
+#pragma omp simd
+      for (int c = 0; c < nop; ++c) {
+        const T v = tanh_fast(tr[c]);
+        tr[c] = v;
+        y[c] = idt[c] * v;
+        dy[c] = idt[c] * (T(1) - v * v) * zr[c];
+      }
+      if (skip) {
+        add_skip(y, tp.a[l].data() + int64_t(r) * ldx, ni, no);
+        add_skip(dy, tp.da[l].data() + int64_t(r) * ldx, ni, no);
+      }
+    }
+  }
+}
+
+// Reverse sweep from cotangents on G (tp.yb) and, when Tangent, on G' (tp.dyb), both rows x ldg;
+// accumulates the weight gradients into g.
+template <typename T, bool Tangent>
+void train_reverse(const TrainNet<T>& net, int rows, TrainTape<T>& tp, NetGrads<T>& g) {
+  const int nl = int(net.fwd.size());
+  for (int l = nl - 1; l >= 0; --l) {
+    const auto& P = net.fwd[l];
+    const int nop = P.nop, ni = P.n_in, no = P.n_out, ldx = net.ld_in(l);
+    const T* idt = P.idt.data();
+    T* gb = g.b[l].data();
+    T* gidt = g.idt[l].data();
+    for (int r = 0; r < rows; ++r) {
+      const T* t = tp.t[l].data() + int64_t(r) * nop;
+      const T* zp = tp.zp[l].data() + int64_t(r) * nop;
+      const T* yb = tp.yb.data() + int64_t(r) * nop;
+      const T* dyb = tp.dyb.data() + int64_t(r) * nop;
+      T* zb = tp.zb.data() + int64_t(r) * nop;
+      T* zbp = tp.zbp.data() + int64_t(r) * nop;
+#pragma omp simd
+      for (int c = 0; c < nop; ++c) {
+        const T q = T(1) - t[c] * t[c];
+        T tb = idt[c] * yb[c];
+        T gi = yb[c] * t[c];
+        if (Tangent) {
+          zbp[c] = idt[c] * dyb[c] * q;
+          tb -= T(2) * idt[c] * dyb[c] * zp[c] * t[c];
+          gi += dyb[c] * q * zp[c];
+        }
+        zb[c] = tb * q;
+        gb[c] += zb[c];
+        gidt[c] += gi;
+      }
+    }
+    weight_grad<T, Tangent>(tp.a[l].data(), tp.da[l].data(), ldx, tp.zb.data(), tp.zbp.data(), nop, rows, ni,
+                            g.w[l].data());
+    if (l == 0) break;
+    // cotangents of this layer's input: xb = zb W^T (+ skip), dxb = zbp W^T (+ skip)
+    gemm_bias<T, Tangent>(tp.zb.data(), tp.zbp.data(), nop, rows, net.bwd[l], tp.xb.data(), tp.dxb.data());
+    if (no == ni || no == 2 * ni) {
+      for (int r = 0; r < rows; ++r) {
+        add_skip_transposed(tp.xb.data() + int64_t(r) * ldx, tp.yb.data() + int64_t(r) * nop, ni, no);
+        if (Tangent)
+          add_skip_transposed(tp.dxb.data() + int64_t(r) * ldx, tp.dyb.data() + int64_t(r) * nop, ni, no);
+      }
+    }
+    std::swap(tp.yb, tp.xb);
+    std::swap(tp.dyb, tp.dxb);
+  }
+}
+
+}  // namespace dpp
