@@ -84,7 +84,9 @@ def prepare(workdir: str, want_tf: bool) -> dict:
         from deepmd_paddle.io.dp_format import save_dp
         from deepmd_paddle.model import EnergyModel
 
-        model = EnergyModel.from_config(json.loads(json.dumps(WATER_MODEL)))
+        from deepmd_paddle.config import normalize_model
+
+        model = EnergyModel.from_config(normalize_model(json.loads(json.dumps(WATER_MODEL))))
         env, _, _, _ = model.descriptor.env_mat_raw(*_tensors(*water(1)))  # statistics of the real frame
         env = env.numpy().reshape(-1, model.descriptor.nnei, 4)
         davg, dstd = np.zeros([2, model.descriptor.nnei, 4]), np.ones([2, model.descriptor.nnei, 4])

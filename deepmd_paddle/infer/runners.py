@@ -136,10 +136,18 @@ def read_meta(prefix: str) -> dict:
     if meta.get("format") != frozen.FORMAT:
         raise ModelFileError(f"{path}: format {meta.get('format')!r}, expected {frozen.FORMAT!r} "
                              "(freeze the model again with this version)")
-    missing = [prefix + s + e for s, _, _ in frozen.PROGRAMS.values() for e in (".json", ".pdiparams")
-               if not os.path.isfile(prefix + s + e)]
+    missing = [p for p in frozen.program_files(prefix) if not os.path.isfile(p)]
     if missing:
         raise ModelFileError(f"frozen model {prefix!r} is incomplete: missing {missing}")
+    if "checksum" in meta and meta["checksum"] != frozen.meta_checksum(meta):
+        raise ModelFileError(f"{path}: the description was changed after `dpp freeze` wrote it (its checksum does "
+                             "not match); the programs were traced for the original values: freeze the model again")
+    changed = [p for p in frozen.program_files(prefix)
+               if "files" in meta and meta["files"].get(p[len(prefix):]) != frozen.file_digest(p)]
+    if changed:
+        raise ModelFileError(f"frozen model {prefix!r}: {[os.path.basename(p) for p in changed]} are not the files "
+                             f"its {frozen.META_SUFFIX} describes (a freeze interrupted while it replaced them, or "
+                             "files copied from another model); freeze the model again")
     return meta
 
 

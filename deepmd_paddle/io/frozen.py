@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 
@@ -178,6 +179,26 @@ def _save(layer: paddle.nn.Layer, name: str, prefix: str) -> None:
     paddle.jit.save(static, prefix + suffix)
 
 
+def program_files(prefix: str) -> list:
+    """The program files of the frozen model at ``prefix`` (without the meta file)."""
+    return [prefix + suffix + ext for suffix, _, _ in PROGRAMS.values() for ext in (".json", ".pdiparams")]
+
+
+def file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def meta_checksum(meta: dict) -> str:
+    """sha256 of the meta dict (canonical JSON) without its own ``checksum`` and without
+    ``custom_ops``, which DeepPot compares with the operators of the process on its own."""
+    body = {k: v for k, v in meta.items() if k not in ("checksum", "custom_ops")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 # ----------------------------------------------------------------------------- freeze
 def custom_op_signatures() -> dict:
     """``{operator: [inputs, outputs, [attribute, type code]...]}`` of the registered operators in
@@ -215,14 +236,24 @@ def freeze(source, output_prefix: str, portable: bool = False) -> dict:
                            "freeze with portable=True (`dpp freeze --portable`) for a plain-Paddle graph")
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
-    with _tracing(model, portable) as seen:
-        _save(FullProgram(model, seen), "pbc", prefix)
-        if not seen:
-            raise RuntimeError("export: the model no longer calls descriptor.neighbor_list; "
-                               "update deepmd_paddle.io.frozen._tracing")
-        _save(FullProgram(model, seen), "nopbc", prefix)
-        _save(LowerProgram(model), "lower", prefix)
-        _save(DescriptorProgram(model), "desc", prefix)
+    # the programs go to temporary names first: an interrupted freeze leaves an older model as it was
+    staging = os.path.join(folder, f".{os.path.basename(prefix)}.tmp{os.getpid()}")
+    try:
+        with _tracing(model, portable) as seen:
+            _save(FullProgram(model, seen), "pbc", staging)
+            if not seen:
+                raise RuntimeError("export: the model no longer calls descriptor.neighbor_list; "
+                                   "update deepmd_paddle.io.frozen._tracing")
+            _save(FullProgram(model, seen), "nopbc", staging)
+            _save(LowerProgram(model), "lower", staging)
+            _save(DescriptorProgram(model), "desc", staging)
+        digests = {tmp[len(staging):]: file_digest(tmp) for tmp in program_files(staging)}  # by suffix
+        for tmp, final in zip(program_files(staging), program_files(prefix)):
+            os.replace(tmp, final)
+    finally:
+        for tmp in program_files(staging):
+            if os.path.exists(tmp):
+                os.remove(tmp)
     d = model.descriptor
     meta = {
         "format": FORMAT, "software": "deepmd_paddle", "version": __version__, "paddle_version": paddle.__version__,
@@ -236,7 +267,9 @@ def freeze(source, output_prefix: str, portable: bool = False) -> dict:
         "programs": {name: {"file": os.path.basename(prefix) + suffix + ".json", "inputs": inputs, "outputs": outputs}
                      for name, (suffix, inputs, outputs) in PROGRAMS.items()},
         "model_def_script": model.get_config(),
+        "files": digests,  # sha256 of each program file (by suffix): a mix of two freezes is refused on load
     }
+    meta["checksum"] = meta_checksum(meta)  # a hand-edited meta file is refused on load
     tmp = prefix + META_SUFFIX + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)

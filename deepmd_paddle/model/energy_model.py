@@ -28,6 +28,8 @@ from .fitting import EnergyFitting
 from .network import check_class
 
 # output name -> shape (nf frames, nc centre atoms, nall atoms)
+_DESCRIPTOR_KEYS = ("sel", "rcut", "rcut_smth", "neuron", "axis_neuron", "type_one_side", "resnet_dt", "precision")
+_FITTING_KEYS = ("neuron", "resnet_dt")  # (precision: the descriptor's when not given)
 OUTPUTS = {"energy": "nf x 1", "atom_energy": "nf x nc x 1", "force": "nf x nall x 3", "virial": "nf x 9",
            "atom_virial": "nf x nall x 9"}
 
@@ -57,10 +59,17 @@ class EnergyModel(paddle.nn.Layer):
     # ---------------------------------------------------------------- construction
     @classmethod
     def from_config(cls, cfg: dict, kernels=None) -> "EnergyModel":
-        """Build from DeePMD-kit's ``model`` section (``type_map``, ``descriptor``, ``fitting_net``)."""
+        """Build from DeePMD-kit's ``model`` section (``type_map``, ``descriptor``, ``fitting_net``) as
+        the schema normalises it (``deepmd_paddle.config.normalize_model`` fills the defaults)."""
         type_map = list(cfg["type_map"])
         dcfg = dict(cfg["descriptor"])
         fcfg = dict(cfg.get("fitting_net", {}))
+        missing = [f"{part}/{k}" for part, sec, keys in (("descriptor", dcfg, _DESCRIPTOR_KEYS),
+                                                          ("fitting_net", fcfg, _FITTING_KEYS))
+                   for k in keys if k not in sec]
+        if missing:
+            raise ValueError(f"model section without {missing}: build models from a normalised section "
+                             "(deepmd_paddle.config.normalize_model fills DeePMD-kit's defaults)")
         ntypes = len(type_map)
         desc = make_descriptor(type_map, dcfg)  # DescrptSeA, or DescrptSeATebd with a type_embedding
         fcfg.setdefault("precision", desc.precision)
