@@ -202,7 +202,7 @@ def _base(tmp_path, **sections):
 
 def test_every_unsupported_setting_is_named_in_one_message(tmp_path):
     raw = _base(tmp_path, model__fitting_net__numb_fparam=2, model__descriptor__exclude_types=[[0, 1]],
-                model__descriptor__activation_function="gelu", model__fitting_net__precision="bfloat16",
+                model__descriptor__activation_function="silut", model__fitting_net__precision="bfloat16",
                 model__spin={"use_spin": [True, False]}, loss__relative_f=0.5, loss__start_pref_ae=1.0,
                 learning_rate__type="cosine", training__mixed_precision={"compute_prec": "float16"},
                 training__stat_file="stat.h5", training__training_data__batch_size="max:64",
@@ -212,7 +212,7 @@ def test_every_unsupported_setting_is_named_in_one_message(tmp_path):
         config.normalize(raw)
     msg = str(err.value)
     for key, asked in [("model/fitting_net/numb_fparam", "2"), ("model/descriptor/exclude_types", "[[0, 1]]"),
-                       ("model/descriptor/activation_function", "'gelu'"),
+                       ("model/descriptor/activation_function", "'silut'"),
                        ("model/fitting_net/precision", "'bfloat16'"), ("model/spin", "{'use_spin'"),
                        ("loss/relative_f", "0.5"), ("loss/start_pref_ae", "1.0"), ("learning_rate/type", "'cosine'"),
                        ("training/mixed_precision", "{'compute_prec'"), ("training/stat_file", "'stat.h5'"),

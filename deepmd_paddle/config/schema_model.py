@@ -45,7 +45,7 @@ def _precision(doc_net: str) -> Argument:
 
 def _activation(doc_net: str) -> Argument:
     return opt("activation_function", str, "tanh", f"Activation of the {doc_net} hidden layers: "
-               f"{', '.join(ACTIVATIONS)} ('gelu' is the tanh approximation, 'gelu_tf' the erf form; "
+               f"{', '.join(ACTIVATIONS)} ('gelu' and 'gelu_tf' are both the tanh approximation, as in DeePMD-kit 3.2; "
                "'none'/'linear' is the identity).")
 
 

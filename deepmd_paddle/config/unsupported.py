@@ -143,7 +143,7 @@ EQUIVALENT = {
 }
 
 _BUILT_PRECISIONS = ("default", "float64", "float32")
-_BUILT_ACTIVATIONS = ("tanh", "relu", "softplus", "sigmoid", "linear", "none")
+_BUILT_ACTIVATIONS = ("tanh", "relu", "relu6", "softplus", "sigmoid", "gelu", "gelu_tf", "silu", "linear", "none")
 
 
 def _batch_size_built(v) -> bool:

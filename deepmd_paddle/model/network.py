@@ -16,12 +16,30 @@ import paddle
 from ..kernels import default_backend
 from . import init
 
+def _gelu(x):
+    """DeePMD-kit's gelu and gelu_tf alike: the tanh approximation
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (its TensorFlow backend calls
+    tf.nn.gelu(approximate=True) for gelu_tf). Written with tanh: differentiable twice, which
+    Paddle's own gelu (the erf form) is not, and force training needs."""
+    return 0.5 * x * (1.0 + paddle.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+def _softplus(x):
+    """log(1 + e^x) without overflow: max(x, 0) + log(1 + e^-|x|) (DeePMD-kit's form; log1p has no
+    double gradient in Paddle)."""
+    return paddle.maximum(x, paddle.zeros_like(x)) + paddle.log(1.0 + paddle.exp(-paddle.abs(x)))
+
+
+# DeePMD-kit's activations (deepmd/dpmodel/utils/network.py get_activation_fn); each twice differentiable
 ACTIVATIONS = {
     "tanh": paddle.tanh,
     "relu": paddle.nn.functional.relu,
-    "gelu": paddle.nn.functional.gelu,
-    "softplus": paddle.nn.functional.softplus,
+    "relu6": lambda x: paddle.clip(x, 0.0, 6.0),
+    "gelu": _gelu,
+    "gelu_tf": _gelu,
+    "softplus": _softplus,
     "sigmoid": paddle.nn.functional.sigmoid,
+    "silu": lambda x: x * paddle.nn.functional.sigmoid(x),
     "linear": lambda x: x,
     "none": lambda x: x,
 }
