@@ -160,7 +160,7 @@ def main():
     if args.worker:
         print(json.dumps(worker(int(args.worker[0]), args.worker[1], args.min_time)))
         return
-    from deepmd_paddle.kernels import cpp as ops
+    from deepmd_paddle.kernels.build import load_library
 
     load_library()  # build once before timing
     try:

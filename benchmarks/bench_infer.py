@@ -27,7 +27,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -144,7 +143,6 @@ def profile_worker(rep: int, paths: dict, repeats: int = 3) -> dict:
     import paddle
 
     from deepmd_paddle.io.dp_format import load_dp
-    from deepmd_paddle.kernels.build import load_library
 
     model = load_dp(paths["dp"]).eval()
     for p in model.parameters():  # as DeepPot does: no weight gradients in the force backward

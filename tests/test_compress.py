@@ -9,9 +9,7 @@ import paddle
 import pytest
 from conftest import REFERENCE, make_small_model, needs_shared, random_system, to_tensors, kernels_for
 
-from deepmd_paddle.model import tabulate as compress
-from deepmd_paddle.kernels import cpp as ops
-from deepmd_paddle.model.tabulate import build_tables, coefficients, compress_model, net_derivatives
+from deepmd_paddle.model.tabulate import coefficients, compress_model, net_derivatives
 
 needs_op = pytest.mark.skipif(not (load_library() is not None) or not hasattr(load_library(), "se_a_tabulate"),
                               reason="the C++ operators are not available")
@@ -333,7 +331,6 @@ def test_prod_force_virial_operator(kind, monkeypatch):
     """The one-pass force / virial / atomic virial operator against the index_add scatter, for
     the whole frame (the model) and for a block of centre atoms (the frozen lower program)."""
     from deepmd_paddle.io.frozen import LowerProgram
-    from deepmd_paddle.model import EnergyModel
 
     model = make_small_model(use_op=None).eval()
     coord, atype, cell = random_system(18, nframes=2, kind=kind, seed=8)

@@ -17,7 +17,6 @@ import pytest
 from conftest import REFERENCE, make_small_model, needs_shared, random_system, small_model_config, kernels_for
 
 from deepmd_paddle.io import frozen as export
-from deepmd_paddle.kernels import cpp as ops
 
 MODEL = REFERENCE / "water_se_e2_a_two_side.dp"
 OUTPUTS = ["energy", "force", "virial", "atom_energy", "atom_virial"]

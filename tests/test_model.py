@@ -13,7 +13,6 @@ PATHS = [False, True]
 
 def _skip_without_op(use_op):
     if use_op:
-        from deepmd_paddle.kernels import cpp as ops
         if load_library() is None:
             pytest.skip("the C++ operator is not available on this machine")
 

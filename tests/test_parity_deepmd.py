@@ -24,7 +24,6 @@ CASES = {
 
 
 def _paths():
-    from deepmd_paddle.kernels import cpp as ops
     yield False
     if load_library() is not None:
         yield True

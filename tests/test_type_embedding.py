@@ -11,7 +11,6 @@ import pytest
 from conftest import assert_smooth_across_rcut, loss_batch, small_model_config, strain_virial_fd, to_tensors, kernels_for
 
 from deepmd_paddle import config
-from deepmd_paddle.kernels import cpp as ops
 from deepmd_paddle.config import ConfigError
 from deepmd_paddle.model import EnergyModel
 from deepmd_paddle.model.descriptor_te import DescrptSeATebd

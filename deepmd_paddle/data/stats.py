@@ -72,7 +72,7 @@ def neighbor_stat(systems: list[System], rcut: float, type_map: list[str]) -> tu
     for sys in systems:
         check_system_frames(sys, rcut, len(type_map))
         for coord, atype, box in _chunks(sys, np.arange(sys.nframes), "float64"):
-            _, _, nmax, mindist = search(coord, box, atype, float(rcut), [1] * len(type_map))
+            _, _, nmax, mindist = search(coord, box, atype, float(rcut), [1] * len(type_map), check=False)  # checked above
             max_nbor = np.maximum(max_nbor, nmax.numpy().max(axis=0))
             min_dist = min(min_dist, float(mindist.numpy().min()))
     return min_dist, max_nbor

@@ -27,9 +27,10 @@ from .descriptor_te import descriptor_class, make_descriptor
 from .fitting import EnergyFitting
 from .network import check_class
 
-# output name -> shape (nf frames, nc centre atoms, nall atoms)
+# the keys from_config needs (the schema fills them: config.normalize_model)
 _DESCRIPTOR_KEYS = ("sel", "rcut", "rcut_smth", "neuron", "axis_neuron", "type_one_side", "resnet_dt", "precision")
 _FITTING_KEYS = ("neuron", "resnet_dt")  # (precision: the descriptor's when not given)
+# output name -> shape (nf frames, nc centre atoms, nall atoms)
 OUTPUTS = {"energy": "nf x 1", "atom_energy": "nf x nc x 1", "force": "nf x nall x 3", "virial": "nf x 9",
            "atom_virial": "nf x nall x 9"}
 
@@ -122,23 +123,28 @@ class EnergyModel(paddle.nn.Layer):
         coord[i]``), centre [nc] int64 (None: every atom, nc = nall). Forces and virials are the
         centre atoms' share on all atoms: the shares of blocks of centres add up to the whole.
         ``keep``: see ``prepare``."""
-        second = create_graph and paddle.in_dynamic_mode() and not coord.stop_gradient
-        order = 1 if create_graph or (paddle.in_dynamic_mode() and not coord.stop_gradient) else 0
-        # (a kernel is named before it is called: to_static converts calls of names only)
-        build_rij = self.kernels.get("build_rij", order)
-        rij = build_rij(coord, nlist, shift, centre)  # nf x nc x nnei x 3
-        if rij.stop_gradient:
-            rij.stop_gradient = False
-        tc = atype if centre is None else paddle.gather(atype, centre, axis=1)  # nf x nc
-        env = self.descriptor.env_mat(rij, nlist, tc)  # nf x nc x nnei x 4
+        coord_grad = paddle.in_dynamic_mode() and not coord.stop_gradient  # the caller differentiates in coord
+        second = create_graph and coord_grad
+        rij, tc, env = self.centre_env(coord, atype, nlist, shift, centre, 1 if create_graph or coord_grad else 0)
         atom_e = self.atomic_energy(env, tc, self.descriptor.embedding_path(second), keep)  # nf x nc x 1
         (g,) = paddle.grad(atom_e.sum(), rij, create_graph=create_graph)  # nf x nc x nnei x 3
+        # (a kernel is named before it is called: to_static converts calls of names only)
         prod_force_virial = self.kernels.get("prod_force_virial", int(create_graph))
         force, virial, atom_virial = prod_force_virial(coord, g, rij, nlist, centre, atomic=do_atomic_virial)
         out = {"energy": atom_e.sum(axis=1), "atom_energy": atom_e, "force": force, "virial": virial}
         if do_atomic_virial:
             out["atom_virial"] = atom_virial
         return out
+
+    def centre_env(self, coord, atype, nlist, shift, centre=None, order: int = 0):
+        """(r_ij nf x nc x nnei x 3, a leaf of the derivatives; the centre types nf x nc; R~ nf x nc
+        x nnei x 4) of the centre atoms; ``order``: derivatives in ``coord`` the caller takes."""
+        build_rij = self.kernels.get("build_rij", order)  # (named before the call: see forward_lower)
+        rij = build_rij(coord, nlist, shift, centre)
+        if rij.stop_gradient:
+            rij.stop_gradient = False
+        tc = atype if centre is None else paddle.gather(atype, centre, axis=1)
+        return rij, tc, self.descriptor.env_mat(rij, nlist, tc)
 
     def prepare(self, coord, atype, box, check: bool = True):
         """Checked float64 coordinates and box, int32 types, the neighbour list with its image
@@ -175,34 +181,36 @@ class EnergyModel(paddle.nn.Layer):
         """E_i of a block of atoms of centre type ti from their descriptor rows (nat x 1, float64)."""
         return self.fitting(d, ti) + self.out_bias[ti]
 
-    def atomic_energy(self, env, atype, path: str, keep: list | None = None):
-        """E_i (nf x nc x 1) from R~ (nf x nc x nnei x 4) and the centre types (nf x nc)."""
-        nf, nloc, nnei = env.shape[0], env.shape[1], env.shape[2]
-        flat = env.reshape([-1, nnei, 4])
+    def descriptor_blocks(self, env, atype, path: str, keep: list | None = None) -> list:
+        """[(ti, indices, D of those atoms)] per centre type, from R~ (nf x nc x nnei x 4) and the
+        centre types (nf x nc); ``path``: see ``DescrptSeA.embedding_path``."""
+        flat = env.reshape([-1, env.shape[2], 4])
         at = atype.reshape([-1])
         # a descriptor with one_pass (one embedding net for all types) takes every atom at once
         d_all = self.descriptor(flat, at, path, keep) if getattr(self.descriptor, "one_pass", False) else None
-        parts, index = [], []
+        blocks = []
         for ti, idx in self.centre_blocks(at):
             d = self.descriptor(paddle.gather(flat, idx), ti, path, keep) if d_all is None else paddle.gather(d_all, idx)
+            blocks.append((ti, idx, d))
+        return blocks
+
+    def atomic_energy(self, env, atype, path: str, keep: list | None = None):
+        """E_i (nf x nc x 1) from R~ (nf x nc x nnei x 4) and the centre types (nf x nc)."""
+        parts, index = [], []
+        for ti, idx, d in self.descriptor_blocks(env, atype, path, keep):
             parts.append(self.atom_energy_of(d, ti))
             index.append(idx)
-        return self.in_atom_order(parts, index).reshape([nf, nloc, 1])
+        return self.in_atom_order(parts, index).reshape([env.shape[0], env.shape[1], 1])
 
     def descriptor_lower(self, coord, atype, nlist, shift, centre=None):
         """The se_e2_a descriptor D of the centre atoms (nf x nc x ng*axis_neuron, float64), as
         DeePMD-kit's ``eval_descriptor``; inputs as ``forward_lower``."""
-        rij = self.kernels.build_rij(coord, nlist, shift, centre)
-        tc = atype if centre is None else paddle.gather(atype, centre, axis=1)
-        nf, nc, nnei = nlist.shape[0], nlist.shape[1], nlist.shape[2]
-        flat = self.descriptor.env_mat(rij, nlist, tc).reshape([-1, nnei, 4])
-        at = tc.reshape([-1])
-        path = self.descriptor.embedding_path(False)
+        _, tc, env = self.centre_env(coord, atype, nlist, shift, centre)
         parts, index = [], []
-        for ti, idx in self.centre_blocks(at):
-            parts.append(self.descriptor(paddle.gather(flat, idx), ti, path).astype("float64"))
+        for _, idx, d in self.descriptor_blocks(env, tc, self.descriptor.embedding_path(False)):
+            parts.append(d.astype("float64"))
             index.append(idx)
-        return self.in_atom_order(parts, index).reshape([nf, nc, -1])
+        return self.in_atom_order(parts, index).reshape([env.shape[0], env.shape[1], -1])
 
     def descriptor_of(self, coord, atype, box=None):
         """``descriptor_lower`` of whole frames (NumPy, nf x nloc x ndesc)."""

@@ -58,9 +58,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     prec = desc.precision
     coord, atype, box, nlist, shift, _ = model.prepare(b["coord"], b["atype"], b["box"])
     nf, nloc, nnei = coord.shape[0], coord.shape[1], desc.nnei
-    rij = kern.get("build_rij", order=1)(coord, nlist, shift, None)
-    rij.stop_gradient = False
-    env = desc.env_mat(rij, nlist, atype)  # graph rij -> R~ (for the forces)
+    rij, _, env = model.centre_env(coord, atype, nlist, shift, None, order=1)  # graph rij -> R~ (for the forces)
     flat = env.detach().reshape([-1, nnei, 4])
     at = atype.reshape([-1])
 
