@@ -271,8 +271,8 @@ def test_refused_graphs(tmp_path, op, model_type, message):
 
 
 @pytest.mark.parametrize("node, message", [
-    ("spin_attr/ntypes_spin", "spin model"), ("type_embed_net/matrix_1", "type-embedding"),
-    ("filter_type_all/matrix_1", "type embedding"), ("layer_0/matrix", "shared by all types"),
+    ("spin_attr/ntypes_spin", "spin model"), ("filter_type_all/matrix_1", "no type_embed_net"),
+    ("layer_0/matrix", "shared by all types"),
 ])
 def test_refused_real_graphs(tmp_path, node, message):
     g = _graph()
@@ -282,16 +282,14 @@ def test_refused_real_graphs(tmp_path, node, message):
         load_pb(_write(g, tmp_path / "x.pb"))
 
 
-def test_type_embedding_graph_refused(tmp_path):
-    """A real se_e2_a + type_embedding graph of DeePMD-kit 3.2 (its nets take the type vector)."""
-    with pytest.raises(UnsupportedGraphError, match="type-embedding model") as e:
-        load_pb(str(FIX / "type_embedding.pb"))
-    assert "type_embedding.pb" in str(e.value)
-    g = _graph("type_embedding")  # without the type net and the training input: refused by its nets
+def test_one_filter_net_without_type_net_refused(tmp_path):
+    """A type-embedding graph without its type net (and training input) is refused by its nets
+    (tests/test_pb_type_embedding.py reads the whole graph)."""
+    g = _graph("type_embedding")
     kept = [n for n in g.node if not n.name.startswith("type_embed_net/") and n.name != "train_attr/training_script"]
     del g.node[:]
     g.node.extend(kept)
-    with pytest.raises(UnsupportedGraphError, match="type embedding"):
+    with pytest.raises(UnsupportedGraphError, match="no type_embed_net"):
         load_pb(_write(g, tmp_path / "x.pb"))
 
 

@@ -23,13 +23,18 @@ SPECS = [  # (type_embedding, type_one_side)
     pytest.param(["Z", "electronegativity"], True, id="two-properties"),
     pytest.param({"neuron": [2]}, False, id="learned"),
     pytest.param({"neuron": [3]}, True, id="learned-skip"),  # in_dim 4 = neuron[0]: first layer has x + ...
+    # DeePMD-kit's model-level section: the type vector also feeds ONE fitting net ([D, e(t_i)])
+    pytest.param(("model", {"neuron": [2, 4], "use_tebd_bias": False}), False, id="deepmd-kit-model"),
 ]
 
 
 def te_model(spec=True, type_one_side=False, use_op=False, sel=(8, 8, 8), type_map=TYPE_MAP, neuron=None, **kw):
     cfg = small_model_config(type_one_side=type_one_side, sel=sel, **kw)
     cfg["type_map"] = list(type_map)
-    cfg["descriptor"]["type_embedding"] = spec
+    if isinstance(spec, tuple):  # ("model", section): DeePMD-kit's model-level type_embedding
+        cfg["type_embedding"] = spec[1]
+    else:
+        cfg["descriptor"]["type_embedding"] = spec
     if neuron is not None:
         cfg["descriptor"]["neuron"] = neuron
     model = EnergyModel.from_config(cfg)
@@ -284,8 +289,10 @@ def _tiny_system(tmp_path):
 
 
 def test_config_round_trip(tmp_path):
-    """DeePMD-kit's model-level type_embedding section moves into the descriptor; the config a model
-    reports builds the same model; serialize/deserialize and checkpoints keep the numbers."""
+    """DeePMD-kit's model-level type_embedding section stays at model level and builds DeePMD-kit's
+    type-embedding model (one fitting net fed with [D, e(t_i)]); deepmd_paddle's descriptor-level
+    section keeps one fitting net per type. The config a model reports builds the same model;
+    serialize/deserialize and checkpoints keep the numbers."""
     from deepmd_paddle.io import checkpoint
 
     raw = {"model": {"type_map": ["Cu", "Ni", "Au"], "type_embedding": {"neuron": [2], "seed": 5},
@@ -294,12 +301,18 @@ def test_config_round_trip(tmp_path):
                      "fitting_net": {"neuron": [8], "seed": 2}},
            "training": {"training_data": {"systems": [str(_tiny_system(tmp_path))]}, "numb_steps": 1}}
     cfg = config.normalize(raw)
-    desc = cfg["model"]["descriptor"]
-    assert "type_embedding" not in cfg["model"]
-    assert desc["type_embedding"]["neuron"] == [2] and desc["type_embedding"]["precision"] == "float64"
+    desc, tebd = cfg["model"]["descriptor"], cfg["model"]["type_embedding"]
+    assert not desc["type_embedding"]
+    assert tebd["neuron"] == [2] and tebd["precision"] == "float64" and tebd["use_tebd_bias"] is False
     model = EnergyModel.from_config(cfg["model"])
+    assert model.fitting.mixed_types and len(model.fitting.nets) == 1 and model.descriptor.concat_output_tebd
+    assert model.fitting.dim_descrpt == 16 * 4 + 2
+    own = dict(raw, model={**raw["model"], "type_embedding": None,
+                           "descriptor": {**raw["model"]["descriptor"], "type_embedding": {"neuron": [2]}}})
+    own_model = EnergyModel.from_config(config.normalize(own)["model"])
+    assert not own_model.fitting.mixed_types and len(own_model.fitting.nets) == 3
     again = config.normalize({**raw, "model": model.get_config()})
-    assert again["model"]["descriptor"] == desc
+    assert again["model"]["descriptor"] == desc and again["model"]["type_embedding"] == tebd
     coord, atype, cell = three_types(12, 1, seed=2)
     ref = _eval(model, coord, atype, cell)
 
@@ -307,7 +320,7 @@ def test_config_round_trip(tmp_path):
     assert d["descriptor"]["type"] == "se_e2_a_tebd" and d["descriptor"]["embeddings"]["ndim"] == 0
     back = EnergyModel.deserialize(d, lambda key: arrays[key])
     np.testing.assert_allclose(_eval(back, coord, atype, cell)["force"], ref["force"], rtol=0, atol=0)
-    assert back.get_config()["descriptor"]["type_embedding"] == desc["type_embedding"]
+    assert back.get_config()["type_embedding"] == tebd
 
     base = checkpoint.save(str(tmp_path / "model.ckpt"), 3, model, None, cfg, {})
     loaded = checkpoint.load_model(base)

@@ -197,25 +197,25 @@ def _expand_data(tr: dict, base_dir: str) -> None:
 
 
 def _check_type_embedding(model: dict) -> None:
-    """Move DeePMD-kit's model-level ``type_embedding`` into the descriptor."""
-    top = model.pop("type_embedding", None)
+    """DeePMD-kit's model-level ``type_embedding`` (a learned type vector) stays at model level: it
+    makes DeePMD-kit's type-embedding model, whose one embedding net and one fitting net both take
+    the type vector. deepmd_paddle's own ``descriptor.type_embedding`` (element properties, or a
+    learned vector for the embedding net only, one fitting net per type) stays in the descriptor;
+    true or a list of properties given at model level move there."""
+    top = model.get("type_embedding")
     desc = model["descriptor"]
-    if top is not None and top is not False:
-        if desc["type_embedding"] not in (None, False):
-            raise ConfigError("type_embedding is given both in model and in model/descriptor; give it once")
-        desc["type_embedding"] = top
-        if isinstance(top, dict):
-            log.warning("model/type_embedding: deepmd_paddle builds its own type-embedding descriptor with this "
-                        "learned type vector (one embedding net for all types, one fitting net per type); "
-                        "DeePMD-kit's TensorFlow model also feeds the type vector to one shared fitting net, so the "
-                        "two are not the same model")
-    spec = desc["type_embedding"]
-    if isinstance(spec, dict):
-        if not spec["neuron"] or min(spec["neuron"]) < 1:
-            raise ConfigError(f"model/descriptor/type_embedding/neuron: need at least one positive width, got "
-                              f"{spec['neuron']}")
-        if spec["precision"] == "default":
-            spec["precision"] = desc["precision"]
+    if top is None or top is False:
+        model.pop("type_embedding", None)
+    elif desc["type_embedding"] not in (None, False):
+        raise ConfigError("type_embedding is given both in model and in model/descriptor; give it once")
+    elif not isinstance(top, dict):
+        desc["type_embedding"] = model.pop("type_embedding")
+    for spec in (model.get("type_embedding"), desc["type_embedding"]):
+        if isinstance(spec, dict):
+            if not spec["neuron"] or min(spec["neuron"]) < 1:
+                raise ConfigError(f"type_embedding/neuron: need at least one positive width, got {spec['neuron']}")
+            if spec["precision"] == "default":
+                spec["precision"] = desc["precision"]
 
 
 def _check_properties(model: dict) -> None:

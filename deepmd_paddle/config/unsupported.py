@@ -52,9 +52,7 @@ UNSUPPORTED = {
     f"{_DESC}/env_protection": 0.0,
     # ---- type embedding (DeePMD-kit's section, at model level or in the descriptor)
     f"{_TE_MODEL}/use_econf_tebd": False,
-    f"{_TE_MODEL}/use_tebd_bias": False,
     f"{_TE_DESC}/use_econf_tebd": False,
-    f"{_TE_DESC}/use_tebd_bias": False,
     # ---- fitting net (ener)
     f"{_FIT}/numb_fparam": 0,
     f"{_FIT}/numb_aparam": 0,

@@ -23,8 +23,10 @@ TensorFlow backend writes them (1.x ``source/train``, 2.x-3.x ``deepmd/tf``):
   ``model_attr/model_attr/`` scope); ``train_attr/training_script`` (2.0+, the training input as
   JSON), ``train_attr/min_nbor_dist`` (2.0+).
 
-Anything else (other descriptors, type embedding, spin, compressed graphs, pair tables, excluded
-types, other model types) is refused with an error naming what the graph holds.
+DeePMD-kit's type-embedding model (``type_embed_net``, one ``filter_type_all`` net and one fitting
+net ``layer_{k}``/``final_layer`` fed with the type vector) is read by ``tf_tebd``. Anything else
+(other descriptors, se_a_ebd_v2's "strip" type embedding, spin, compressed graphs, pair tables,
+excluded types, other model types) is refused with an error naming what the graph holds.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ import re
 
 import numpy as np
 
+from . import tf_tebd
 from .tf_nets import SE_A_OPS, descriptor_dict, fitting_dict, fold_out_std
 from .tf_proto import Graph, GraphFileError, UnsupportedGraphError, read_graph
 
@@ -49,7 +52,6 @@ COMPRESSED_OPS = ("TabulateFusion", "TabulateFusionSeA", "TabulateFusionSeAtten"
 REFUSED_NODES = {
     "spin_attr/ntypes_spin": "a spin model", "modifier_attr/type": "a model with a modifier (dipole_charge)",
     "model_attr/t_tab_info": "a model with a pair table (use_srtab)",
-    "type_embed_net/matrix_1": "a type-embedding model (type_embed_net)",
 }
 
 
@@ -60,12 +62,15 @@ def read_pb(path: str):
     script = _training_script(g)
     _refuse_kinds(g, script)
     ntypes = len(next(n for n in g.nodes.values() if n.op in SE_A_OPS).attr["sel_a"].list.i)
-    fitting = fitting_dict(g, script, ntypes)
-    descriptor = descriptor_dict(g, script, fitting["dim_descrpt"])
     tmap = g.string("model_attr/tmap", default="").split()
     type_map = tmap or list(script.get("type_map") or []) or [f"type_{i}" for i in range(ntypes)]
     if len(type_map) != ntypes:
         raise GraphFileError(f"{path}: model_attr/tmap names {len(type_map)} types, the descriptor has {ntypes}")
+    # DeePMD-kit's type-embedding model: the type vector goes to the embedding net and to ONE fitting net
+    tebd = tf_tebd.type_embedding_dict(g, script, type_map) if tf_tebd.is_type_embedding(g) else None
+    fitting = fitting_dict(g, script, ntypes, mixed_types=tebd is not None)
+    ndesc = fitting["dim_descrpt"] - (tf_tebd.tebd_dim(tebd) if tebd else 0)
+    descriptor = descriptor_dict(g, script, ndesc, tebd)
     descriptor["type_map"] = fitting["type_map"] = type_map
     out_bias = g.get("model_attr/t_out_bias", "model_attr/model_attr/t_out_bias",
                      default=np.zeros([1, ntypes, 1]))
@@ -148,15 +153,17 @@ def _refuse_kinds(g: Graph, script: dict):
     for name, what in REFUSED_NODES.items():
         if g.has(name):
             raise UnsupportedGraphError(f"{path}: {what} (node {name!r}); not supported")
-    if any(re.fullmatch(r"filter_type_all/(matrix|bias|idt)_\d+(_\d+)?_(one|two)_side_ebd|"
-                        r"filter_type_all/(matrix|bias|idt)_\d+", name) for name in g.nodes):
-        raise UnsupportedGraphError(f"{path}: an se_e2_a descriptor with a type embedding (filter_type_all nets "
-                                    "without a neighbour type); not supported")
+    if any(re.fullmatch(r"filter_type_all/(matrix|bias|idt)_\d+(_\d+)?_(one|two)_side_ebd", name) for name in g.nodes):
+        raise UnsupportedGraphError(f"{path}: an se_a_ebd_v2 descriptor (tebd_input_mode 'strip': a type-embedding "
+                                    "net multiplying the embedding); not supported")
+    if not tf_tebd.is_type_embedding(g) and any(re.fullmatch(r"filter_type_all/(matrix|bias|idt)_\d+", name)
+                                                 for name in g.nodes):
+        raise UnsupportedGraphError(f"{path}: one embedding net for all neighbour types (filter_type_all without a "
+                                    "neighbour type) but no type_embed_net; not supported")
     desc, fit = script.get("descriptor", {}), script.get("fitting_net", {})
     checks = [
         (script.get("type", "standard") not in ("standard",), f"model type {script.get('type')!r}"),
         (desc.get("type", "se_e2_a") not in ("se_e2_a", "se_a"), f"descriptor type {desc.get('type')!r}"),
-        ("type_embedding" in script, "a type embedding (model.type_embedding)"),
         (bool(script.get("spin")), "a spin model"), (bool(script.get("use_srtab")), "a pair table (use_srtab)"),
         (bool(script.get("modifier")), "a modifier"),
         (bool(script.get("pair_exclude_types")), "model.pair_exclude_types"),

@@ -24,9 +24,10 @@ _FIT_SHARED = re.compile(r"(layer_\d+|final_layer)/(matrix|bias|idt)|share_.+/(m
 _ACTIVATION_OPS = {"Tanh": "tanh", "Relu": "relu", "Relu6": "relu6", "Softplus": "softplus", "Sigmoid": "sigmoid"}
 
 
-def descriptor_dict(g: Graph, script: dict, dim_descrpt: int) -> dict:
+def descriptor_dict(g: Graph, script: dict, dim_descrpt: int, tebd: dict | None = None) -> dict:
     """DeePMD-kit's serialized se_e2_a descriptor; ``dim_descrpt``: the fitting's input width
-    from the descriptor (ng * axis_neuron)."""
+    from the descriptor (ng * axis_neuron). ``tebd``: the serialized type embedding of a
+    type-embedding graph (``tf_tebd``), whose one embedding net takes [s, e(t_j) (, e(t_i))]."""
     cfg = script.get("descriptor", {})
     op = next(n for n in g.nodes.values() if n.op in SE_A_OPS)
     sel = [int(i) for i in op.attr["sel_a"].list.i]
@@ -48,18 +49,23 @@ def descriptor_dict(g: Graph, script: dict, dim_descrpt: int) -> dict:
         if a.size != ntypes * nnei * 4:
             raise GraphFileError(f"{g.path}: descrpt_attr/{name} has {a.size} values; {ntypes} types x {nnei} "
                                  "neighbours x 4 expected")
-    nets, type_one_side = _embedding_weights(g, ntypes)
+    if tebd is None:
+        nets, type_one_side = _embedding_weights(g, ntypes)
+    else:
+        from .tf_tebd import embedding_weights
+        nets, type_one_side = embedding_weights(g, tebd)
     activation = _activation(g, r"filter_type_", cfg)
     precision = _precision(nets[0][0][0], "embedding", g.path)
     neuron = [int(w.shape[1]) for w, _, _ in nets[0]]
+    in_dim = int(nets[0][0][0].shape[0])
     resnet_dt = any(idt is not None for net in nets for _, _, idt in net)
     if dim_descrpt % neuron[-1]:
         raise GraphFileError(f"{g.path}: the fitting input width {dim_descrpt} is not a multiple of the last "
                              f"embedding width {neuron[-1]}")
-    networks = [{"@class": "EmbeddingNetwork", "@version": 2, "in_dim": 1, "neuron": neuron,
+    networks = [{"@class": "EmbeddingNetwork", "@version": 2, "in_dim": in_dim, "neuron": neuron,
                  "activation_function": activation, "resnet_dt": resnet_dt, "bias": True, "precision": precision,
                  "layers": [_layer(w, b, idt, activation, True, precision) for w, b, idt in net]} for net in nets]
-    return {
+    out = {
         "@class": "Descriptor", "type": "se_e2_a", "@version": 2, "rcut": rcut, "rcut_smth": rcut_smth,
         "sel": sel, "neuron": neuron, "axis_neuron": dim_descrpt // neuron[-1], "resnet_dt": resnet_dt,
         "trainable": True, "type_one_side": type_one_side, "exclude_types": [], "env_protection": 0.0,
@@ -71,6 +77,11 @@ def descriptor_dict(g: Graph, script: dict, dim_descrpt: int) -> dict:
         "@variables": {"davg": davg.reshape(ntypes, nnei, 4).astype("float64"),
                        "dstd": dstd.reshape(ntypes, nnei, 4).astype("float64")},
     }
+    if tebd is not None:  # deepmd_paddle's serialized se_e2_a with a type embedding (model/descriptor_te.py)
+        from ..model.descriptor_te import SERIAL_TYPE
+        out.update({"type": SERIAL_TYPE, "type_embedding": tebd, "concat_output_tebd": True})
+        out["embeddings"]["ndim"] = 0
+    return out
 
 
 def _embedding_weights(g: Graph, ntypes: int):
@@ -127,31 +138,37 @@ def _net(g: Graph, layers: dict, what: str, first: int) -> list:
     return out
 
 
-def fitting_dict(g: Graph, script: dict, ntypes: int) -> dict:
-    """DeePMD-kit's serialized energy fitting (one net per type)."""
+def fitting_dict(g: Graph, script: dict, ntypes: int, mixed_types: bool = False) -> dict:
+    """DeePMD-kit's serialized energy fitting: one net per type, or (``mixed_types``, a
+    type-embedding graph) one net for all types, ``layer_{k}/...`` and ``final_layer/...``."""
     cfg = script.get("fitting_net", {})
     shared = sorted(n for n in g.nodes if _FIT_SHARED.fullmatch(n))
-    if shared:
-        raise UnsupportedGraphError(f"{g.path}: a fitting net shared by all types ({shared[0]}, ...: a type-embedding "
-                                    "or shared-layer model); not supported")
+    if shared and not mixed_types:
+        raise UnsupportedGraphError(f"{g.path}: a fitting net shared by all types ({shared[0]}, ...: a shared-layer "
+                                    "model); not supported")
     hidden: dict = {}
     final: dict = {}
     for name in g.nodes:
-        m = _FIT_HIDDEN.fullmatch(name)
+        m = _FIT_HIDDEN.fullmatch(name) or (mixed_types and re.fullmatch(r"layer_(\d+)()/(matrix|bias|idt)", name))
         if m:
-            hidden.setdefault(int(m[2]), {}).setdefault(int(m[1]), {})[m[3]] = name
-        m = _FIT_FINAL.fullmatch(name)
+            hidden.setdefault(int(m[2] or 0), {}).setdefault(int(m[1]), {})[m[3]] = name
+        m = _FIT_FINAL.fullmatch(name) or (mixed_types and re.fullmatch(r"final_layer()/(matrix|bias)", name))
         if m:
-            final.setdefault(int(m[1]), {})[m[2]] = name
-    if sorted(final) != list(range(ntypes)):
+            final.setdefault(int(m[1] or 0), {})[m[2]] = name
+    nnets = 1 if mixed_types else ntypes
+    if mixed_types and any(_FIT_HIDDEN.fullmatch(n) or _FIT_FINAL.fullmatch(n) for n in g.nodes):
+        raise UnsupportedGraphError(f"{g.path}: a type-embedding graph with per-type fitting nets; not supported")
+    if sorted(final) != list(range(nnets)):
+        if mixed_types:
+            raise GraphFileError(f"{g.path}: a type-embedding graph without its shared fitting net (final_layer)")
         raise UnsupportedGraphError(f"{g.path}: energy fitting nets (final_layer_type_<t>) found for types "
                                     f"{sorted(final)}; one per type 0..{ntypes - 1} expected")
     nfp = int(g.scalar("fitting_attr/dfparam", default=0))
     nap = int(g.scalar("fitting_attr/daparam", default=0))
     nap_in = 0 if cfg.get("use_aparam_as_mask") else nap
-    activation = _activation(g, r"layer_\d+_type_\d+/", cfg)
+    activation = _activation(g, r"layer_\d+(_type_\d+)?/", cfg)
     nets = []
-    for t in range(ntypes):
+    for t in range(nnets):
         layers = _net(g, hidden.get(t, {}), f"fitting net of type {t}", first=0) if t in hidden else []
         (wf, bf, _), = _net(g, {0: final[t]}, f"final layer of type {t}", first=0)
         nets.append((layers, wf, bf))
@@ -183,13 +200,13 @@ def fitting_dict(g: Graph, script: dict, ntypes: int) -> dict:
         variables[f"{kind}_inv_std"] = g.const(f"fitting_attr/t_{kind}_istd").reshape(-1) if n else None
     return {
         "@class": "Fitting", "type": "ener", "@version": 4, "var_name": "energy", "ntypes": ntypes,
-        "dim_descrpt": in_dim - nfp - nap_in, "mixed_types": False, "dim_out": 1, "neuron": neuron,
+        "dim_descrpt": in_dim - nfp - nap_in, "mixed_types": mixed_types, "dim_out": 1, "neuron": neuron,
         "resnet_dt": any(n["resnet_dt"] for n in networks), "numb_fparam": nfp, "numb_aparam": nap,
         "dim_case_embd": 0, "default_fparam": None, "rcond": None, "tot_ener_zero": False,
         "trainable": [True] * (len(neuron) + 1), "atom_ener": [], "activation_function": activation,
         "precision": precision, "layer_name": None, "use_aparam_as_mask": bool(cfg.get("use_aparam_as_mask")),
         "spin": None, "exclude_types": [],
-        "nets": {"@class": "NetworkCollection", "@version": 1, "ndim": 1, "ntypes": ntypes,
+        "nets": {"@class": "NetworkCollection", "@version": 1, "ndim": 0 if mixed_types else 1, "ntypes": ntypes,
                  "network_type": "fitting_network", "networks": networks},
         "@variables": variables,
     }
@@ -201,6 +218,9 @@ def fold_out_std(fitting: dict, std: np.ndarray):
     layer and the bias (exact up to rounding)."""
     if np.all(std == 1.0):
         return
+    if fitting["mixed_types"] and np.ptp(std) != 0:
+        raise UnsupportedGraphError(f"model_attr/t_out_std differs between types ({std.tolist()}) in a model with one "
+                                    "fitting net for all types; not supported")
     variables = fitting["@variables"]
     variables["bias_atom_e"] = variables["bias_atom_e"] * std.reshape(-1, 1)
     for t, net in enumerate(fitting["nets"]["networks"]):

@@ -80,6 +80,14 @@ class DescrptSeA(paddle.nn.Layer):
     def get_dim_out(self):
         return self.neuron[-1] * self.axis_neuron
 
+    def fitting_input(self, d, ti: int):
+        """The fitting net's input for descriptor rows ``d`` of centre type ``ti``: D itself here
+        (a type-embedding descriptor may append the type vector: DescrptSeATebd)."""
+        return d
+
+    def get_dim_fitting_input(self) -> int:
+        return self.get_dim_out()
+
     def set_stat(self, davg, dstd):
         davg = np.asarray(davg, "float64").reshape(self.ntypes, self.nnei, 4)
         dstd = np.asarray(dstd, "float64").reshape(self.ntypes, self.nnei, 4)

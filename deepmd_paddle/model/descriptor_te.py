@@ -44,7 +44,7 @@ from .network import EmbeddingNet, _store, check_class
 
 SERIAL_TYPE = "se_e2_a_tebd"  # our serialized descriptor type (DeePMD-kit has no such descriptor)
 LEARNED_DEFAULTS = {"neuron": [8], "activation_function": "tanh", "resnet_dt": False, "precision": "default",
-                    "trainable": True, "seed": None, "use_econf_tebd": False}
+                    "trainable": True, "seed": None, "use_econf_tebd": False, "use_tebd_bias": False}
 
 
 class TypeEmbedding(paddle.nn.Layer):
@@ -62,7 +62,8 @@ class TypeEmbedding(paddle.nn.Layer):
             unknown = sorted(set(spec) - set(LEARNED_DEFAULTS))
             if unknown:
                 raise ValueError(f"type_embedding: unknown key(s) {unknown}; allowed: {sorted(LEARNED_DEFAULTS)}")
-            cfg = {**LEARNED_DEFAULTS, **spec}
+            # a stored section without use_tebd_bias predates it: its net has biases (DeePMD-kit's rule too)
+            cfg = {**LEARNED_DEFAULTS, "use_tebd_bias": "neuron" in spec and "use_tebd_bias" not in spec, **spec}
             if cfg["use_econf_tebd"]:
                 raise NotImplementedError("type_embedding.use_econf_tebd is not supported; for physical inputs "
                                           "use type_embedding: true (element properties) or a list of properties")
@@ -72,7 +73,8 @@ class TypeEmbedding(paddle.nn.Layer):
                 cfg["precision"] = precision
             self.kind, self.config, self.names = "learned", cfg, []
             self.net = EmbeddingNet(cfg["neuron"], cfg["activation_function"], cfg["resnet_dt"], cfg["precision"],
-                                    cfg["seed"] if cfg["seed"] is not None else seed, in_dim=ntypes)
+                                    cfg["seed"] if cfg["seed"] is not None else seed, in_dim=ntypes,
+                                    bias=cfg["use_tebd_bias"])
             for p in self.net.parameters():
                 p.stop_gradient = not cfg["trainable"]
             self.register_buffer("onehot", paddle.eye(ntypes, dtype=cfg["precision"]))
@@ -126,7 +128,7 @@ class DescrptSeATebd(DescrptSeA):
 
     def __init__(self, ntypes, sel, rcut, rcut_smth, neuron, axis_neuron, type_one_side, resnet_dt, precision,
                  seed=None, activation_function="tanh", exclude_types=(), env_protection=0.0, set_davg_zero=False,
-                 trainable=True, type="se_e2_a", type_embedding=True, type_map=None):
+                 trainable=True, type="se_e2_a", type_embedding=True, type_map=None, concat_output_tebd=False):
         # the parent's per-type nets are replaced below (type_one_side=True: build ntypes, not ntypes^2)
         super().__init__(ntypes, sel, rcut, rcut_smth, neuron, axis_neuron, True, resnet_dt, precision, seed,
                          activation_function, exclude_types, env_protection, set_davg_zero, trainable, type)
@@ -134,12 +136,27 @@ class DescrptSeATebd(DescrptSeA):
             raise ValueError(f"a type embedding needs the model's type_map ({ntypes} element names), got {type_map}")
         self.type_one_side = bool(type_one_side)
         self.type_embedding = TypeEmbedding(type_map, type_embedding, self.precision, seed)
+        # DeePMD-kit's type-embedding model also feeds e(t_i) to its one fitting net (fitting_input)
+        self.concat_output_tebd = bool(concat_output_tebd)
         self.in_dim = 1 + self.type_embedding.dim * (1 if self.type_one_side else 2)
         self.embeddings = paddle.nn.LayerList(
             [EmbeddingNet(neuron, activation_function, resnet_dt, self.precision, seed, in_dim=self.in_dim)])
         # the first layer's skip connection when its width equals (x) or doubles ([x, x]) in_dim
         n0, eye = int(neuron[0]), np.eye(self.in_dim)
         self.skip = eye if n0 == self.in_dim else np.hstack([eye, eye]) if n0 == 2 * self.in_dim else None
+
+    def fitting_input(self, d, ti: int):
+        """[D, e(ti)] with ``concat_output_tebd`` (DeePMD-kit's type-embedding model), else D."""
+        if not self.concat_output_tebd:
+            return d
+        e = self.type_embedding().astype(d.dtype)[ti:ti + 1]  # 1 x tdim
+        # [D, 0] + [0, e] rather than a concat: Paddle 3.3's concat double gradient fails when a part
+        # is a constant (an untrained type embedding); the broadcast works in static graphs too
+        pad = paddle.nn.functional.pad  # (widths from the layer: shapes are not ints in static graphs)
+        return pad(d, [0, 0, 0, self.type_embedding.dim]) + pad(e, [0, 0, self.get_dim_out(), 0])
+
+    def get_dim_fitting_input(self) -> int:
+        return self.get_dim_out() + (self.type_embedding.dim if self.concat_output_tebd else 0)
 
     def fused_ready(self) -> bool:
         """The fused C++ operators take this net as per-type one-input nets (``fused_params``)
@@ -306,6 +323,7 @@ class DescrptSeATebd(DescrptSeA):
         d["type_one_side"] = self.type_one_side
         d["embeddings"]["ndim"] = 0  # one network for all types (DeePMD-kit's NetworkCollection ndim 0)
         d["type_embedding"] = self.type_embedding.serialize(arrays)
+        d["concat_output_tebd"] = self.concat_output_tebd
         return d
 
     @classmethod
@@ -315,7 +333,7 @@ class DescrptSeATebd(DescrptSeA):
             raise NotImplementedError(f"expected a serialized {SERIAL_TYPE!r} descriptor, got {d.get('type')!r}")
         te = d["type_embedding"]
         kw = {k: d[k] for k in ("sel", "rcut", "rcut_smth", "neuron", "axis_neuron", "type_one_side", "resnet_dt",
-                                "precision", "activation_function", "set_davg_zero") if k in d}
+                                "precision", "activation_function", "set_davg_zero", "concat_output_tebd") if k in d}
         obj = cls(ntypes, type_map=te["type_map"], type_embedding=te["config"], **kw)
         nets = d["embeddings"]["networks"]
         if len(nets) != 1:
@@ -326,11 +344,16 @@ class DescrptSeATebd(DescrptSeA):
         return obj
 
 
-def make_descriptor(type_map, dcfg: dict) -> DescrptSeA:
+def make_descriptor(type_map, dcfg: dict, model_tebd: dict | None = None) -> DescrptSeA:
     """The descriptor of a ``model.descriptor`` section: DescrptSeATebd when ``type_embedding``
-    is set (true, a list of properties, or a learned-embedding dict), DescrptSeA otherwise."""
+    is set (true, a list of properties, or a learned-embedding dict), DescrptSeA otherwise.
+    ``model_tebd``: DeePMD-kit's model-level ``type_embedding`` section, which makes DeePMD-kit's
+    type-embedding model (the type vector also goes to one shared fitting net)."""
     kw = dict(dcfg)
     spec = kw.pop("type_embedding", False)
+    if model_tebd is not None:
+        return DescrptSeATebd(len(type_map), type_map=list(type_map), type_embedding=model_tebd,
+                              concat_output_tebd=True, **kw)
     if spec is None or spec is False:
         return DescrptSeA(len(type_map), **kw)
     return DescrptSeATebd(len(type_map), type_map=list(type_map), type_embedding=spec, **kw)

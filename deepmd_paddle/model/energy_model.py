@@ -72,11 +72,14 @@ class EnergyModel(paddle.nn.Layer):
             raise ValueError(f"model section without {missing}: build models from a normalised section "
                              "(deepmd_paddle.config.normalize_model fills DeePMD-kit's defaults)")
         ntypes = len(type_map)
-        desc = make_descriptor(type_map, dcfg)  # DescrptSeA, or DescrptSeATebd with a type_embedding
+        tebd = cfg.get("type_embedding")  # DeePMD-kit's model-level section: one fitting net for all types
+        desc = make_descriptor(type_map, dcfg, tebd)  # DescrptSeA, or DescrptSeATebd with a type embedding
         fcfg.setdefault("precision", desc.precision)
-        fit = EnergyFitting(ntypes, desc.get_dim_out(), **fcfg)
+        fit = EnergyFitting(ntypes, desc.get_dim_fitting_input(), **fcfg, mixed_types=tebd is not None)
         model = cls(type_map, desc, fit, kernels)
         model._config = {"type_map": type_map, "descriptor": dcfg, "fitting_net": fcfg}
+        if tebd is not None:
+            model._config["type_embedding"] = tebd
         if cfg.get("compress"):  # a compressed model's checkpoint: empty tables, filled on loading
             from .tabulate import attach
             attach(model, cfg["compress"])
@@ -94,7 +97,9 @@ class EnergyModel(paddle.nn.Layer):
                 "fitting_net": {"neuron": f.neuron, "resnet_dt": f.resnet_dt, "precision": f.precision,
                                 "activation_function": f.activation_function},
             }
-            if hasattr(d, "type_embedding"):
+            if getattr(d, "concat_output_tebd", False):
+                self._config["type_embedding"] = d.type_embedding.config
+            elif hasattr(d, "type_embedding"):
                 self._config["descriptor"]["type_embedding"] = d.type_embedding.config
         return self._config
 
@@ -179,7 +184,7 @@ class EnergyModel(paddle.nn.Layer):
 
     def atom_energy_of(self, d, ti: int):
         """E_i of a block of atoms of centre type ti from their descriptor rows (nat x 1, float64)."""
-        return self.fitting(d, ti) + self.out_bias[ti]
+        return self.fitting(self.descriptor.fitting_input(d, ti), ti) + self.out_bias[ti]
 
     def descriptor_blocks(self, env, atype, path: str, keep: list | None = None) -> list:
         """[(ti, indices, D of those atoms)] per centre type, from R~ (nf x nc x nnei x 4) and the

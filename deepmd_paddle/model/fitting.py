@@ -1,4 +1,7 @@
-"""Energy fitting: one net per centre type, ``E_i = N_fit^{type_i}(D_i) + bias[type_i]``.
+"""Energy fitting: one net per centre type, ``E_i = N_fit^{type_i}(D_i) + bias[type_i]``, or
+(``mixed_types``: DeePMD-kit's type-embedding models) one net for all types, fed with the
+descriptor followed by the centre atom's type vector (the descriptor's ``fitting_input``),
+``E_i = N_fit([D_i, e(type_i)]) + bias[type_i]``.
 
 The per-type bias (``bias_atom_e``) is set from data by least squares of frame energies on the
 per-type atom counts before training (DeePMD-kit's convention).
@@ -14,7 +17,8 @@ from .network import FittingNet, check_class, resolve_precision
 
 class EnergyFitting(paddle.nn.Layer):
     def __init__(self, ntypes, dim_descrpt, neuron, resnet_dt, precision, seed=None, activation_function="tanh",
-                 numb_fparam=0, numb_aparam=0, atom_ener=(), rcond=None, trainable=True, type="ener"):
+                 numb_fparam=0, numb_aparam=0, atom_ener=(), rcond=None, trainable=True, type="ener",
+                 mixed_types=False):
         """Arguments as the ``model/fitting_net`` section (deepmd_paddle.config has the defaults)."""
         super().__init__()
         if type != "ener":
@@ -26,11 +30,12 @@ class EnergyFitting(paddle.nn.Layer):
         self.ntypes, self.dim_descrpt = ntypes, dim_descrpt
         self.neuron, self.resnet_dt, self.precision = list(neuron), bool(resnet_dt), resolve_precision(precision)
         self.activation_function, self.rcond = activation_function, rcond
+        self.mixed_types = bool(mixed_types)
         seed, shift = init.check_seed(seed), init.net_seed_shift(neuron)  # DeePMD-kit's seeds per type
         self.nets = paddle.nn.LayerList(
             [FittingNet(dim_descrpt, neuron, activation_function, resnet_dt, self.precision,
                         init.shifted(seed, t * shift))
-             for t in range(ntypes)])
+             for t in range(1 if self.mixed_types else ntypes)])
         self.register_buffer("bias_atom_e", paddle.zeros([ntypes], "float64"))
 
     def set_bias(self, bias):
@@ -38,7 +43,7 @@ class EnergyFitting(paddle.nn.Layer):
 
     def forward(self, d, ti: int):
         """Atomic energies (nat x 1, float64) of a block of atoms of centre type ``ti``."""
-        e = self.nets[ti](d).astype("float64")
+        e = self.nets[0 if self.mixed_types else ti](d).astype("float64")
         return e + self.bias_atom_e[ti]
 
     def serialize(self, arrays: dict, type_map) -> dict:
@@ -46,14 +51,15 @@ class EnergyFitting(paddle.nn.Layer):
         arrays[arrays_key] = self.bias_atom_e.numpy().reshape(self.ntypes, 1)
         return {
             "@class": "Fitting", "type": "ener", "@version": 4, "var_name": "energy",
-            "ntypes": self.ntypes, "dim_descrpt": self.dim_descrpt, "mixed_types": False, "dim_out": 1,
+            "ntypes": self.ntypes, "dim_descrpt": self.dim_descrpt, "mixed_types": self.mixed_types, "dim_out": 1,
             "neuron": self.neuron, "resnet_dt": self.resnet_dt, "numb_fparam": 0, "numb_aparam": 0,
             "dim_case_embd": 0, "default_fparam": None, "rcond": self.rcond, "tot_ener_zero": False,
             "trainable": [True] * (len(self.neuron) + 1), "atom_ener": [],
             "activation_function": self.activation_function, "precision": self.precision,
             "layer_name": None, "use_aparam_as_mask": False, "spin": None, "exclude_types": [],
             "nets": {
-                "@class": "NetworkCollection", "@version": 1, "ndim": 1, "ntypes": self.ntypes,
+                "@class": "NetworkCollection", "@version": 1, "ndim": 0 if self.mixed_types else 1,
+                "ntypes": self.ntypes,
                 "network_type": "fitting_network", "networks": [n.serialize(arrays) for n in self.nets],
             },
             "@variables": {"bias_atom_e": arrays_key, "fparam_avg": None, "fparam_inv_std": None,
@@ -69,15 +75,17 @@ class EnergyFitting(paddle.nn.Layer):
         for key in ("numb_fparam", "numb_aparam", "dim_case_embd"):
             if d.get(key):
                 raise NotImplementedError(f"fitting {key} = {d[key]} is not supported (fparam/aparam/case embedding)")
-        if d.get("mixed_types"):
-            raise NotImplementedError("fitting with mixed_types (type embedding) is not supported")
         if d.get("exclude_types"):
             raise NotImplementedError("fitting exclude_types is not supported")
         if d.get("dim_out", 1) != 1:
             raise NotImplementedError(f"fitting dim_out {d['dim_out']} is not supported")
         obj = cls(ntypes, d["dim_descrpt"], d["neuron"], d.get("resnet_dt", True), d.get("precision", "float64"),
-                  activation_function=d.get("activation_function", "tanh"), rcond=d.get("rcond"))
+                  activation_function=d.get("activation_function", "tanh"), rcond=d.get("rcond"),
+                  mixed_types=bool(d.get("mixed_types")))
         nets = d["nets"]["networks"]
+        if len(nets) != len(obj.nets):
+            raise ValueError(f"fitting with {len(nets)} nets; {len(obj.nets)} expected "
+                             f"({'one for all types' if obj.mixed_types else 'one per type'})")
         obj.nets = paddle.nn.LayerList([FittingNet.deserialize(n, arrays, obj.precision) for n in nets])
         obj.set_bias(arrays(d["@variables"]["bias_atom_e"]))
         return obj

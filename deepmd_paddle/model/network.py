@@ -63,7 +63,7 @@ class Dense(paddle.nn.Layer):
     Timesteps start near ``idt_mean``: DeePMD-kit's 1.0 in embedding nets, 0.1 in fitting nets."""
 
     def __init__(self, n_in, n_out, activation="tanh", resnet=False, use_timestep=False,
-                 precision="float64", seed=None, bias_mean=0.0, bias_std=1.0, idt_mean=0.1):
+                 precision="float64", seed=None, bias_mean=0.0, bias_std=1.0, idt_mean=0.1, bias=True):
         super().__init__()
         self.activation_function = activation
         self.act = get_activation(activation)
@@ -72,7 +72,8 @@ class Dense(paddle.nn.Layer):
         self.use_timestep = use_timestep and (n_out == n_in or n_out == 2 * n_in)
         self.precision = precision
         self.w = self._param(init.normal((n_in, n_out), seed, 0.0, 1.0 / np.sqrt(n_in + n_out)))
-        self.b = self._param(init.normal((n_out,), init.shifted(seed, 1), bias_mean, bias_std))
+        # (DeePMD-kit's type-embedding net has no biases by default: use_tebd_bias)
+        self.b = self._param(init.normal((n_out,), init.shifted(seed, 1), bias_mean, bias_std)) if bias else None
         self.idt = (self._param(init.normal((n_out,), init.shifted(seed, 2), idt_mean, 0.001))
                     if self.use_timestep else None)
         self.kernels = default_backend()  # the model's set_kernels fixes it for every layer
@@ -100,6 +101,8 @@ class Dense(paddle.nn.Layer):
 
     def _bias_act(self, z):
         """act(z + b); tanh is the ``bias_tanh`` kernel (one fused C++ pass, or its twin)."""
+        if self.b is None:
+            return self.act(z)
         if self.activation_function == "tanh":
             return self.kernels.bias_tanh(z, self.b)
         return self.act(z + self.b)
@@ -107,11 +110,11 @@ class Dense(paddle.nn.Layer):
     def serialize(self, arrays: dict) -> dict:
         """The layer as DeePMD-kit's dict; weights go into ``arrays`` (name -> ndarray)."""
         return {
-            "@class": "Layer", "@version": 2, "bias": True, "use_timestep": self.use_timestep,
+            "@class": "Layer", "@version": 2, "bias": self.b is not None, "use_timestep": self.use_timestep,
             "activation_function": self.activation_function, "resnet": self.resnet,
             "precision": self.precision, "trainable": True,
             "@variables": {
-                "w": _store(arrays, self.w), "b": _store(arrays, self.b),
+                "w": _store(arrays, self.w), "b": _store(arrays, self.b) if self.b is not None else None,
                 "idt": _store(arrays, self.idt) if self.idt is not None else None,
             },
         }
@@ -119,14 +122,14 @@ class Dense(paddle.nn.Layer):
     @classmethod
     def deserialize(cls, d: dict, arrays, precision=None) -> "Dense":
         check_class(d, "Layer", max_version=2)
-        if not d.get("bias", True):
-            raise NotImplementedError("layers without bias are not supported")
         v = d["@variables"]
         w = np.asarray(arrays(v["w"]))
         layer = cls(w.shape[0], w.shape[1], d.get("activation_function", "tanh"), d.get("resnet", False),
-                    d.get("use_timestep", False), precision or d.get("precision", "float64"))
+                    d.get("use_timestep", False), precision or d.get("precision", "float64"),
+                    bias=bool(d.get("bias", True)))
         layer.w.set_value(w.astype(layer.precision))
-        layer.b.set_value(np.asarray(arrays(v["b"])).reshape(-1).astype(layer.precision))
+        if layer.b is not None:
+            layer.b.set_value(np.asarray(arrays(v["b"])).reshape(-1).astype(layer.precision))
         if layer.idt is not None:
             layer.idt.set_value(np.asarray(arrays(v["idt"])).reshape(-1).astype(layer.precision))
         return layer
@@ -145,23 +148,26 @@ class EmbeddingNet(_Stack):
     """s -> G(s): in_dim -> neuron[0] -> ... -> neuron[-1], tanh, residual where widths allow.
     (in_dim is 1 for se_e2_a's nets; more with a type embedding, see descriptor_te.py)"""
 
-    def __init__(self, neuron, activation="tanh", resnet_dt=False, precision="float64", seed=None, in_dim=1):
-        """``seed``: the net's seed; layer i (0-based) starts at op seed ``seed + 3 (i + 1)``."""
+    def __init__(self, neuron, activation="tanh", resnet_dt=False, precision="float64", seed=None, in_dim=1,
+                 bias=True):
+        """``seed``: the net's seed; layer i (0-based) starts at op seed ``seed + 3 (i + 1)``;
+        ``bias``: False for DeePMD-kit's type-embedding net (``use_tebd_bias`` false)."""
         super().__init__()
         seed = init.check_seed(seed)
         dims = [int(in_dim)] + list(neuron)
         self.in_dim = int(in_dim)
         self.neuron = list(neuron)
         self.activation_function, self.resnet_dt, self.precision = activation, resnet_dt, precision
+        self.bias = bool(bias)
         self.layers = paddle.nn.LayerList(
             [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, init.shifted(seed, 3 * (i + 1)),
-                   idt_mean=1.0) for i in range(len(neuron))]
+                   idt_mean=1.0, bias=self.bias) for i in range(len(neuron))]
         )
 
     def serialize(self, arrays):
         return {
             "@class": "EmbeddingNetwork", "@version": 2, "in_dim": self.in_dim, "neuron": self.neuron,
-            "activation_function": self.activation_function, "resnet_dt": self.resnet_dt, "bias": True,
+            "activation_function": self.activation_function, "resnet_dt": self.resnet_dt, "bias": self.bias,
             "precision": self.precision, "layers": [l.serialize(arrays) for l in self.layers],
         }
 
@@ -173,7 +179,7 @@ class EmbeddingNet(_Stack):
             raise NotImplementedError(f"embedding net with in_dim {d['in_dim']} where {in_dim} is expected "
                                       "(a type-embedding net in a plain se_e2_a descriptor, or the reverse)")
         net = cls(d["neuron"], d.get("activation_function", "tanh"), d.get("resnet_dt", False),
-                  precision or d.get("precision", "float64"), in_dim=in_dim)
+                  precision or d.get("precision", "float64"), in_dim=in_dim, bias=d.get("bias", True))
         net.layers = paddle.nn.LayerList([Dense.deserialize(l, arrays, net.precision) for l in d["layers"]])
         return net
 
