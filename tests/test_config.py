@@ -28,7 +28,7 @@ OUTCOME = {
     "fparam_aparam.json": ["model/fitting_net/numb_aparam"],
     "water_dplr_ener.json": ["model/modifier"],
     "water_se_e2_a_mixed_prec.json": ["training/mixed_precision"],
-    "water_se_e2_a_tebd.json": ["model/descriptor/type"],
+    "water_se_e2_a_tebd.json": [],
     "water_se_e2_a_torch.json": ["training/stat_file"],
     "water_se_e2_a_torch_num_epoch.json": ["training/stat_file", "training/numb_epoch"],
 }

@@ -1,11 +1,13 @@
-"""DeePMD-kit's type-embedding model (se_e2_a + the model-level ``type_embedding`` section, the
-TensorFlow backend's "concat" mode): read from its frozen graph, built from its input, trained.
+"""DeePMD-kit's type-embedding models (se_e2_a + the model-level ``type_embedding`` section, the
+TensorFlow backend's "concat" mode, and se_a_ebd_v2, its "strip" mode): read from their frozen
+graphs, built from their inputs, trained.
 
 Fixtures (``tests/fixtures/deepmd_pb``, ``make.py`` there, DeePMD-kit 3.2.0 TF): ``type_embedding``
 (type_one_side, a one-layer type net without biases), ``type_embedding_two_side`` (centre and
 neighbour vectors in the embedding net, skip connections with timesteps in the type net), each
 trained 60 steps with DeePMD-kit's outputs on two frames of data_3; ``type_embedding_init`` (the
-one-side input frozen after 0 steps: DeePMD-kit's initial weights for its seeds).
+one-side input frozen after 0 steps: DeePMD-kit's initial weights for its seeds); ``strip``,
+``strip_two_side``, ``strip_init``: the same for se_a_ebd_v2.
 """
 import json
 import pathlib
@@ -22,7 +24,7 @@ from deepmd_paddle.model import EnergyModel
 
 FIX = pathlib.Path(__file__).parent / "fixtures" / "deepmd_pb"
 KEYS = ("energy", "force", "virial", "atom_energy", "atom_virial")
-CASES = ["type_embedding", "type_embedding_two_side"]
+CASES = ["type_embedding", "type_embedding_two_side", "strip", "strip_two_side"]
 
 
 def _close(a, b, rtol=1e-10):
@@ -52,11 +54,12 @@ def test_structure_and_plain_paddle_path(case):
     model = load_pb(str(FIX / f"{case}.pb"))
     desc, fit = model.descriptor, model.fitting
     assert desc.concat_output_tebd and fit.mixed_types and len(fit.nets) == 1
-    assert desc.type_one_side == (case == "type_embedding")
+    assert desc.type_one_side == (case in ("type_embedding", "strip"))
+    assert hasattr(desc, "type_net") == case.startswith("strip")
     assert fit.dim_descrpt == desc.get_dim_out() + desc.type_embedding.dim
     tnet = desc.type_embedding.net
     assert all(layer.b is None for layer in tnet.layers)  # DeePMD-kit's use_tebd_bias: false
-    assert any(layer.idt is not None for layer in tnet.layers) == (case != "type_embedding")
+    assert any(layer.idt is not None for layer in tnet.layers) == case.endswith("two_side")
     model.set_kernels(backend("paddle"))
     nf = ref["coord"].shape[0]
     out = model(paddle.to_tensor(ref["coord"].reshape(nf, -1, 3)), paddle.to_tensor(np.tile(ref["atype"], (nf, 1))),
@@ -67,25 +70,28 @@ def test_structure_and_plain_paddle_path(case):
     cfg = model.get_config()
     assert cfg["type_embedding"]["neuron"] == desc.type_embedding.config["neuron"]
     assert not cfg["descriptor"].get("type_embedding")
+    assert cfg["descriptor"]["type"] == ("se_a_ebd_v2" if case.startswith("strip") else "se_e2_a")
 
 
-def test_initial_weights_as_deepmd_kit():
-    """The input of type_embedding_init.pb, built here with its seeds: every weight (type net,
-    embedding net, the shared fitting net) bit for bit what dp --tf train starts from."""
-    tf_model = load_pb(str(FIX / "type_embedding_init.pb"))
-    section = json.loads((FIX / "type_embedding_init.input.json").read_text())["model"]
+@pytest.mark.parametrize("case, nparams", [("type_embedding_init", 17), ("strip_init", 23)])
+def test_initial_weights_as_deepmd_kit(case, nparams):
+    """The input of <case>.pb, built here with its seeds: every weight (type net, embedding
+    net(s), the shared fitting net) bit for bit what dp --tf train starts from."""
+    tf_model = load_pb(str(FIX / f"{case}.pb"))
+    section = json.loads((FIX / f"{case}.input.json").read_text())["model"]
     ours = EnergyModel.from_config(normalize_model(section))
     a, b = dict(tf_model.named_parameters()), dict(ours.named_parameters())
-    assert sorted(a) == sorted(b) and len(a) == 17
+    assert sorted(a) == sorted(b) and len(a) == nparams
     for name in a:
         assert np.array_equal(a[name].numpy(), b[name].numpy()), name
 
 
-def test_round_trip_and_training_step(tmp_path):
+@pytest.mark.parametrize("case", ["type_embedding_two_side", "strip_two_side"])
+def test_round_trip_and_training_step(tmp_path, case):
     """Serialized and read back (our .dp layout) the same numbers; forces by finite differences;
     the force-loss double gradient reaches the type net, the embedding net and the fitting net,
     also with an untrained (constant) type embedding."""
-    data, arrays = read_pb(str(FIX / "type_embedding_two_side.pb"))
+    data, arrays = read_pb(str(FIX / f"{case}.pb"))
     model = EnergyModel.deserialize(data["model"], arrays)
     d, arr = model.serialize()
     again = EnergyModel.deserialize(d, lambda k: arr[k])
@@ -113,29 +119,24 @@ def test_round_trip_and_training_step(tmp_path):
         assert missing == ["fitting.nets.0.layers.3.b"], missing  # the output bias only moves the energy
 
 
-def test_strip_mode_refused(tmp_path):
-    """se_a_ebd_v2 (tebd_input_mode 'strip': the type net multiplies the embedding) is refused by name."""
-    from deepmd_paddle.io import tf_proto
-
-    g = tf_proto.GraphDef()
-    g.ParseFromString((FIX / "type_embedding.pb").read_bytes())
-    extra = g.node.add(name="filter_type_all/matrix_1_one_side_ebd", op="Const")
-    extra.attr["value"].tensor.dtype = 2
-    path = tmp_path / "strip.pb"
-    path.write_bytes(g.SerializeToString())
-    with pytest.raises(UnsupportedGraphError, match="se_a_ebd_v2"):
-        load_pb(str(path))
-
-
-def test_frozen_program_matches_tensorflow(tmp_path):
+@pytest.mark.parametrize("case", ["type_embedding_two_side", "strip"])
+def test_frozen_program_matches_tensorflow(tmp_path, case):
     """Frozen here (static graphs: the type vector joins the fitting input in the program too),
     DeepPot on the frozen model still gives DeePMD-kit's numbers."""
     from deepmd_paddle.infer import DeepPot
     from deepmd_paddle.io import frozen
 
-    ref = np.load(FIX / "type_embedding_two_side_ref.npz")
-    frozen.freeze(load_pb(str(FIX / "type_embedding_two_side.pb")), str(tmp_path / "te"))
+    ref = np.load(FIX / f"{case}_ref.npz")
+    frozen.freeze(load_pb(str(FIX / f"{case}.pb")), str(tmp_path / "te"))
     dp = DeepPot(str(tmp_path / "te"))
     got = dict(zip(KEYS, dp.eval(ref["coord"], ref["cell"], ref["atype"], atomic=True)))
     for key in KEYS:
         _close(got[key], ref[key])
+
+
+def test_compress_refused_by_name():
+    from deepmd_paddle.model.tabulate import compress_model
+
+    model = load_pb(str(FIX / "type_embedding.pb"))
+    with pytest.raises(ValueError, match="type embedding are not compressed"):
+        compress_model(model)

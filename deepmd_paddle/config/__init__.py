@@ -204,6 +204,9 @@ def _check_type_embedding(model: dict) -> None:
     true or a list of properties given at model level move there."""
     top = model.get("type_embedding")
     desc = model["descriptor"]
+    if desc.get("type") == "se_a_ebd_v2" and desc["type_embedding"] not in (None, False):
+        raise ConfigError("model/descriptor/type_embedding: se_a_ebd_v2 takes DeePMD-kit's model-level "
+                          "model/type_embedding section; the descriptor's own type_embedding is for se_e2_a")
     if top is None or top is False:
         model.pop("type_embedding", None)
     elif desc["type_embedding"] not in (None, False):

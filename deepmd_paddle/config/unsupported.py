@@ -154,8 +154,8 @@ def _batch_size_known(v) -> bool:
 
 # path -> (DeePMD-kit's values (None: any), the values deepmd_paddle builds, their description)
 VALUES = {
-    # se_a_ebd_v2 (se_a_tpe_v2): DeePMD-kit's TensorFlow model with a model-level type embedding
-    f"{_DESC}/type": (lambda v: True, lambda v: v == "se_e2_a", "se_e2_a (se_a)"),
+    f"{_DESC}/type": (lambda v: True, lambda v: v in ("se_e2_a", "se_a_ebd_v2"), "se_e2_a (se_a), se_a_ebd_v2 "
+                      "(se_a_tpe_v2)"),
     f"{_EXP}/type": (lambda v: True, lambda v: v == "exp", "exp"),
     f"{_EXP}/scale_by_worker": (lambda v: v in ("linear", "sqrt", "none"), lambda v: True, "linear, sqrt, none"),
     **{f"{p}/precision": (lambda v: v in ("default", "float16", "bfloat16", "float32", "float64"),

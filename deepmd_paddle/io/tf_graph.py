@@ -24,8 +24,8 @@ TensorFlow backend writes them (1.x ``source/train``, 2.x-3.x ``deepmd/tf``):
   JSON), ``train_attr/min_nbor_dist`` (2.0+).
 
 DeePMD-kit's type-embedding model (``type_embed_net``, one ``filter_type_all`` net and one fitting
-net ``layer_{k}``/``final_layer`` fed with the type vector) is read by ``tf_tebd``. Anything else
-(other descriptors, se_a_ebd_v2's "strip" type embedding, spin, compressed graphs, pair tables,
+net ``layer_{k}``/``final_layer`` fed with the type vector) and se_a_ebd_v2 (its "strip" mode) are read by ``tf_tebd``. Anything else
+(other descriptors, spin, compressed graphs, pair tables,
 excluded types, other model types) is refused with an error naming what the graph holds.
 """
 from __future__ import annotations
@@ -153,9 +153,6 @@ def _refuse_kinds(g: Graph, script: dict):
     for name, what in REFUSED_NODES.items():
         if g.has(name):
             raise UnsupportedGraphError(f"{path}: {what} (node {name!r}); not supported")
-    if any(re.fullmatch(r"filter_type_all/(matrix|bias|idt)_\d+(_\d+)?_(one|two)_side_ebd", name) for name in g.nodes):
-        raise UnsupportedGraphError(f"{path}: an se_a_ebd_v2 descriptor (tebd_input_mode 'strip': a type-embedding "
-                                    "net multiplying the embedding); not supported")
     if not tf_tebd.is_type_embedding(g) and any(re.fullmatch(r"filter_type_all/(matrix|bias|idt)_\d+", name)
                                                  for name in g.nodes):
         raise UnsupportedGraphError(f"{path}: one embedding net for all neighbour types (filter_type_all without a "
@@ -163,7 +160,8 @@ def _refuse_kinds(g: Graph, script: dict):
     desc, fit = script.get("descriptor", {}), script.get("fitting_net", {})
     checks = [
         (script.get("type", "standard") not in ("standard",), f"model type {script.get('type')!r}"),
-        (desc.get("type", "se_e2_a") not in ("se_e2_a", "se_a"), f"descriptor type {desc.get('type')!r}"),
+        (desc.get("type", "se_e2_a") not in ("se_e2_a", "se_a", "se_a_ebd_v2", "se_a_tpe_v2"),
+         f"descriptor type {desc.get('type')!r}"),
         (bool(script.get("spin")), "a spin model"), (bool(script.get("use_srtab")), "a pair table (use_srtab)"),
         (bool(script.get("modifier")), "a modifier"),
         (bool(script.get("pair_exclude_types")), "model.pair_exclude_types"),

@@ -49,11 +49,12 @@ def descriptor_dict(g: Graph, script: dict, dim_descrpt: int, tebd: dict | None 
         if a.size != ntypes * nnei * 4:
             raise GraphFileError(f"{g.path}: descrpt_attr/{name} has {a.size} values; {ntypes} types x {nnei} "
                                  "neighbours x 4 expected")
+    strip = None
     if tebd is None:
         nets, type_one_side = _embedding_weights(g, ntypes)
     else:
         from .tf_tebd import embedding_weights
-        nets, type_one_side = embedding_weights(g, tebd)
+        nets, type_one_side, strip = embedding_weights(g, tebd)
     activation = _activation(g, r"filter_type_", cfg)
     precision = _precision(nets[0][0][0], "embedding", g.path)
     neuron = [int(w.shape[1]) for w, _, _ in nets[0]]
@@ -77,9 +78,9 @@ def descriptor_dict(g: Graph, script: dict, dim_descrpt: int, tebd: dict | None 
         "@variables": {"davg": davg.reshape(ntypes, nnei, 4).astype("float64"),
                        "dstd": dstd.reshape(ntypes, nnei, 4).astype("float64")},
     }
-    if tebd is not None:  # deepmd_paddle's serialized se_e2_a with a type embedding (model/descriptor_te.py)
-        from ..model.descriptor_te import SERIAL_TYPE
-        out.update({"type": SERIAL_TYPE, "type_embedding": tebd, "concat_output_tebd": True})
+    if tebd is not None:  # deepmd_paddle's serialized type-embedding descriptors (model/descriptor_te.py, _strip.py)
+        from .tf_tebd import descriptor_fields
+        out.update(descriptor_fields(tebd, strip, activation, precision))
         out["embeddings"]["ndim"] = 0
     return out
 

@@ -12,10 +12,12 @@ The graph holds (DeePMD-kit 2.x-3.x, ``tebd_input_mode`` "concat"):
 - ``layer_{k}/{matrix,bias,idt}`` and ``final_layer/{matrix,bias}``: ONE fitting net whose input
   is ``[D_i, e(t_i)]`` (and the frame/atom parameters after them).
 
-They become deepmd_paddle's serialized se_e2_a-with-type-embedding descriptor
-(``model/descriptor_te.py``, ``concat_output_tebd``) and a ``mixed_types`` fitting. The
-``strip`` mode of ``se_a_ebd_v2`` (nets ``..._one_side_ebd`` / ``..._two_side_ebd``) is refused
-by ``tf_graph``.
+``se_a_ebd_v2`` (``tebd_input_mode`` "strip") has instead ``filter_type_all/..._{k}`` taking s
+alone and ``filter_type_all/..._{k}_one_side_ebd`` (input e(t_j)) or ``..._{k}_two_side_ebd``
+(input [e(t_j), e(t_i)]), the net that scales it: G = N_s(s) (1 + N_t(...)).
+
+They become deepmd_paddle's serialized descriptors (``model/descriptor_te.py`` with
+``concat_output_tebd``, ``model/descriptor_strip.py``) and a ``mixed_types`` fitting.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from .tf_proto import Graph, GraphFileError, UnsupportedGraphError
 
 _TYPE_NET = re.compile(r"type_embed_net/(matrix|bias|idt)_(\d+)")  # kind, layer
 _FILTER = re.compile(r"filter_type_all/(matrix|bias|idt)_(\d+)")  # kind, layer
+_STRIP = {side: re.compile(rf"filter_type_all/(matrix|bias|idt)_(\d+)_{side}_side_ebd") for side in ("one", "two")}
 
 
 def is_type_embedding(g: Graph) -> bool:
@@ -71,7 +74,10 @@ def type_embedding_dict(g: Graph, script: dict, type_map: list) -> dict:
         raise GraphFileError(f"{g.path}: type_embed_net takes {layers[0][0].shape[0]} inputs; the model has "
                              f"{ntypes} types (one-hot input expected)")
     precision = layers[0][0].dtype.name
-    activation = cfg.get("activation_function", "tanh")
+    # without a section, se_a_ebd_v2 builds its type net with no activation (DeePMD-kit's default net)
+    default = "linear" if not cfg and (script.get("descriptor") or {}).get("type") in ("se_a_ebd_v2", "se_a_tpe_v2") \
+        else "tanh"
+    activation = cfg.get("activation_function") or default
     bias = layers[0][1] is not None
     resnet_dt = any(idt is not None for _, _, idt in layers)
     neuron = [int(w.shape[1]) for w, _, _ in layers]
@@ -90,15 +96,42 @@ def tebd_dim(tebd: dict) -> int:
 
 
 def embedding_weights(g: Graph, tebd: dict):
-    """([the one embedding net's layers], type_one_side) of ``filter_type_all``."""
+    """([the one embedding net's layers], type_one_side, the strip mode's type net's layers or None)."""
     layers = _layers(g, _FILTER, "filter_type_all (the embedding net)")
     if layers[0][1] is None:
         raise GraphFileError(f"{g.path}: the embedding net filter_type_all has no biases")
     rows, tdim = int(layers[0][0].shape[0]), tebd_dim(tebd)
+    sides = [side for side, pattern in _STRIP.items() if any(pattern.fullmatch(n) for n in g.nodes)]
+    if sides:
+        if len(sides) > 1 or rows != 1:
+            raise GraphFileError(f"{g.path}: se_a_ebd_v2 graph with {sides} side type nets and an embedding net "
+                                 f"of {rows} inputs; one of them and 1 input expected")
+        strip = _layers(g, _STRIP[sides[0]], f"filter_type_all ({sides[0]}-side type net)")
+        want = tdim * (1 if sides[0] == "one" else 2)
+        if strip[0][0].shape[0] != want:
+            raise GraphFileError(f"{g.path}: the {sides[0]}-side type net takes {strip[0][0].shape[0]} inputs; "
+                                 f"{want} expected with a type vector of {tdim}")
+        return [layers], sides[0] == "one", strip
     if rows not in (1 + tdim, 1 + 2 * tdim):
         raise UnsupportedGraphError(f"{g.path}: the embedding net takes {rows} inputs; 1 + {tdim} (type_one_side) or "
                                     f"1 + 2 x {tdim} expected with a type vector of {tdim}")
-    return [layers], rows == 1 + tdim
+    return [layers], rows == 1 + tdim, None
+
+
+def descriptor_fields(tebd: dict, strip, activation: str, precision: str) -> dict:
+    """What a type-embedding graph adds to the serialized se_e2_a descriptor."""
+    from ..model.descriptor_strip import SERIAL_TYPE as STRIP
+    from ..model.descriptor_te import SERIAL_TYPE as CONCAT
+
+    out = {"type": CONCAT if strip is None else STRIP, "type_embedding": tebd, "concat_output_tebd": True}
+    if strip is not None:
+        neuron = [int(w.shape[1]) for w, _, _ in strip]
+        out["type_net"] = {"@class": "EmbeddingNetwork", "@version": 2, "in_dim": int(strip[0][0].shape[0]),
+                           "neuron": neuron, "activation_function": activation,
+                           "resnet_dt": any(idt is not None for _, _, idt in strip), "bias": True,
+                           "precision": precision,
+                           "layers": [layer(w, b, idt, activation, precision) for w, b, idt in strip]}
+    return out
 
 
 def layer(w, b, idt, activation, precision) -> dict:

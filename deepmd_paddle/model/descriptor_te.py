@@ -342,23 +342,3 @@ class DescrptSeATebd(DescrptSeA):
         obj.type_embedding.load(te, arrays)
         obj.set_stat(arrays(d["@variables"]["davg"]), arrays(d["@variables"]["dstd"]))
         return obj
-
-
-def make_descriptor(type_map, dcfg: dict, model_tebd: dict | None = None) -> DescrptSeA:
-    """The descriptor of a ``model.descriptor`` section: DescrptSeATebd when ``type_embedding``
-    is set (true, a list of properties, or a learned-embedding dict), DescrptSeA otherwise.
-    ``model_tebd``: DeePMD-kit's model-level ``type_embedding`` section, which makes DeePMD-kit's
-    type-embedding model (the type vector also goes to one shared fitting net)."""
-    kw = dict(dcfg)
-    spec = kw.pop("type_embedding", False)
-    if model_tebd is not None:
-        return DescrptSeATebd(len(type_map), type_map=list(type_map), type_embedding=model_tebd,
-                              concat_output_tebd=True, **kw)
-    if spec is None or spec is False:
-        return DescrptSeA(len(type_map), **kw)
-    return DescrptSeATebd(len(type_map), type_map=list(type_map), type_embedding=spec, **kw)
-
-
-def descriptor_class(d: dict):
-    """The class that reads a serialized descriptor dict."""
-    return DescrptSeATebd if d.get("type") == SERIAL_TYPE else DescrptSeA

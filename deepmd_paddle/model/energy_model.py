@@ -23,7 +23,7 @@ import paddle
 
 from ..kernels import check_frames, check_neighbors, default_backend
 from .descriptor import DescrptSeA
-from .descriptor_te import descriptor_class, make_descriptor
+from .descriptors import descriptor_class, make_descriptor, mixed_types
 from .fitting import EnergyFitting
 from .network import check_class
 
@@ -73,9 +73,9 @@ class EnergyModel(paddle.nn.Layer):
                              "(deepmd_paddle.config.normalize_model fills DeePMD-kit's defaults)")
         ntypes = len(type_map)
         tebd = cfg.get("type_embedding")  # DeePMD-kit's model-level section: one fitting net for all types
-        desc = make_descriptor(type_map, dcfg, tebd)  # DescrptSeA, or DescrptSeATebd with a type embedding
+        desc = make_descriptor(type_map, dcfg, tebd)  # DescrptSeA, or one with a type embedding (descriptors.py)
         fcfg.setdefault("precision", desc.precision)
-        fit = EnergyFitting(ntypes, desc.get_dim_fitting_input(), **fcfg, mixed_types=tebd is not None)
+        fit = EnergyFitting(ntypes, desc.get_dim_fitting_input(), **fcfg, mixed_types=mixed_types(dcfg, tebd))
         model = cls(type_map, desc, fit, kernels)
         model._config = {"type_map": type_map, "descriptor": dcfg, "fitting_net": fcfg}
         if tebd is not None:
@@ -90,7 +90,7 @@ class EnergyModel(paddle.nn.Layer):
             d, f = self.descriptor, self.fitting
             self._config = {
                 "type_map": self.type_map,
-                "descriptor": {"type": "se_e2_a", "sel": d.sel, "rcut": d.rcut, "rcut_smth": d.rcut_smth,
+                "descriptor": {"type": "se_a_ebd_v2" if hasattr(d, "type_net") else "se_e2_a", "sel": d.sel, "rcut": d.rcut, "rcut_smth": d.rcut_smth,
                                "neuron": d.neuron, "axis_neuron": d.axis_neuron,
                                "type_one_side": d.type_one_side, "resnet_dt": d.resnet_dt,
                                "precision": d.precision, "activation_function": d.activation_function},

@@ -223,6 +223,9 @@ def compress_model(model, stride: float = 0.01, extrapolate: float = 5.0, order:
     check_args(stride, extrapolate, order)
     if getattr(model.descriptor, "tabulation", None) is not None:
         raise ValueError("compress: the model is compressed already")
+    if hasattr(model.descriptor, "type_embedding"):
+        raise ValueError("compress: models with a type embedding are not compressed here (their embedding net "
+                         "takes the type vector as well as s); only se_e2_a with one net per type (pair) is")
     mnd = min_nbor_dist if min_nbor_dist is not None else getattr(model, "min_nbor_dist", None)
     if mnd is None:
         raise ValueError("compress: the model stores no neighbour statistics (min_nbor_dist); give the training "
