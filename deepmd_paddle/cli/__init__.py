@@ -23,18 +23,8 @@ import argparse
 import logging
 import sys
 
-from . import model, test, train
+from . import bias, devi, model, test, train
 from .test import load_evaluator, test_model  # noqa: F401  (the Python API of dpp test)
-
-
-def _args_model_devi(p):
-    from ..infer.model_devi import add_model_devi_args
-    add_model_devi_args(p)
-
-
-def _run_model_devi(args):
-    from ..infer.model_devi import model_devi_main
-    return model_devi_main(args)
 
 
 def _args_doc_train_input(p):
@@ -73,11 +63,15 @@ COMMANDS = {
     "convert": ("convert between DeePMD-kit .dp/.yaml (and from .pb), checkpoints and frozen models", model.args_convert,
                 model.run_convert),
     "model-devi": ("model deviation of several models on a system (DeePMD-kit's model_devi.out)",
-                   _args_model_devi, _run_model_devi),
+                   devi.args_model_devi, devi.run_model_devi),
     "compress": ("tabulate the embedding nets (DP Compress): a faster model for inference", model.args_compress,
                  model.run_compress),
     "lammps-plugin": ("build the LAMMPS pair style deepmd/paddle (plugin load) and print its path",
                       _args_lammps_plugin, _run_lammps_plugin),
+    "change-bias": ("change a model's per-type energy bias from data or given values (DeePMD-kit's change-bias)",
+                    bias.args_change_bias, bias.run_change_bias),
+    "show": ("show a model's type map, descriptor, fitting net, size or observed types", bias.args_show,
+             bias.run_show),
     "doc-train-input": ("print the documentation of the training input's keys (dargs: rst, json, json_schema)",
                         _args_doc_train_input, _run_doc_train_input),
 }

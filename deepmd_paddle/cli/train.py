@@ -14,14 +14,62 @@ log = logging.getLogger("deepmd_paddle")
 def args_train(p):
     p.add_argument("input", help="input file, JSON or YAML (DeePMD-kit's keys)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("-r", "--restart", metavar="CKPT", help="continue from a checkpoint (file, base or folder)")
-    g.add_argument("-i", "--init-model", metavar="CKPT", help="start from a checkpoint's weights, step 0")
-    p.add_argument("-o", "--output", default=".", metavar="OUTDIR", help="folder for lcurve.out and checkpoints")
+    g.add_argument("-i", "--init-model", metavar="MODEL",
+                   help="start from a model's weights and statistics at step 0: a checkpoint (file, prefix or "
+                        "folder), a DeePMD-kit .dp/.yaml or .pb file")
+    g.add_argument("-r", "--restart", metavar="CKPT", help="continue from a checkpoint (file, prefix or folder)")
+    g.add_argument("-f", "--init-frz-model", metavar="MODEL", help="start from a frozen model (as --init-model)")
+    g.add_argument("-t", "--finetune", metavar="MODEL",
+                   help="fine-tune a pretrained model: its network and weights, its energy bias changed to the "
+                        "training data (DeePMD-kit's change-by-statistic), step 0")
+    p.add_argument("--use-pretrain-script", action="store_true",
+                   help="use the model section of the pretrained model (always the case here: accepted for "
+                        "DeePMD-kit's command lines)")
+    p.add_argument("-o", "--output", default=None, metavar="OUT_JSON",
+                   help="where the normalised input is written (DeePMD-kit's out.json; default OUTDIR/out.json). "
+                        "A folder name here is read as --outdir (the meaning of -o before version 0.4)")
+    p.add_argument("--outdir", default=None, metavar="OUTDIR",
+                   help="folder for lcurve.out, checkpoints and out.json (default: the working folder, as DeePMD-kit)")
+    p.add_argument("--skip-neighbor-stat", action="store_true",
+                   help="do not scan the data for neighbour counts (sel must then be numbers, not 'auto')")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoints and lcurve.out of another run found in OUTDIR (refused otherwise)")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train data-parallel on N processes of this machine (paddle.distributed.launch; "
                         "logs of each rank in OUTDIR/log)")
+
+
+_JSON_EXT = (".json", ".yaml", ".yml")
+
+
+def train_paths(args) -> tuple[str, str | None]:
+    """(OUTDIR, out.json path or None for OUTDIR/out.json) from -o and --outdir: ``-o`` naming a
+    folder (an existing one, or a name without a .json/.yaml extension) is the old output-folder option."""
+    out, outdir = args.output, args.outdir
+    if out is not None and (os.path.isdir(out) or not out.lower().endswith(_JSON_EXT)):
+        if outdir is not None:
+            raise ValueError(f"-o/--output {out!r} is not a .json/.yaml file name; with --outdir, -o names the "
+                             "normalised input file (e.g. -o out.json)")
+        log.warning("-o %s: read as the output folder (--outdir %s); -o now names the normalised input file, "
+                    "DeePMD-kit's out.json", out, out)
+        return out, None
+    return outdir or ".", out
+
+
+def init_source(args):
+    """The ``InitFrom`` of --init-model, --init-frz-model or --finetune (None without them)."""
+    from deepmd_paddle.train.init_from import InitFrom
+
+    for mode in ("init_model", "init_frz_model", "finetune"):
+        if getattr(args, mode):
+            return InitFrom(getattr(args, mode), mode.replace("_", "-"))
+    return None
+
+
+def check_skip_neighbor_stat(args, cfg: dict) -> None:
+    if args.skip_neighbor_stat and isinstance(cfg["model"]["descriptor"].get("sel"), str) and not init_source(args):
+        raise ValueError(f"--skip-neighbor-stat: model.descriptor.sel is {cfg['model']['descriptor']['sel']!r}, which "
+                         "the neighbour statistics resolve; give sel as numbers, one per type, or drop the flag")
 
 
 def run_train(args) -> int:
@@ -30,7 +78,10 @@ def run_train(args) -> int:
 
     if args.nproc is not None:
         return _launch_train(args)
-    result = train(config.load(args.input), args.output, args.restart, args.init_model, args.overwrite)
+    outdir, out_json = train_paths(args)
+    cfg = config.load(args.input)
+    check_skip_neighbor_stat(args, cfg)
+    result = train(cfg, outdir, args.restart, init_source(args), args.overwrite, out_json)
     if os.environ.get("PADDLE_TRAINER_ID", "0") == "0":  # rank 0 of a data-parallel run reports
         print(f"{'stopped' if result['interrupted'] else 'finished'} at step {result['step']}; "
               f"checkpoint {result['checkpoint']}")
@@ -43,15 +94,18 @@ def _launch_train(args) -> int:
 
     from deepmd_paddle.train import run_folder
 
+    outdir, out_json = train_paths(args)
     tr = config.load(args.input)["training"]  # a bad input or a busy folder fails here, once, not in every worker
-    run_folder.check_free(args.output, tr["save_ckpt"], tr["disp_file"] if tr["disp_training"] else None,
+    run_folder.check_free(outdir, tr["save_ckpt"], tr["disp_file"] if tr["disp_training"] else None,
                           args.restart, args.overwrite)
-    train_args = ["-v", args.log_level, "train", os.path.abspath(args.input), "-o", os.path.abspath(args.output)]
+    train_args = ["-v", args.log_level, "train", os.path.abspath(args.input), "--outdir", os.path.abspath(outdir)]
     train_args += ["--overwrite"] if args.overwrite else []
-    for flag, value in (("--restart", args.restart), ("--init-model", args.init_model)):
+    train_args += ["--skip-neighbor-stat"] if args.skip_neighbor_stat else []
+    for flag, value in (("--restart", args.restart), ("--init-model", args.init_model), ("--output", out_json),
+                        ("--init-frz-model", args.init_frz_model), ("--finetune", args.finetune)):
         if value:
             train_args += [flag, os.path.abspath(value)]
-    log_dir = os.path.abspath(os.path.join(args.output, "log"))
+    log_dir = os.path.abspath(os.path.join(outdir, "log"))
     code = launch(args.nproc, train_args, log_dir)
     if code != 0:
         print(f"dpp train: the distributed launch failed (exit code {code}); each rank's output is in "

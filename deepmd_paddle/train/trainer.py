@@ -33,7 +33,7 @@ from deepmd_paddle.data.stats import check_system_frames, data_energy_bias, env_
 from deepmd_paddle.data.system import load_system
 from deepmd_paddle import runtime
 from deepmd_paddle.io import checkpoint
-from deepmd_paddle.train import fused_step, parallel, run_folder
+from deepmd_paddle.train import fused_step, init_from, parallel, run_folder
 from deepmd_paddle.train.loss import EnerLoss
 from deepmd_paddle.train.lr import LearningRateExp
 
@@ -54,10 +54,12 @@ def to_paddle(batch: dict, dtype: str) -> dict:
 
 
 class Trainer:
-    def __init__(self, config: dict, outdir: str = ".", restart: str | None = None, init_model: str | None = None,
-                 overwrite: bool = False):
+    def __init__(self, config: dict, outdir: str = ".", restart: str | None = None, init_model=None,
+                 overwrite: bool = False, out_json: str | None = None):
         """``overwrite``: replace the checkpoints and learning curve of another run found in the
-        output folder (otherwise refused: deepmd_paddle.train.run_folder)."""
+        output folder (otherwise refused: deepmd_paddle.train.run_folder). ``init_model``: a model
+        path or an ``init_from.InitFrom``. ``out_json``: where the normalised input goes (OUTDIR/out.json)."""
+        self.out_json = out_json or os.path.join(outdir, "out.json")
         if restart and init_model:
             raise ValueError("give either restart or init_model, not both")
         self.outdir = outdir
@@ -88,7 +90,8 @@ class Trainer:
             self._locks.pop().release()
 
     def _setup(self, config: dict, restart, init_model) -> None:
-        self.config = cfg = copy.deepcopy(config)
+        init_model = init_from.as_init(init_model)  # a path (--init-model) or an InitFrom (train/init_from.py)
+        self.config = cfg = init_from.prepare_config(copy.deepcopy(config), None if restart else init_model)
         par, outdir = self.par, self.outdir
         tr = cfg["training"]
         self.numb_steps, seed = tr["numb_steps"], tr["seed"]
@@ -105,8 +108,8 @@ class Trainer:
 
         # a checkpoint is read by rank 0 only; the data scans below run on every rank (the same
         # frames, so no rank idles in a collective past gloo's timeout), then rank 0's results win
-        ckpt = par.broadcast(checkpoint.load(restart or init_model) if par.is_main and (restart or init_model)
-                             else None)
+        ckpt = par.broadcast((checkpoint.load(restart) if restart else init_from.source_tensors(init_model))
+                             if par.is_main and (restart or init_model) else None)
         if ckpt is not None:
             cfg["model"] = ckpt[1]["config"]["model"]
             if cfg["model"]["type_map"] != type_map:
@@ -119,7 +122,8 @@ class Trainer:
         self.model = EnergyModel.from_config(cfg["model"])
         self.dtype = cfg["model"]["descriptor"]["precision"]
         if ckpt is not None:
-            checkpoint.load_model_tensors(self.model, ckpt[0], ckpt[1]["base"] + ".safetensors")
+            checkpoint.load_model_tensors(self.model, ckpt[0], ckpt[1]["base"] + ("" if init_model else ".safetensors"))
+            init_from.after_load(self.model, None if restart else init_model, self.train_data.systems)
         else:
             stat_seed = seed if seed is not None or par.size == 1 else par.broadcast(
                 int(np.random.default_rng().integers(2 ** 62)))  # the same frames on every rank
@@ -157,7 +161,7 @@ class Trainer:
         self._stop = False
         if par.is_main:  # every input has been read and checked: now an earlier run's files may go
             run_folder.remove_replaced(self._replaced, keep=None if ckpt is None else ckpt[1]["base"])
-            checkpoint.write_text(os.path.join(outdir, "out.json"), json.dumps(cfg, indent=1))  # DeePMD-kit's record
+            checkpoint.write_text(self.out_json, json.dumps(cfg, indent=1))  # DeePMD-kit's record
 
     # ----------------------------------------------------------------- set-up
     @staticmethod
@@ -388,7 +392,7 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def train(config: dict, outdir: str = ".", restart: str | None = None, init_model: str | None = None,
-          overwrite: bool = False) -> dict:
-    """Build a ``Trainer`` from a normalized config and run it (``overwrite``: see ``Trainer``)."""
-    return Trainer(config, outdir, restart, init_model, overwrite).run()
+def train(config: dict, outdir: str = ".", restart: str | None = None, init_model=None, overwrite: bool = False,
+          out_json: str | None = None) -> dict:
+    """Build a ``Trainer`` from a normalized config and run it (arguments: see ``Trainer``)."""
+    return Trainer(config, outdir, restart, init_model, overwrite, out_json).run()
