@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     raw["model"]["fitting_net"]["neuron"] = [8, 8]
     raw["training"].update(numb_steps=6, disp_freq=3, save_freq=3)
     (root / "input.json").write_text(json.dumps(raw))
-    assert main(["train", str(root / "input.json"), "-o", str(root / "out")]) == 0
+    assert main(["train", str(root / "input.json"), "--outdir", str(root / "out")]) == 0
     return root
 
 
@@ -52,7 +52,7 @@ def test_test_writes_deepmd_detail_files_and_plot(trained, capsys):
     assert main(["test", "-m", str(trained / "out"), "-s", str(trained / "data" / "valid"), "-n", "5",
                  "-d", prefix]) == 0
     printed = capsys.readouterr().out
-    assert "energy/atom (eV)" in printed and "force (eV/A)" in printed and "virial/atom (eV)" in printed
+    assert "Energy RMSE/Natoms : " in printed and "Force  RMSE        : " in printed and "Virial RMSE/Natoms : " in printed
     s = load_system(str(trained / "data" / "valid"), ["Cu", "Ag"])
     e = np.loadtxt(prefix + ".e.out")
     f = np.loadtxt(prefix + ".f.out")
@@ -67,7 +67,7 @@ def test_test_writes_deepmd_detail_files_and_plot(trained, capsys):
                                          "pred_fz")
     # the printed force RMSE is the RMSE of the detail file's columns
     rmse_f = np.sqrt(np.mean((f[:, :3] - f[:, 3:]) ** 2))
-    assert f"{rmse_f:10.3e}" in printed
+    assert f"Force  RMSE        : {rmse_f:e} eV/Å" in printed
     assert os.path.getsize(prefix + ".parity.png") > 1000
 
 
@@ -75,7 +75,7 @@ def test_test_over_a_folder_of_systems(trained, capsys):
     assert main(["test", "-m", str(trained / "out" / "model.ckpt-6.safetensors"), "-s", str(trained / "data"),
                  "-n", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.count("(2 frames, 32 atoms)") == 2 and "# all 2 systems" in out
+    assert out.count("# number of test data : 2 ") == 2 and "# number of systems : 2" in out
 
 
 def test_neighbor_stat(trained, capsys):
@@ -100,7 +100,7 @@ def test_bad_input_is_one_line_exit_1(trained, tmp_path, capsys, edit, message):
         raw["training"][k]["systems"] = [str(trained / p) for p in raw["training"][k]["systems"]]
     edit(raw)
     (tmp_path / "bad.json").write_text(json.dumps(raw))
-    assert main(["train", str(tmp_path / "bad.json"), "-o", str(tmp_path)]) == 1
+    assert main(["train", str(tmp_path / "bad.json"), "--outdir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dpp train: error:") and message in err and err.count("\n") == 1
 

@@ -140,7 +140,7 @@ def test_train_refuses_an_output_folder_it_cannot_make_before_reading_data(tmp_p
     (tmp_path / "blocker").write_text("a file where a folder should be")
     raw = _raw(sys_, numb_steps=1, save_ckpt="blocker/model.ckpt")
     (tmp_path / "in.json").write_text(json.dumps(raw))
-    assert cli.main(["train", str(tmp_path / "in.json"), "-o", str(tmp_path)]) == 1
+    assert cli.main(["train", str(tmp_path / "in.json"), "--outdir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "training/save_ckpt: cannot make the folder" in err and "blocker" in err
     assert not (tmp_path / "lcurve.out").exists()

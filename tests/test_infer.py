@@ -1,6 +1,5 @@
 """DeepPot (deepmd_paddle.infer): DeePMD-kit's signatures and shapes, the atom budget, every
 backend against DeePMD-kit's reference, clear errors; model deviation (deepmd_paddle.infer.model_devi)."""
-import argparse
 import json
 import shutil
 
@@ -199,9 +198,9 @@ def test_model_devi_matches_deepmd_kit(tmp_path, monkeypatch):
         np.save(system / "set.000" / f"{name}.npy", np.load(WATER / "data_3" / "set.000" / f"{name}.npy")[:5])
     models = [str(MODEL), _perturb(tmp_path / "p1.dp", 1), _perturb(tmp_path / "p2.dp", 2)]
     monkeypatch.chdir(tmp_path)
-    args = model_devi.add_model_devi_args(argparse.ArgumentParser()).parse_args(
-        ["-m", *models, "-s", "sys", "-o", "devi.out", "-f", "10"])
-    assert model_devi.model_devi_main(args) == 0
+    from deepmd_paddle.cli import main
+
+    assert main(["model-devi", "-m", *models, "-s", "sys", "-o", "devi.out", "-f", "10"]) == 0
     lines = (tmp_path / "devi.out").read_text().splitlines()
     assert lines[0] == "# sys"
     assert lines[1].split() == ["#", "step", *model_devi.COLUMNS]
@@ -214,9 +213,9 @@ def test_model_devi_definitions_and_errors():
     fs, vs, es = rng.normal(size=(3, 2, 5, 3)), rng.normal(size=(3, 2, 9)), rng.normal(size=(3, 2, 1))
     per_atom = np.sqrt(((fs - fs.mean(0)) ** 2).sum(-1).mean(0))
     np.testing.assert_allclose(model_devi.calc_model_devi_f(fs), [per_atom.max(-1), per_atom.min(-1), per_atom.mean(-1)])
-    comp = vs.std(0) / 5
-    np.testing.assert_allclose(model_devi.calc_model_devi_v(vs, 5), [comp.max(-1), comp.min(-1), np.sqrt((comp**2).mean(-1))])
-    np.testing.assert_allclose(model_devi.calc_model_devi_e(es, 5), (es / 5).std(0).ravel())
+    comp = vs.std(0)  # DeePMD-kit's functions take virials and energies already divided by natoms
+    np.testing.assert_allclose(model_devi.calc_model_devi_v(vs), [comp.max(-1), comp.min(-1), np.sqrt((comp**2).mean(-1))])
+    np.testing.assert_allclose(model_devi.calc_model_devi_e(es), es.std(0).ravel())
     dp = DeepPot(str(MODEL))
     with pytest.raises(ValueError, match="at least 2 models"):
         model_devi.calc_model_devi(np.zeros([1, 3, 3]), None, [0, 1, 1], [dp])

@@ -145,7 +145,7 @@ def test_stop_on_one_rank_then_dpp_nproc_restart(two_ranks, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert parallel.STOP_CHECK_STEPS == 10 and "worker done 10 interrupted" in worker_log(tmp_path / "log", 0)
     assert checkpoint.resolve(str(tmp_path / "stopped")).endswith("model.ckpt-10")
-    dpp = [sys.executable, "-m", "deepmd_paddle", "train", str(cfg_path), "-o", str(tmp_path / "re"),
+    dpp = [sys.executable, "-m", "deepmd_paddle", "train", str(cfg_path), "--outdir", str(tmp_path / "re"),
            "--nproc", "2", "--restart", str(tmp_path / "stopped")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PADDLE_")}
     env.update(DP_INTRA_OP_PARALLELISM_THREADS="1", DEEPMD_PADDLE_NUM_THREADS="1")

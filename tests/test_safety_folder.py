@@ -66,14 +66,14 @@ def test_new_run_refuses_folder_of_another_run(emt, tmp_path):
 def test_cli_train_into_occupied_folder_is_one_line(emt, tmp_path, capsys):
     out = tmp_path / "out"
     (tmp_path / "in.json").write_text(json.dumps(tiny(emt, numb_steps=2)))
-    assert main(["train", str(tmp_path / "in.json"), "-o", str(out)]) == 0
+    assert main(["train", str(tmp_path / "in.json"), "--outdir", str(out)]) == 0
     log = capsys.readouterr().err
     assert log.count("CPU threads") == 1 and " INFO saved checkpoint" in log  # our format, once
-    assert main(["train", str(tmp_path / "in.json"), "-o", str(out)]) == 1
+    assert main(["train", str(tmp_path / "in.json"), "--outdir", str(out)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dpp train: error: ") and "--overwrite" in err and err.count("\n") == 1
     (tmp_path / "afile").write_text("x")
-    assert main(["train", str(tmp_path / "in.json"), "-o", str(tmp_path / "afile")]) == 1
+    assert main(["train", str(tmp_path / "in.json"), "--outdir", str(tmp_path / "afile")]) == 1
     assert "afile is a file; training writes into a folder" in capsys.readouterr().err
 
 

@@ -66,8 +66,8 @@ def run_change_bias(args) -> int:
 
     if args.numb_batch < 0:
         raise ValueError(f"-n/--numb-batch must be 0 (all frames) or a positive number of frames, got {args.numb_batch}")
-    output = args.output or default_output(args.INPUT)
     model = read_model(args.INPUT, "change-bias INPUT")
+    output = args.output or default_output(args.INPUT)
     old = model.out_bias.numpy() + model.fitting.bias_atom_e.numpy()
     if args.bias_value is not None:
         if len(args.bias_value) != model.ntypes:

@@ -62,7 +62,7 @@ class FolderLock:
                     raise
                 raise RunFolderError(
                     f"{folder} is in use by another training run ({_describe(holder)}; lock file {self.path}); "
-                    "wait for it to end or train into another folder (-o)") from None
+                    "wait for it to end or train into another folder (--outdir)") from None
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -151,7 +151,7 @@ def check_folder(prefix: str, lcurve: str | None, source_run, restarting: bool, 
         folder = os.path.dirname(os.path.abspath(prefix))
         raise RunFolderError(
             f"{folder} holds the files of another training run ({names}); continue that run with "
-            f"--restart {folder}, train into another folder with -o, or give --overwrite to replace them")
+            f"--restart {folder}, train into another folder with --outdir, or give --overwrite to replace them")
     return found
 
 
@@ -186,7 +186,7 @@ def claim(outdir: str, prefix: str, lcurve: str | None, restart: str | None, ove
     try:
         for folder in sorted({os.path.abspath(outdir), os.path.dirname(os.path.abspath(prefix))}):
             if os.path.exists(folder) and not os.path.isdir(folder):
-                raise RunFolderError(f"{folder} is a file; training writes into a folder (-o, training/save_ckpt)")
+                raise RunFolderError(f"{folder} is a file; training writes into a folder (--outdir, training/save_ckpt)")
             os.makedirs(folder, exist_ok=True)
             locks.append(FolderLock(folder, run_id))
         return run_id, locks, check_folder(prefix, lcurve, source_run, bool(restart), overwrite)
