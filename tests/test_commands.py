@@ -164,3 +164,15 @@ def test_neighbor_stat_type_map_from_the_data(work, monkeypatch, capsys):
         assert "has no type_map.raw; name the types with -t" in capsys.readouterr().err
     finally:
         os.rename(work / "tm", work / "sys" / "b" / "type_map.raw")
+
+
+def test_log_flags_before_or_after_the_command(tmp_path):
+    from deepmd_paddle.cli import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["test", "-v", "3"]).log_level == "3"  # DeePMD-kit's number for DEBUG
+    args = p.parse_args(["-v", "ERROR", "test", "-l", str(tmp_path / "log")])
+    assert (args.log_level, args.log_path) == ("ERROR", str(tmp_path / "log"))
+    assert p.parse_args(["test"]).log_level is None  # INFO, set by main
+    with pytest.raises(SystemExit):
+        p.parse_args(["test", "-v", "LOUD"])

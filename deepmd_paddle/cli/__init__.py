@@ -1,18 +1,24 @@
 """``dpp``: the command line. Each subcommand is one row of ``COMMANDS``: (help, add_args, run);
-the commands live beside this file (train, test, model) or in their stage (model-devi, the
-LAMMPS plugin).
+the commands live beside this file (train, test, devi, bias, model) or in their stage (the LAMMPS
+plugin). DeePMD-kit's flags and defaults (``dp``'s, deepmd/main.py of DeePMD-kit 3.2):
 
-    dpp train input.json [--restart CKPT | --init-model CKPT] [-o OUTDIR] [--overwrite] [--nproc N]
+    dpp train input.json [-r CKPT | -i MODEL | -f FROZEN | -t PRETRAINED] [-o out.json] [--outdir DIR]
+              [--skip-neighbor-stat] [--overwrite] [--nproc N]
     dpp freeze -c CKPT -o PREFIX
-    dpp test -m MODEL -s SYSTEM [-n N] [-d DETAIL_PREFIX]
-    dpp neighbor-stat -s SYSTEM -r RCUT -t TYPE [TYPE ...]
+    dpp test [-m frozen_model] [-s . | -f DATAFILE] [-n N] [-d DETAIL] [-a] [--shuffle-test] [-r SEED]
+    dpp model-devi -m M1 M2 ... [-s .] [-o model_devi.out] [-f FREQ] [--relative L] [--relative_v L]
+                   [--atomic] [--real_error]
+    dpp neighbor-stat [-s .] -r RCUT [-t TYPE ...] [--mixed-type]
+    dpp change-bias MODEL [-s . | -f DATAFILE | -b E ...] [-n N] [-m change|set] [-o OUT]
+    dpp show MODEL type-map descriptor fitting-net size observed-type
     dpp plot lcurve.out -o lcurve.png
     dpp demo [-o DIR]
     dpp compress -i MODEL -o OUT [-s 0.01] [-e 5] [--order 5|3] [-t INPUT]
     dpp convert IN OUT
-    dpp model-devi -m M1 M2 ... -s SYSTEM -o model_devi.out
     dpp lammps-plugin --build [-o DIR]
     dpp doc-train-input [--out-type rst|json|json_schema]
+
+``-v LEVEL`` and ``-l LOGFILE`` go before or after the command.
 
 Errors in the user's input (config, data, model files: ValueError and OSError) print one line
 and exit with code 1; ``-v DEBUG`` shows the traceback instead.
@@ -77,22 +83,39 @@ COMMANDS = {
 }
 
 
+LOG_LEVELS = {"DEBUG": "DEBUG", "3": "DEBUG", "INFO": "INFO", "2": "INFO", "WARNING": "WARNING", "1": "WARNING",
+              "ERROR": "ERROR", "0": "ERROR"}  # DeePMD-kit's names and numbers
+
+
+def _log_args(p, default):
+    """-v/--log-level and -l/--log-path: before the command, or after it as DeePMD-kit writes them."""
+    p.add_argument("-v", "--log-level", default=default, choices=list(LOG_LEVELS),
+                   help="DEBUG (3), INFO (2), WARNING (1) or ERROR (0)")
+    p.add_argument("-l", "--log-path", default=default, help="also write the log to this file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dpp", description="DeepPot-SE (se_e2_a) on PaddlePaddle")
-    parser.add_argument("-v", "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _log_args(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_, add_args, run) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         add_args(p)
+        _log_args(p, argparse.SUPPRESS)  # given after the command, it wins over the one before
         p.set_defaults(run=run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.log_level = LOG_LEVELS[args.log_level or "INFO"]
     # force: importing Paddle put its own handler on the root logger (its lines would show instead)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s", force=True)
     try:
+        if args.log_path:
+            handler = logging.FileHandler(args.log_path)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logging.getLogger().addHandler(handler)
         return args.run(args)
     except (ValueError, NotImplementedError, OSError) as e:  # bad input: config, data, model files
         if args.log_level == "DEBUG":
