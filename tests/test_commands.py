@@ -176,3 +176,22 @@ def test_log_flags_before_or_after_the_command(tmp_path):
     assert p.parse_args(["test"]).log_level is None  # INFO, set by main
     with pytest.raises(SystemExit):
         p.parse_args(["test", "-v", "LOUD"])
+
+
+@needs_shared
+def test_model_names_without_suffix(work, monkeypatch, capsys):
+    """DeePMD-kit's defaults name models without suffix: frozen_model, graph.000 ... (.pb found)."""
+    import shutil
+
+    monkeypatch.chdir(work)
+    shutil.copy(TWO, work / "frozen_model.pb")
+    for i, m in enumerate((ONE, TWO, ONE, TWO)):
+        shutil.copy(m, work / f"graph.00{i}.pb")
+    try:
+        assert main(["test", "-s", "sys/a", "-n", "1"]) == 0
+        assert "Force  RMSE" in capsys.readouterr().out
+        assert main(["model-devi", "-s", "sys/a", "-o", "defaults.out"]) == 0
+        assert np.loadtxt(work / "defaults.out").shape == (4, 8)
+    finally:
+        for f in ["frozen_model.pb"] + [f"graph.00{i}.pb" for i in range(4)]:
+            os.remove(work / f)

@@ -28,7 +28,9 @@ def run_model_devi(args) -> int:
     for flag, level in (("--relative", args.relative), ("--relative_v", args.relative_v)):
         if level is not None and not level > 0:
             raise ValueError(f"{flag}: the level must be a positive number (eV/A), got {level}")
-    rows = make_model_devi(models=args.models, system=args.system, output=args.output, frequency=args.frequency,
+    from .test import model_path
+
+    rows = make_model_devi(models=[model_path(m) for m in args.models], system=args.system, output=args.output, frequency=args.frequency,
                            real_error=args.real_error, atomic=args.atomic, relative=args.relative,
                            relative_v=args.relative_v, fmt=args.fmt)
     nframes = sum(len(r) for r in rows)

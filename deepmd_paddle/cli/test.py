@@ -129,9 +129,22 @@ def _parity_plot(path: str, pooled: dict) -> None:
     plt.close(fig)
 
 
+def model_path(path: str) -> str:
+    """DeePMD-kit's model argument: a name without its suffix (``frozen_model``, ``graph.000``)
+    means that file with the suffix of a model format found there (``.pb``, ``.dp``)."""
+    from deepmd_paddle.io.frozen import frozen_prefix
+
+    if os.path.exists(path) or frozen_prefix(path):
+        return path
+    for ext in (".pb", ".dp", ".yaml"):
+        if os.path.isfile(path + ext):
+            return path + ext
+    return path
+
+
 def run_test(args) -> int:
     paths, labels = test_systems(args)
-    evaluator = load_evaluator(args.model)
+    evaluator = load_evaluator(model_path(args.model))
     test_model(evaluator, paths, args.numb_test, args.detail_file, args.fmt, args.atomic, args.shuffle_test,
                args.rand_seed, labels)
     if args.detail_file:
