@@ -167,3 +167,17 @@ def test_dpdata_driver_gives_deeppots_numbers(work):
     assert "dp" in dpdata_driver.NAMES  # DeePMD-kit is not installed in this venv
     text = (REPO / "setup.py").read_text()
     assert '"dpdata.plugins": ["deepmd_paddle=deepmd_paddle.infer.dpdata_driver"]' in text
+
+
+def test_dpdata_minimize_with_the_driver(work):
+    import dpdata
+    from dpdata.driver import Driver
+
+    from deepmd_paddle.infer import dpdata_driver  # noqa: F401  (registers the driver, as the entry point does)
+
+    s = dpdata.System(str(work / "sys" / "a"), fmt="deepmd/npy")[:1]
+    driver = Driver.get_driver("dpp")(TWO)
+    relaxed = s.minimize(driver=driver, minimizer="ase", max_steps=2)
+    start = s.predict(driver=driver)
+    assert relaxed["energies"][0] < start["energies"][0] - 0.1  # FIRE/BFGS steps go downhill
+    np.testing.assert_allclose(driver.label(relaxed.data)["energies"], relaxed["energies"], rtol=1e-12)
