@@ -1,11 +1,8 @@
-"""DeePMD-kit's command lines with ``dpp`` for ``dp``: ``test``, ``model-devi``, ``neighbor-stat``,
-``change-bias``, ``show``, ``train --finetune/--init-frz-model/-o``, the model-deviation functions
-and the dpdata driver, against DeePMD-kit 3.2's outputs on the same .pb models and data
-(tests/fixtures/deepmd_commands/make.py made them)."""
-import json
+"""DeePMD-kit's command lines with ``dpp`` for ``dp``: ``test``, ``model-devi``, ``neighbor-stat``
+and the model-deviation functions, against DeePMD-kit 3.2's outputs on the same .pb models and data
+(tests/fixtures/deepmd_commands/make.py made them; test_commands_models.py: change-bias, show,
+train, dpdata)."""
 import os
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -15,12 +12,20 @@ from deepmd_paddle.cli import main
 from deepmd_paddle.infer import model_devi
 
 FIX = REPO / "tests" / "fixtures" / "deepmd_commands"
+
+
+def _load_fixture_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("deepmd_commands_make", FIX / "make.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 PB = REPO / "tests" / "fixtures" / "deepmd_pb"
 ONE, TWO = str(PB / "one_side.pb"), str(PB / "two_side.pb")
-sys.path.insert(0, str(FIX))
-from make import build_systems  # noqa: E402  (the fixture's systems, plain numpy)
-
-sys.path.remove(str(FIX))
+build_systems = _load_fixture_script().build_systems  # the fixture's systems (plain numpy)
 
 
 @pytest.fixture(scope="module")

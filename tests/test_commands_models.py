@@ -2,7 +2,6 @@
 /--skip-neighbor-stat`` and the dpdata driver, on DeePMD-kit .pb models (tests/fixtures/deepmd_pb)
 and the systems of tests/fixtures/deepmd_commands (its bias.npz: DeePMD-kit's energy-bias change)."""
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -12,12 +11,20 @@ from deepmd_paddle.cli import main
 from deepmd_paddle.io.load import load_model
 
 FIX = REPO / "tests" / "fixtures" / "deepmd_commands"
+
+
+def _load_fixture_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("deepmd_commands_make", FIX / "make.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 PB = REPO / "tests" / "fixtures" / "deepmd_pb"
 TWO = str(PB / "two_side.pb")
-sys.path.insert(0, str(FIX))
-from make import build_systems  # noqa: E402
-
-sys.path.remove(str(FIX))
+build_systems = _load_fixture_script().build_systems  # the fixture's systems (plain numpy)
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,8 @@ def run_change_bias(args) -> int:
     from .test import test_systems
 
     if args.numb_batch < 0:
-        raise ValueError(f"-n/--numb-batch must be 0 (all frames) or a positive number of frames, got {args.numb_batch}")
+        raise ValueError(f"-n/--numb-batch must be 0 (all frames) or a positive number of frames, "
+                         f"got {args.numb_batch}")
     model = read_model(args.INPUT, "change-bias INPUT")
     output = args.output or default_output(args.INPUT)
     old = model.out_bias.numpy() + model.fitting.bias_atom_e.numpy()

@@ -30,9 +30,9 @@ def run_model_devi(args) -> int:
             raise ValueError(f"{flag}: the level must be a positive number (eV/A), got {level}")
     from .test import model_path
 
-    rows = make_model_devi(models=[model_path(m) for m in args.models], system=args.system, output=args.output, frequency=args.frequency,
-                           real_error=args.real_error, atomic=args.atomic, relative=args.relative,
-                           relative_v=args.relative_v, fmt=args.fmt)
+    rows = make_model_devi(models=[model_path(m) for m in args.models], system=args.system, output=args.output,
+                           frequency=args.frequency, real_error=args.real_error, atomic=args.atomic,
+                           relative=args.relative, relative_v=args.relative_v, fmt=args.fmt)
     nframes = sum(len(r) for r in rows)
     print(f"model deviation of {len(args.models)} models on {nframes} frames ({len(rows)} systems) -> {args.output}")
     return 0

@@ -27,7 +27,7 @@ def args_train(p):
                         "DeePMD-kit's command lines)")
     p.add_argument("-o", "--output", default=None, metavar="OUT_JSON",
                    help="where the normalised input is written (DeePMD-kit's out.json; default OUTDIR/out.json). "
-                        "A folder name here is read as --outdir (the meaning of -o before version 0.4)")
+                        "A folder name here is read as --outdir (what -o meant in earlier versions), with a warning")
     p.add_argument("--outdir", default=None, metavar="OUTDIR",
                    help="folder for lcurve.out, checkpoints and out.json (default: the working folder, as DeePMD-kit)")
     p.add_argument("--skip-neighbor-stat", action="store_true",

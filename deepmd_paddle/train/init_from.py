@@ -162,7 +162,8 @@ def set_energy_constant(model, values) -> None:
 
     values = np.asarray(values, np.float64).reshape(-1)
     if values.shape != (model.ntypes,) or not np.isfinite(values).all():
-        raise ValueError(f"the energy bias takes {model.ntypes} finite numbers, one per type of {list(model.type_map)}; "
+        raise ValueError(f"the energy bias takes {model.ntypes} finite numbers, one per type of "
+                         f"{list(model.type_map)}; "
                          f"got {values.tolist()}")
     model.out_bias.set_value(paddle.to_tensor(values - model.fitting.bias_atom_e.numpy(), dtype=model.out_bias.dtype))
 
