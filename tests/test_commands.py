@@ -153,15 +153,18 @@ def test_neighbor_stat_type_map_from_the_data(work, monkeypatch, capsys):
     monkeypatch.chdir(work)
     assert main(["neighbor-stat", "-s", "sys", "-r", "6.0"]) == 0
     out = capsys.readouterr().out
-    assert "type_map: ['O', 'H']" in out
+    theirs = (FIX / "neighbor_stat" / "plain.log").read_text().splitlines()
+    assert out.splitlines()[:len(theirs)] == theirs  # DeePMD-kit's lines, to the digit
     assert main(["neighbor-stat", "-s", "sys", "-r", "6.0", "-t", "O", "H"]) == 0
     given = capsys.readouterr().out
     line = [ln for ln in out.splitlines() if ln.startswith("max_nbor_size")][0]
     assert line in given and [ln for ln in out.splitlines() if ln.startswith("min_nbor_dist")][0] in given
     per_type = np.array(line.split(":")[1].strip(" []").split(), int)
     assert main(["neighbor-stat", "-s", "sys", "-r", "6.0", "--mixed-type"]) == 0
-    mixed = int([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("max_nbor_size")][0]
-                .split(":")[1].strip(" []"))
+    out = capsys.readouterr().out
+    theirs = (FIX / "neighbor_stat" / "mixed.log").read_text().splitlines()
+    assert out.splitlines()[:len(theirs)] == theirs
+    mixed = int([ln for ln in out.splitlines() if ln.startswith("max_nbor_size")][0].split(":")[1].strip(" []"))
     assert per_type.max() < mixed <= per_type.sum()
     os.rename(work / "sys" / "b" / "type_map.raw", work / "tm")
     try:

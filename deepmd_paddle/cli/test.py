@@ -200,6 +200,9 @@ def run_neighbor_stat(args) -> int:
         for s in systems:
             s.atype = np.zeros_like(s.atype)
     min_dist, max_nbor = neighbor_stat(systems, args.rcut, ["X"] if args.mixed_type else type_map)
+    print(f"Neighbor statistics: training data with minimal neighbor distance: {min_dist:f}")
+    print(f"Neighbor statistics: training data with maximum neighbor size: {np.asarray(max_nbor)!s} "
+          f"(cutoff radius: {args.rcut:f})")
     print(f"min_nbor_dist: {min_dist:f}")
     print(f"max_nbor_size: {np.asarray(max_nbor)!s}")
     print(f"systems: {len(systems)}, frames: {sum(s.nframes for s in systems)}")
