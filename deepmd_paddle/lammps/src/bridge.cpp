@@ -68,25 +68,26 @@ int dpp_init(const char *python_exe, char *err, int errlen) {
   return 0;
 }
 
-void *dpp_model_new(const char *path, const char *elements, double *rcut, int *nsel, int *sel,
-                    int max_sel, int *type_map_out, char *err, int errlen) {
+void *dpp_model_new(const char *spec, double *rcut, int *nsel, int *sel, int max_sel, int *dim_fparam,
+                    char *type_map, int tmlen, char *err, int errlen) {
   PyGILState_STATE gil = PyGILState_Ensure();
   PyObject *model = nullptr, *info = nullptr;
   PyObject *mod = PyImport_ImportModule("deepmd_paddle.lammps.adapter");
-  if (mod) model = PyObject_CallMethod(mod, "LammpsModel", "ss", path, elements);
+  if (mod) model = PyObject_CallMethod(mod, "LammpsModel", "s", spec);
   if (model) info = PyObject_CallMethod(model, "info", nullptr);
   bool ok = false;
   if (info) {
-    // info() -> (rcut, [sel...], [model type of LAMMPS type 1, 2, ...])
-    PyObject *s = PyTuple_GetItem(info, 1), *m = PyTuple_GetItem(info, 2);
+    // info() -> (rcut, [sel...], dim_fparam, "type map names")
+    PyObject *s = PyTuple_GetItem(info, 1);
     *rcut = PyFloat_AsDouble(PyTuple_GetItem(info, 0));
     *nsel = static_cast<int>(PyList_Size(s));
+    *dim_fparam = static_cast<int>(PyLong_AsLong(PyTuple_GetItem(info, 2)));
+    const char *names = PyUnicode_AsUTF8(PyTuple_GetItem(info, 3));
     if (*nsel > max_sel) {
       set_err(err, errlen, "the model has more neighbour types than the pair style supports");
-    } else {
+    } else if (names) {
       for (int t = 0; t < *nsel; ++t) sel[t] = static_cast<int>(PyLong_AsLong(PyList_GetItem(s, t)));
-      for (Py_ssize_t t = 0; t < PyList_Size(m); ++t)
-        type_map_out[t] = static_cast<int>(PyLong_AsLong(PyList_GetItem(m, t)));
+      std::snprintf(type_map, tmlen, "%s", names);
       ok = !PyErr_Occurred();
     }
   }
@@ -98,27 +99,65 @@ void *dpp_model_new(const char *path, const char *elements, double *rcut, int *n
   return model;
 }
 
-int dpp_model_compute(void *model, int nlocal, int nall, const double *x, const int32_t *type,
-                      const int32_t *nlist, int nnei, double *f, double *eatom, double *vatom,
-                      double *out, char *err, int errlen) {
-  PyGILState_STATE gil = PyGILState_Ensure();
-  PyObject *args = Py_BuildValue("(iiNNNiNNNN)", nlocal, nall, addr(x), addr(type), addr(nlist),
-                                 nnei, addr(f), addr(eatom), addr(vatom), addr(out));
+// Calls model.<name>(*args) (args: a new reference, stolen); returns the result or nullptr with
+// the message in err. GIL held.
+static PyObject *call(void *model, const char *name, PyObject *args, char *err, int errlen) {
   PyObject *res = nullptr;
   if (args) {
-    PyObject *meth = PyObject_GetAttrString(static_cast<PyObject *>(model), "compute");
+    PyObject *meth = PyObject_GetAttrString(static_cast<PyObject *>(model), name);
     if (meth) res = PyObject_CallObject(meth, args);
     Py_XDECREF(meth);
   }
-  int rc = 0;
-  if (!res) {
-    set_err(err, errlen, fetch_error());
-    rc = 1;
-  }
-  Py_XDECREF(res);
+  if (!res) set_err(err, errlen, fetch_error());
   Py_XDECREF(args);
+  return res;
+}
+
+int dpp_model_coeff(void *model, const char *names, int ntypes, int *map, char *err, int errlen) {
+  PyGILState_STATE gil = PyGILState_Ensure();
+  // coeff(names, ntypes) -> ([model type of each LAMMPS type], "warning or empty")
+  PyObject *res = call(model, "coeff", Py_BuildValue("(si)", names, ntypes), err, errlen);
+  int rc = 1;
+  if (res) {
+    PyObject *m = PyTuple_GetItem(res, 0);
+    for (int t = 0; t < ntypes && t < PyList_Size(m); ++t)
+      map[t] = static_cast<int>(PyLong_AsLong(PyList_GetItem(m, t)));
+    const char *warn = PyUnicode_AsUTF8(PyTuple_GetItem(res, 1));
+    if (PyErr_Occurred()) {
+      set_err(err, errlen, fetch_error());
+    } else {
+      rc = warn && warn[0] ? 2 : 0;
+      if (rc == 2) set_err(err, errlen, warn);
+    }
+    Py_DECREF(res);
+  }
   PyGILState_Release(gil);
   return rc;
+}
+
+int dpp_model_compute(void *model, int nlocal, int nall, const double *x, const int32_t *type,
+                      const int32_t *nlist, int nnei, double *f, double *eatom, double *vatom,
+                      double *out, const double *fparam, int nfparam, int devi, double *fdevi,
+                      double *vdevi, char *err, int errlen) {
+  PyGILState_STATE gil = PyGILState_Ensure();
+  PyObject *args = Py_BuildValue("(iiNNNiNNNNNiiNN)", nlocal, nall, addr(x), addr(type), addr(nlist), nnei,
+                                 addr(f), addr(eatom), addr(vatom), addr(out), addr(fparam), nfparam, devi,
+                                 addr(fdevi), addr(vdevi));
+  PyObject *res = call(model, "compute", args, err, errlen);
+  Py_XDECREF(res);
+  PyGILState_Release(gil);
+  return res ? 0 : 1;
+}
+
+int dpp_model_devi(void *model, int64_t step, int n, const int64_t *tags, const double *forces,
+                   const double *virials, char *err, int errlen) {
+  PyGILState_STATE gil = PyGILState_Ensure();
+  PyObject *args = Py_BuildValue("(LiNNN)", static_cast<long long>(step), n, addr(tags), addr(forces),
+                                 addr(virials));
+  PyObject *res = call(model, "write_devi", args, err, errlen);
+  Py_XDECREF(res);
+  PyGILState_Release(gil);
+  return res ? 0 : 1;
 }
 
 void dpp_model_free(void *model) {
