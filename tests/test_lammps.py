@@ -199,7 +199,8 @@ def test_two_ranks_follow_one_rank_and_nve(plugin, tmp_path):
 
 def test_cli_builds_into_a_folder(plugin, tmp_path, capsys):
     """`dpp lammps-plugin --build -o DIR` writes both libraries there and prints the plugin path;
-    without --build it prints the cached plugin."""
+    without --build it prints the cached plugin; --env the LAMMPS_PLUGIN_PATH line (which the MPI
+    tests of test_lammps_devi.py use instead of `plugin load`)."""
     from deepmd_paddle.cli import main
 
     assert main(["lammps-plugin", "--build", "-o", str(tmp_path)]) == 0
@@ -208,3 +209,9 @@ def test_cli_builds_into_a_folder(plugin, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.glob("*.so")) == ["deepmd_paddle_plugin.so", "libdpp_lammps_bridge.so"]
     assert main(["lammps-plugin"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == str(plugin)
+    assert main(["lammps-plugin", "--env"]) == 0  # the line that lets LAMMPS load it without `plugin load`
+    line = capsys.readouterr().out.strip()
+    assert line == f"export LAMMPS_PLUGIN_PATH={plugin.parent}${{LAMMPS_PLUGIN_PATH:+:$LAMMPS_PLUGIN_PATH}}"
+    env = dict(os.environ, LAMMPS_PLUGIN_PATH="/elsewhere")
+    out = subprocess.run(["bash", "-c", line + '; echo "$LAMMPS_PLUGIN_PATH"'], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == f"{plugin.parent}:/elsewhere"

