@@ -174,6 +174,22 @@ def test_model_devi_equals_dpp_model_devi(plugin, models, tmp_path):
     np.testing.assert_array_equal(got, ref[:, :7])
 
 
+def test_restart_appends_to_out_file(plugin, models, tmp_path):
+    """After read_restart, pair_style deepmd appends to out_file (no second header), as DeePMD-kit's
+    pair style does for DP-GEN's restarted explorations."""
+    _water(tmp_path / "water.data")
+    style = f"pair_style deepmd {models['m0']} {models['m1']} out_freq 5 out_file {tmp_path}/devi.out"
+    _lammps(plugin, ["units metal", "atom_style atomic", f"read_data {tmp_path}/water.data", style, "pair_coeff * *",
+                     "velocity all create 330 1", "fix 1 all nve", "timestep 0.0005", "run 5",
+                     f"write_restart {tmp_path}/r.restart"]).close()
+    _lammps(plugin, [f"read_restart {tmp_path}/r.restart", style, "pair_coeff * *", "fix 1 all nve", "run 5"]).close()
+    lines = (tmp_path / "devi.out").read_text().splitlines()
+    assert lines[0] == HEADER and sum(line.startswith("#") for line in lines) == 1
+    devi = np.loadtxt(tmp_path / "devi.out")
+    assert list(devi[:, 0]) == [0, 5, 5, 10] and np.all(devi[:, 1:] > 0)
+    np.testing.assert_array_equal(devi[1], devi[2])  # step 5 at the end of the first run and the start of the next
+
+
 def _lmp_and_mpirun():
     bindir = Path(sys.executable).parent
     lmp, mpirun = bindir / "lmp", shutil.which("mpirun", path=str(bindir)) or shutil.which("mpirun")
