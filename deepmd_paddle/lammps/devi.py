@@ -17,7 +17,9 @@ Units as DeePMD-kit converts them: the deviations are computed in the model's un
 Angstrom), the levels ``l`` of ``relative``/``relative_v`` are divided by the energy factor
 first, and the virial columns are multiplied by the energy factor, the force columns by the force
 factor (with ``relative`` too). Rows: ``%12d`` then `` %18.6e`` per value; the header is
-DeePMD-kit's (``#`` + the names right-aligned in 11 and 19 characters).
+DeePMD-kit's (``#`` + the names right-aligned in 11 and 19 characters). The files of
+tests/fixtures/lammps_devi, written by DeePMD-kit 3.2.0's pair style, come out the same character
+for character.
 """
 from __future__ import annotations
 
