@@ -96,14 +96,14 @@ class LammpsModel:
                           ("aparam", [dp.get_dim_aparam() for dp in self.dps])):
             given = s[key]
             from_compute = key == "fparam" and s["fparam_from_compute"]
-            for p, dim in zip(self.paths, dims):
+            for p, dp, dim in zip(self.paths, self.dps, dims):
                 if (given is not None or from_compute) and dim == 0:
                     raise ValueError(f"{p} has no {'frame' if key == 'fparam' else 'atomic'} parameters "
                                      f"(dim_{key} = 0): remove the keyword "
                                      f"{'fparam_from_compute' if from_compute else key}")
                 if given is not None and len(given) != dim:
                     raise ValueError(f"{key} takes {dim} value(s) for {p}, got {len(given)}: {given}")
-                if given is None and not from_compute and dim > 0:
+                if given is None and not from_compute and dim > 0 and not _has_default(dp, key):
                     raise ValueError(f"{p} needs {dim} {key} value(s): add `{key} V ...`"
                                      + (" or `fparam_from_compute ID`" if key == "fparam" else ""))
             out.append(None if given is None else np.asarray(given, dtype=np.float64))
@@ -148,7 +148,6 @@ class LammpsModel:
             coord = coord / self.dist
         types = _view(atype, nall, ctypes.c_int32, [1, nall])
         nl = _view(nlist, nloc * nnei, ctypes.c_int32, [1, nloc, nnei])
-        extra = self._extra(fparam, nfparam, nloc)
         perm = None
         local = types[0, :nloc] >= 0
         if not local.all():  # NULL types among the local atoms: the model's atoms first
@@ -157,6 +156,7 @@ class LammpsModel:
         e_scale, f_scale = self.ener, self.ener / self.dist
         for k, dp in enumerate(self.dps if devi else self.dps[:1]):
             nl_k = nl if self.cols[k] is None else np.ascontiguousarray(nl[:, :, self.cols[k]])
+            extra = self._extra(dp, fparam, nfparam, nc)
             res = lower_in_blocks(dp.runner_for(nc).lower, coord, types, nl_k, None, dp.atom_budget, **extra)
             force = res["force"].reshape(nall, 3)
             if perm is not None:
@@ -180,14 +180,16 @@ class LammpsModel:
                 av = res["atom_virial"].reshape(nall, 9)[:, LAMMPS_VIRIAL] * e_scale
                 _view(vatom, nall * 6, ctypes.c_double, [nall, 6])[:] += av if perm is None else _restore(av, perm)
 
-    def _extra(self, fparam, nfparam, nloc) -> dict:
-        """fparam/aparam for the lower call (the models have none without them: refused at load)."""
+    def _extra(self, dp, fparam, nfparam, nc) -> dict:
+        """fparam [1, dim] and aparam [1, nc, dim] of the ``nc`` centres for ``dp``'s lower call,
+        from the keywords (or fparam_from_compute's values); {} for models without them (the
+        keywords are refused at load for those)."""
         extra = {}
         fp = _view(fparam, nfparam, ctypes.c_double, [nfparam]).copy() if nfparam else self.fparam
         if fp is not None:
             extra["fparam"] = fp.reshape(1, -1)
         if self.aparam is not None:
-            extra["aparam"] = np.tile(self.aparam, (1, nloc, 1))
+            extra["aparam"] = np.tile(self.aparam, (1, nc, 1))
         return extra
 
     def write_devi(self, step, n, tags, forces, virials):
@@ -202,6 +204,12 @@ class LammpsModel:
         row[:3] *= self.ener
         row[3:] *= self.ener / self.dist
         self.writer.write(step, row)
+
+
+def _has_default(dp, key: str) -> bool:
+    """Whether ``dp`` fills ``key`` itself (DeePMD-kit's default_fparam; DeepPot.has_default_fparam
+    comes with the frame-parameter work, False before)."""
+    return key == "fparam" and bool(getattr(dp, "has_default_fparam", lambda: False)())
 
 
 def _compact(coord, types, nl, local):
