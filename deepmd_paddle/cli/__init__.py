@@ -15,7 +15,7 @@ plugin). DeePMD-kit's flags and defaults (``dp``'s, deepmd/main.py of DeePMD-kit
     dpp demo [-o DIR]
     dpp compress -i MODEL -o OUT [-s 0.01] [-e 5] [--order 5|3] [-t INPUT]
     dpp convert IN OUT
-    dpp lammps-plugin --build [-o DIR]
+    dpp lammps-plugin --build [-o DIR] [--env]
     dpp doc-train-input [--out-type rst|json|json_schema]
 
 ``-v LEVEL`` and ``-l LOGFILE`` go before or after the command.
@@ -72,7 +72,7 @@ COMMANDS = {
                    devi.args_model_devi, devi.run_model_devi),
     "compress": ("tabulate the embedding nets (DP Compress): a faster model for inference", model.args_compress,
                  model.run_compress),
-    "lammps-plugin": ("build the LAMMPS pair style deepmd/paddle (plugin load) and print its path",
+    "lammps-plugin": ("build the LAMMPS pair style deepmd, print its path (--env: the LAMMPS_PLUGIN_PATH line)",
                       _args_lammps_plugin, _run_lammps_plugin),
     "change-bias": ("change a model's per-type energy bias from data or given values (DeePMD-kit's change-bias)",
                     bias.args_change_bias, bias.run_change_bias),
