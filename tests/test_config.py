@@ -30,7 +30,7 @@ OUTCOME = {
     "water_se_e2_a_mixed_prec.json": ["training/mixed_precision"],
     "water_se_e2_a_tebd.json": [],
     "water_se_e2_a_torch.json": ["training/stat_file"],
-    "water_se_e2_a_torch_num_epoch.json": ["training/stat_file", "training/numb_epoch"],
+    "water_se_e2_a_torch_num_epoch.json": ["training/stat_file"],
 }
 # where our schema knowingly differs from DeePMD-kit 3.2's (path, field): why
 SCHEMA_DIFFERENCES = {
@@ -203,10 +203,10 @@ def _base(tmp_path, **sections):
 def test_every_unsupported_setting_is_named_in_one_message(tmp_path):
     raw = _base(tmp_path, model__fitting_net__numb_fparam=2, model__descriptor__exclude_types=[[0, 1]],
                 model__descriptor__activation_function="silut", model__fitting_net__precision="bfloat16",
-                model__spin={"use_spin": [True, False]}, loss__relative_f=0.5, loss__start_pref_ae=1.0,
+                model__spin={"use_spin": [True, False]}, loss__start_pref_gf=1.0,
                 learning_rate__type="cosine", training__mixed_precision={"compute_prec": "float16"},
-                training__stat_file="stat.h5", training__training_data__batch_size="max:64",
-                training__numb_epoch=3, optimizer={"type": "Adam", "weight_decay": 0.01},
+                training__stat_file="stat.h5", training__training_data__batch_size="mixed:64",
+                optimizer={"type": "Adam", "weight_decay": 0.01},
                 nvnmd=dict(NVNMD, enable=True))
     with pytest.raises(ConfigError) as err:
         config.normalize(raw)
@@ -214,12 +214,12 @@ def test_every_unsupported_setting_is_named_in_one_message(tmp_path):
     for key, asked in [("model/fitting_net/numb_fparam", "2"), ("model/descriptor/exclude_types", "[[0, 1]]"),
                        ("model/descriptor/activation_function", "'silut'"),
                        ("model/fitting_net/precision", "'bfloat16'"), ("model/spin", "{'use_spin'"),
-                       ("loss/relative_f", "0.5"), ("loss/start_pref_ae", "1.0"), ("learning_rate/type", "'cosine'"),
+                       ("loss/start_pref_gf", "1.0"), ("learning_rate/type", "'cosine'"),
                        ("training/mixed_precision", "{'compute_prec'"), ("training/stat_file", "'stat.h5'"),
-                       ("training/training_data/batch_size", "'max:64'"), ("training/numb_epoch", "3"),
+                       ("training/training_data/batch_size", "'mixed:64'"),
                        ("optimizer/weight_decay", "0.01"), ("nvnmd", "{'version': 0")]:
         assert f"  {key} = {asked}" in msg, key
-    assert msg.startswith("14 setting(s) of this input are not supported by deepmd_paddle")
+    assert msg.startswith("12 setting(s) of this input are not supported by deepmd_paddle")
 
 
 NVNMD = {"version": 0, "max_nnei": 128, "net_size": 128, "map_file": "none", "config_file": "none",
@@ -234,9 +234,11 @@ def test_unsupported_keys_at_their_defaults_are_accepted_and_dropped(tmp_path):
                 nvnmd=NVNMD)
     cfg = config.normalize(raw)
     assert "numb_fparam" not in cfg["model"]["fitting_net"] and "trainable" not in cfg["model"]["descriptor"]
-    assert "nvnmd" not in cfg and "optimizer" not in cfg and "relative_f" not in cfg["loss"]
+    assert "nvnmd" not in cfg and "optimizer" not in cfg and cfg["loss"]["relative_f"] is None
     assert set(cfg["loss"]) == {"type", "start_pref_e", "limit_pref_e", "start_pref_f", "limit_pref_f",
-                                "start_pref_v", "limit_pref_v", "intensive_ener_virial"}
+                                "start_pref_v", "limit_pref_v", "intensive_ener_virial", "start_pref_ae",
+                                "limit_pref_ae", "start_pref_pf", "limit_pref_pf", "relative_f",
+                                "enable_atom_ener_coeff"}
 
 
 @pytest.mark.parametrize("section, tag", [("model/descriptor", "se_atten"), ("model/descriptor", "se_a_mask"),

@@ -36,8 +36,12 @@ def test_batch_size_auto_arithmetic():
     assert batch_sizes("auto:100", [192, 30, 7, 50]) == [1, 4, 15, 2]
     assert batch_sizes(3, [10, 20]) == [3, 3]
     assert batch_sizes([2, 5], [10, 20]) == [2, 5]
-    with pytest.raises(DataError, match="allowed"):
-        batch_sizes("max:3", [10])
+    # max:N -> largest b with b * natoms <= N, at least 1 (DeePMD-kit); filter:N the same on the systems kept
+    assert batch_sizes("max:20", [6, 9, 24, 20, 21]) == [3, 2, 1, 1, 1]
+    assert batch_sizes("filter:12", [6, 9]) == [2, 1]
+    for bad in ("mixed:3", "max", "max:0", "filter:x"):
+        with pytest.raises(DataError, match="allowed"):
+            batch_sizes(bad, [10])
 
 
 def test_system_probs():

@@ -85,9 +85,7 @@ def normalize(config: dict, base_dir: str | None = None) -> dict:
     unsupported.check(out)
     unsupported.strip(out)
     tr = out["training"]
-    if "numb_steps" not in tr:
-        raise ConfigError("training/numb_steps is required (the number of training steps; DeePMD-kit's aliases: "
-                          "stop_batch, num_steps, num_step, numb_step)")
+    _check_length(tr)
     model = out["model"]
     _fill_precisions(model)
     _check_type_embedding(model)
@@ -144,6 +142,21 @@ def _explain(e: ArgumentError, schema: Argument) -> str:
     return msg
 
 
+def _check_length(tr: dict) -> None:
+    """numb_steps, or numb_epoch (turned into steps once the data are read: data.batch.epoch_steps)."""
+    if tr.get("numb_epoch") is None:
+        tr.pop("numb_epoch", None)
+        if "numb_steps" not in tr:
+            raise ConfigError("training/numb_steps or training/numb_epoch is required (the number of training steps, "
+                              "or of passes over the training data; DeePMD-kit's aliases: stop_batch, num_steps, "
+                              "num_step, numb_step; num_epoch, num_epochs, numb_epochs)")
+    elif "numb_steps" in tr:
+        log.warning("training/numb_steps (%d) and training/numb_epoch (%s) are both given: numb_steps is used, as in "
+                    "DeePMD-kit's TensorFlow backend", tr["numb_steps"], tr.pop("numb_epoch"))
+    elif isinstance(tr["numb_epoch"], bool) or not tr["numb_epoch"] > 0 or tr["numb_epoch"] == float("inf"):
+        raise ConfigError(f"training/numb_epoch: got {tr['numb_epoch']!r}; need a positive finite number")
+
+
 def _drop_set_prefix(tr: dict) -> None:
     for name in ("training_data", "validation_data"):
         data = tr.get(name)
@@ -191,7 +204,8 @@ def _expand_data(tr: dict, base_dir: str) -> None:
             nsys = len(data["systems"])
             try:  # the sampling rules live in data.batch; check them here, before any data is read
                 check_batch_size(data["batch_size"], nsys)
-                system_probs(data["auto_prob"], data["sys_probs"], [1] * nsys)
+                if not str(data["batch_size"]).startswith("filter:"):  # (filter: the systems kept decide)
+                    system_probs(data["auto_prob"], data["sys_probs"], [1] * nsys)
             except DataError as e:
                 raise ConfigError(f"training/{name}/{e}") from None
 

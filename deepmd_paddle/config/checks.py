@@ -69,8 +69,10 @@ def check_meaning(cfg: dict, schema: Argument) -> None:
     if not any(v > 0 for v in prefs.values()):
         raise ConfigError("loss: every prefactor is 0, so nothing would be trained; give a positive start_pref_* or "
                           "limit_pref_* (e.g. start_pref_e 0.02, limit_pref_e 1, start_pref_f 1000, limit_pref_f 1)")
+    if loss.get("relative_f") is not None and not loss["relative_f"] > 0:  # (it divides the force errors)
+        raise ConfigError(f"loss/relative_f: got {loss['relative_f']}; need a number > 0 (or leave it out)")
     _check_learning_rate(lr)
-    if tr["numb_steps"] < 0:
+    if tr.get("numb_steps", 0) < 0:
         raise ConfigError(f"training/numb_steps: got {tr['numb_steps']}; need >= 0")
     _positive(tr, "training", ("disp_freq", "save_freq", "max_ckpt_keep"))
     if tr["validation_data"] is not None:

@@ -64,11 +64,7 @@ UNSUPPORTED = {
     f"{_FIT}/use_aparam_as_mask": False,
     # ---- loss (ener)
     "loss/start_pref_h": 0.0, "loss/limit_pref_h": 0.0,
-    "loss/start_pref_ae": 0.0, "loss/limit_pref_ae": 0.0,
-    "loss/start_pref_pf": 0.0, "loss/limit_pref_pf": 0.0,
     "loss/use_default_pf": False,
-    "loss/relative_f": ABSENT,
-    "loss/enable_atom_ener_coeff": False,
     "loss/start_pref_gf": 0.0, "loss/limit_pref_gf": 0.0,
     "loss/numb_generalized_coord": 0,
     "loss/use_huber": False,
@@ -90,7 +86,6 @@ UNSUPPORTED = {
     f"{_TR}/stat_file": ABSENT,
     f"{_TR}/stat_file_mode": "update",
     f"{_TR}/mixed_precision": ABSENT,
-    f"{_TR}/numb_epoch": ABSENT,
     f"{_TR}/save_dir": None,
     f"{_TR}/ckpt_keep_ratio": None,
     f"{_TR}/enable_ema": False,
@@ -135,7 +130,6 @@ KEPT = {f"{_TE_MODEL}/use_econf_tebd", f"{_TE_DESC}/use_econf_tebd"}
 EQUIVALENT = {
     f"{_FIT}/trainable": lambda v: v is True or (isinstance(v, list) and all(x is True for x in v)),
     f"{_FIT}/atom_ener": lambda v: isinstance(v, list) and all(x is None for x in v),
-    "loss/relative_f": lambda v: v is None,
     f"{_TR}/gradient_max_norm": lambda v: v == 0,
     "nvnmd": lambda v: isinstance(v, dict) and not v.get("enable", False),
 }
@@ -145,7 +139,7 @@ _BUILT_ACTIVATIONS = ("tanh", "relu", "relu6", "softplus", "sigmoid", "gelu", "g
 
 
 def _batch_size_built(v) -> bool:
-    return not isinstance(v, str) or re.fullmatch(r"auto(:[1-9]\d*)?", v) is not None
+    return not isinstance(v, str) or re.fullmatch(r"auto(:[1-9]\d*)?|(max|filter):[1-9]\d*", v) is not None
 
 
 def _batch_size_known(v) -> bool:
@@ -167,7 +161,7 @@ VALUES = {
         lambda v: v.lower() in _BUILT_ACTIVATIONS, ", ".join(_BUILT_ACTIVATIONS))
        for p in (_DESC, _FIT, _TE_MODEL, _TE_DESC)},
     **{f"{p}/batch_size": (_batch_size_known, _batch_size_built,
-                           "an int, a list of ints, 'auto' or 'auto:N'") for p in (_TD, _VD)},
+                           "an int, a list of ints, 'auto', 'auto:N', 'max:N', 'filter:N'") for p in (_TD, _VD)},
 }
 
 

@@ -62,6 +62,10 @@ class System:
 
 def load_system(path: str, type_map: list[str], fmt: str | None = None) -> System:
     """Read ``path`` (a DeePMD npy folder, or anything dpdata reads with ``fmt``)."""
+    if fmt in (None, "deepmd/hdf5") and _hdf5(path):  # file.hdf5#/group (data.hdf5)
+        from deepmd_paddle.data import hdf5
+
+        return hdf5.load(path, type_map)
     if fmt is None or (fmt in ("deepmd", "deepmd/npy") and os.path.isfile(os.path.join(path, "type.raw"))):
         return _load_npy(path, type_map)
     return _load_dpdata(path, type_map, fmt)
@@ -118,6 +122,12 @@ def _read(fname: str, width: int, required: bool = False, nframes: int | None = 
         raw = np.load(fname, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise DataError(f"{fname}: not a readable .npy array of numbers ({e})") from None
+    return validated(raw, fname, width, nframes)
+
+
+def validated(raw: np.ndarray, fname: str, width: int, nframes: int | None = None) -> np.ndarray:
+    """``raw`` as nframes x width float64: real finite numbers of that shape, else a ``DataError``
+    naming ``fname``."""
     if raw.dtype.kind not in "fiu":  # booleans would become 0/1, complex numbers lose their imaginary part
         raise DataError(f"{fname}: dtype {raw.dtype} ({_KINDS.get(raw.dtype.kind, 'not numbers')}); "
                         "expected real numbers (float or int)")
@@ -220,11 +230,22 @@ def expand_systems(spec, base_dir: str, fmt: str | None, key: str) -> list[str]:
         raise DataError(f"{key}: no systems given")
     out = []
     for item in items:
+        item, hash_, group = item.partition("#")  # file.hdf5#/group: a group of an HDF5 file
         path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(item)))
         matches = sorted(glob.glob(path)) if glob.has_magic(path) else [path] if os.path.exists(path) else []
         if not matches:
             raise DataError(f"{key}: {item!r} does not exist (looked for {path})")
         for m in matches:
+            if fmt in (None, "deepmd/hdf5") and _hdf5(m):
+                from deepmd_paddle.data import hdf5
+
+                found = hdf5.expand(m + hash_ + group)
+                if not found:
+                    raise DataError(f"{key}: no DeePMD system (a group with type.raw) in {m + hash_ + group}")
+                out.extend(found)
+                continue
+            if hash_:
+                raise DataError(f"{key}: {m} is not an HDF5 file, so {item + hash_ + group!r} names nothing")
             if fmt is not None or os.path.isfile(os.path.join(m, "type.raw")):
                 out.append(m)
                 continue
@@ -234,3 +255,13 @@ def expand_systems(spec, base_dir: str, fmt: str | None, key: str) -> list[str]:
                                 "for other formats set `fmt` to a dpdata format")
             out.extend(found)
     return out
+
+
+def _hdf5(path: str) -> bool:
+    """``path`` (``file`` or ``file#group``) is in an HDF5 file."""
+    file = path.partition("#")[0]
+    if not os.path.isfile(file):
+        return False
+    from deepmd_paddle.data.hdf5 import is_hdf5
+
+    return is_hdf5(file)

@@ -84,7 +84,8 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
             t = blocks[0]["T"] if len(by_type) == 1 else paddle.gather(blocks[0]["T"], idx)
         energies.append(model.atom_energy_of(desc.from_contraction(t), ti))
         index.append(idx)
-    energy = EnergyModel.in_atom_order(energies, index).reshape([nf, nloc, 1]).sum(axis=1)  # nf x 1
+    atom_e = EnergyModel.in_atom_order(energies, index).reshape([nf, nloc, 1])  # (loss terms of E_i: train/loss.py)
+    energy = atom_e.sum(axis=1)  # nf x 1
     gts = paddle.grad(energy.sum(), [bl["T"] for bl in blocks], create_graph=True)
 
     # dE/dR~ by the fused operator, then forces and virial through the env-mat gradient
@@ -96,11 +97,13 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     (g,) = paddle.grad(env, rij, grad_outputs=genv, create_graph=True)  # nf x nloc x nnei x 3
     force, virial, _ = kern.get("prod_force_virial", order=1)(coord, g, rij.detach(), nlist, None, atomic=False)
 
-    loss_fv, l2 = loss_fn({"energy": energy.detach(), "force": force, "virial": virial}, b, lr)
+    loss_fv, l2 = loss_fn({"energy": energy.detach(), "atom_energy": atom_e.detach(), "force": force,
+                           "virial": virial}, b, lr)
     a = None
     if isinstance(loss_fv, paddle.Tensor) and not loss_fv.stop_gradient:
         (a,) = paddle.grad(loss_fv, genv, allow_unused=True)
-    loss_e, _ = loss_fn({"energy": energy, "force": force.detach(), "virial": virial.detach()}, b, lr)
+    loss_e, _ = loss_fn({"energy": energy, "atom_energy": atom_e, "force": force.detach(), "virial": virial.detach()},
+                        b, lr)
 
     surrogate = loss_e
     if a is not None:

@@ -28,7 +28,8 @@ import time
 import numpy as np
 import paddle
 
-from deepmd_paddle.data.batch import DataSet
+from deepmd_paddle.data import atom_data
+from deepmd_paddle.data.batch import DataSet, run_length
 from deepmd_paddle.data.stats import check_system_frames, data_energy_bias, env_mat_stat, resolve_sel, stat_frames
 from deepmd_paddle.data.system import load_system
 from deepmd_paddle import runtime
@@ -94,7 +95,7 @@ class Trainer:
         self.config = cfg = init_from.prepare_config(copy.deepcopy(config), None if restart else init_model)
         par, outdir = self.par, self.outdir
         tr = cfg["training"]
-        self.numb_steps, seed = tr["numb_steps"], tr["seed"]
+        seed = tr["seed"]
         if seed is not None:
             paddle.seed(seed)
         type_map, rcut = cfg["model"]["type_map"], cfg["model"]["descriptor"]["rcut"]
@@ -103,6 +104,7 @@ class Trainer:
         self.valid_data = None if valid is None else self._dataset(valid, type_map, None if seed is None else seed + 1,
                                                                    rcut)
         self.numb_btch = 0 if valid is None else valid["numb_btch"]
+        self.numb_steps = tr["numb_steps"] = run_length(tr, self.train_data)  # (numb_epoch: from the data)
         log.info("%d CPU threads (set %s to change)", runtime.set_paddle_threads(),  # after the data: errors first
                  runtime.THREADS_ENV)
 
@@ -164,12 +166,13 @@ class Trainer:
             checkpoint.write_text(self.out_json, json.dumps(cfg, indent=1))  # DeePMD-kit's record
 
     # ----------------------------------------------------------------- set-up
-    @staticmethod
-    def _dataset(data: dict, type_map, seed, rcut: float) -> DataSet:
-        systems = [load_system(p, type_map, data["fmt"]) for p in data["systems"]]
+    def _dataset(self, data: dict, type_map, seed, rcut: float) -> DataSet:
+        need = EnerLoss(1.0, **self.config["loss"]).atom_data  # per-atom data of the loss terms (data.atom_data)
+        systems = [atom_data.attach(load_system(p, type_map, data["fmt"]), need) for p in data["systems"]]
         for s in systems:  # every frame once, here: not when a bad one is drawn at step 10,000
             check_system_frames(s, rcut, len(type_map))
         ds = DataSet(systems, data["batch_size"], data["auto_prob"], data["sys_probs"], seed)
+        systems = ds.systems  # (batch_size "filter:N" drops the larger systems)
         log.info("%d system(s):\n%s", len(systems), "\n".join(
             f"  {s.path}  natoms {s.natoms}  frames {s.nframes}  batch {b}  batches {n}  prob {p:.3f}  "
             f"pbc {s.box is not None}  labels {[k for k, f in s.found.items() if f.any()]}"
