@@ -74,9 +74,23 @@ def check_meaning(cfg: dict, schema: Argument) -> None:
     _check_learning_rate(lr)
     if tr.get("numb_steps", 0) < 0:
         raise ConfigError(f"training/numb_steps: got {tr['numb_steps']}; need >= 0")
-    _positive(tr, "training", ("disp_freq", "save_freq", "max_ckpt_keep"))
+    _positive(tr, "training", ("disp_freq", "save_freq", "max_ckpt_keep", "tensorboard_freq"))
+    _check_records(tr)
     if tr["validation_data"] is not None:
         _positive(tr["validation_data"], "training/validation_data", ("numb_btch",))
+
+
+def _check_records(tr: dict) -> None:
+    """stat_file in HDF5; tensorboard only with a writer installed (train/records.py)."""
+    if tr.get("stat_file") is not None and not tr["stat_file"].endswith((".h5", ".hdf5")):
+        raise ConfigError(f"training/stat_file: got {tr['stat_file']!r}; deepmd_paddle stores the statistics in an "
+                          "HDF5 file: give a name ending in .h5 or .hdf5 (DeePMD-kit's folder form is not supported)")
+    if tr["tensorboard"]:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboardX") is None:
+            raise ConfigError("training/tensorboard is true but no TensorBoard writer is installed: install tensorboardX "
+                              "(pip install tensorboardX) or set training/tensorboard to false")
 
 
 def _check_learning_rate(lr: dict) -> None:

@@ -116,8 +116,14 @@ def env_mat_stat(descriptor, systems: list[System], frames: list[np.ndarray], dt
 
     ``dtype`` is the model's precision, in which coordinates are fed.
     """
-    ntypes, nnei = len(descriptor.sel), descriptor.get_nnei()
-    sums = np.zeros((ntypes, 5))  # sum R0, sum R0^2, sum R123, sum R123^2, number of slots
+    sums = env_mat_sums(descriptor, systems, frames, dtype)
+    return stat_from_sums(sums, descriptor.get_nnei(), descriptor.rcut, protect, set_davg_zero)
+
+
+def env_mat_sums(descriptor, systems: list[System], frames: list[np.ndarray], dtype: str = "float64") -> np.ndarray:
+    """Per centre type (ntypes x 5): sum R0, sum R0^2, sum R123, sum R123^2, number of slots n."""
+    ntypes = len(descriptor.sel)
+    sums = np.zeros((ntypes, 5))
     for sys, idx in zip(systems, frames):
         for coord, atype, box in _chunks(sys, idx, dtype):
             env = descriptor.env_mat_raw(coord, atype, box)[0].numpy()  # nf x nloc x nnei x 4
@@ -125,8 +131,15 @@ def env_mat_stat(descriptor, systems: list[System], frames: list[np.ndarray], dt
                 rows = env[:, sys.atype == t]  # nf x nt x nnei x 4
                 r, a = rows[..., 0], rows[..., 1:]
                 sums[t] += [r.sum(), (r * r).sum(), a.sum(), (a * a).sum(), r.size]
+    return sums
+
+
+def stat_from_sums(sums: np.ndarray, nnei: int, rcut: float, protect: float = 1e-2,
+                   set_davg_zero: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """davg, dstd (ntypes x nnei x 4) from ``env_mat_sums``."""
+    ntypes = len(sums)
     davg = np.zeros((ntypes, nnei, 4))
-    dstd = np.ones((ntypes, nnei, 4)) / descriptor.rcut
+    dstd = np.ones((ntypes, nnei, 4)) / rcut
     for t, (sr, sr2, sa, sa2, n) in enumerate(sums):
         if n == 0:
             continue

@@ -20,7 +20,6 @@ import copy
 import gc
 import json
 import logging
-import math
 import os
 import signal
 import time
@@ -30,11 +29,12 @@ import paddle
 
 from deepmd_paddle.data import atom_data
 from deepmd_paddle.data.batch import DataSet, run_length
-from deepmd_paddle.data.stats import check_system_frames, data_energy_bias, env_mat_stat, resolve_sel, stat_frames
+from deepmd_paddle.data.stats import (check_system_frames, data_energy_bias, env_mat_sums, resolve_sel, stat_frames,
+                                      stat_from_sums)
 from deepmd_paddle.data.system import load_system
 from deepmd_paddle import runtime
 from deepmd_paddle.io import checkpoint
-from deepmd_paddle.train import fused_step, init_from, parallel, run_folder
+from deepmd_paddle.train import fused_step, init_from, parallel, records, run_folder, stat_file
 from deepmd_paddle.train.loss import EnerLoss
 from deepmd_paddle.train.lr import LearningRateExp
 
@@ -188,13 +188,18 @@ class Trainer:
                 part["seed"] = seed + i
 
     def _statistics(self, seed) -> tuple:
-        """(davg, dstd, energy bias) from ``data_stat_nbatch`` batches of every system."""
-        mc = self.config["model"]
-        frames = stat_frames(self.train_data.systems, self.train_data.batch_size, mc["data_stat_nbatch"], seed)
+        """(davg, dstd, energy bias) from ``data_stat_nbatch`` batches of every system, or read from
+        ``stat_file`` (train/stat_file.py; rank 0 writes it)."""
+        mc, desc, systems = self.config["model"], self.model.descriptor, self.train_data.systems
+        frames = stat_frames(systems, self.train_data.batch_size, mc["data_stat_nbatch"], seed)
         t0 = time.perf_counter()
-        davg, dstd = env_mat_stat(self.model.descriptor, self.train_data.systems, frames, self.dtype,
-                                  mc["data_stat_protect"], mc["descriptor"]["set_davg_zero"])
-        bias = data_energy_bias(self.train_data.systems, frames, len(mc["type_map"]), mc["fitting_net"]["rcond"])
+        sums, bias = stat_file.statistics(
+            self.config["training"].get("stat_file"), mc["type_map"], desc,
+            lambda: env_mat_sums(desc, systems, frames, self.dtype),
+            lambda: data_energy_bias(systems, frames, len(mc["type_map"]), mc["fitting_net"]["rcond"]),
+            lambda: [mc["type_map"][t] for t in sorted({int(t) for s in systems for t in s.atype})], self.par.is_main)
+        davg, dstd = stat_from_sums(sums, desc.get_nnei(), desc.rcut, mc["data_stat_protect"],
+                                    mc["descriptor"]["set_davg_zero"])
         log.info("statistics from %d frames in %.1f s; energy bias per type %s",
                  sum(len(f) for f in frames), time.perf_counter() - t0, np.round(bias, 6).tolist())
         return davg, dstd, bias
@@ -253,42 +258,6 @@ class Trainer:
         return {k: v / sums[-1] for k, v in zip(keys, sums[:-1])}
 
     # ----------------------------------------------------------------- output
-    def _open_lcurve(self):
-        """A new run starts ``disp_file`` afresh (run_folder has made sure that it replaces no other
-        run's); a restart keeps its rows before ``start_step`` (rewritten atomically) and appends."""
-        path = os.path.join(self.outdir, self.config["training"]["disp_file"])
-        restarted = self.start_step > 0 and os.path.isfile(path)
-        kept = run_folder.lcurve_rows_before(path, self.start_step) if restarted else []
-        if kept:
-            checkpoint.write_text(path, "".join(kept))
-        fp = open(path, "a" if kept else "w")
-        if not kept:
-            cols = ["rmse"] + [f"rmse_{k}" for k in self.loss.keys]
-            head = "# {:5s}".format("step")
-            for c in cols:
-                head += (f"   {c + '_val':>11s} {c + '_trn':>11s}" if self.valid_data else f"   {c + '_trn':>11s}")
-            fp.write(head + "   {:8s}\n".format("lr"))
-            fp.write("# If there is no available reference data, rmse_*_{val,trn} will print nan\n")
-        fp.flush()
-        return fp
-
-    def _display(self, fp, step: int, lr: float, trn: dict, val: dict | None, speed: tuple | None) -> None:
-        """``speed``: (wall, CPU) seconds per step since the last display (CPU: all threads of this
-        process; CPU < wall x threads means the process waited, e.g. for the cores or its peers)."""
-        line = f"{step:7d}"
-        for k in trn:
-            line += f"   {val[k]:11.2e} {trn[k]:11.2e}" if val else f"   {trn[k]:11.2e}"
-        fp.write(line + f"   {lr:8.1e}\n")
-        fp.flush()
-        msg = f"step {step:>7d}  trn " + " ".join(f"{k}={v:.3e}" for k, v in trn.items())
-        if val:
-            msg += "  val " + " ".join(f"{k}={v:.3e}" for k, v in val.items())
-        msg += f"  lr={lr:.2e}"
-        if speed is not None:
-            eta = (self.numb_steps - step) * speed[0]
-            msg += f"  {speed[0]:.3f} s/step (CPU {speed[1]:.3f} s)  ETA {_hms(eta)}"
-        log.info(msg)
-
     def save(self, step: int) -> str:
         """Write checkpoint ``step`` (rank 0; every rank must call this: it gathers the samplers)."""
         samplers = self.par.gather(self.train_data.state_dict())
@@ -343,12 +312,11 @@ class Trainer:
             old_handler = signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError:  # not the main thread: no Ctrl-C handling
             pass
-        fp = self._open_lcurve() if tr["disp_training"] and self.par.is_main else None
+        rec = records.Records(self, tr) if self.par.is_main else None  # lcurve.out, timing, TensorBoard, profile
         self.model.train()
         gc.collect()
         gc.freeze()  # the objects alive now live to the end: the collector need not walk them each step
         last_ckpt, step = None, self.start_step
-        t_last, c_last, step_last = time.perf_counter(), time.process_time(), self.start_step
         try:
             for step in range(self.start_step, self.numb_steps + 1):
                 # data parallel: the ranks agree every STOP_CHECK_STEPS steps (one tiny all-reduce)
@@ -363,36 +331,31 @@ class Trainer:
                 display = tr["disp_training"] and step % disp_freq == 0
                 if step == self.numb_steps and not display:
                     break
+                if rec is not None:
+                    rec.profile_start(step)
                 lr, batch, loss, l2 = self.forward_step(step)
+                if rec is not None:
+                    rec.train_step(step, lr, loss, l2, batch["natoms"])
                 if display:
-                    now = time.perf_counter()
-                    speed = ((now - t_last) / (step - step_last), (time.process_time() - c_last) / (step - step_last)) \
-                        if step > step_last else None
                     trn = self.par.rms(self._errors(loss, l2, batch["natoms"]))  # over all ranks' batches
                     val = self.validate(lr)
-                    if fp is not None:
-                        self._display(fp, step, lr, trn, val, speed)
-                    t_last, c_last, step_last = time.perf_counter(), time.process_time(), step
+                    if rec is not None:
+                        rec.display(step, lr, trn, val)
                 if step == self.numb_steps:
                     break
                 self.update(loss, lr)
+                if rec is not None:
+                    rec.profile_stop()
             if last_ckpt is None:  # nothing saved by this run (it started at its last step): save now
                 last_ckpt = self.save(step)
         finally:
-            if fp is not None:
-                fp.close()
+            if rec is not None:
+                rec.close()
             gc.unfreeze()
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
             self.release()
         return {"step": step, "checkpoint": last_ckpt, "interrupted": False}
-
-
-def _hms(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def train(config: dict, outdir: str = ".", restart: str | None = None, init_model=None, overwrite: bool = False,
