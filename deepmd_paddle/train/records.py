@@ -79,8 +79,9 @@ class Records:
 
     # ----------------------------------------------------------------- per step
     def train_step(self, step: int, lr: float, loss, l2: dict, natoms: int) -> None:
-        """After the loss of batch ``step``: TensorBoard's training scalars when due."""
-        if self.tb is not None and step % self.tr["tensorboard_freq"] == 0:
+        """After the loss of batch ``step``: TensorBoard's training scalars when due (steps that
+        train: not the last display at ``numb_steps``)."""
+        if self.tb is not None and step % self.tr["tensorboard_freq"] == 0 and step < self.trainer.numb_steps:
             errors = self.trainer._errors(loss, l2, natoms)
             for k, v in errors.items():
                 self.tb["train"].add_scalar(TB_TAGS.get(k, k), v, step)

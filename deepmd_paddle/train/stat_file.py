@@ -104,7 +104,7 @@ def write(path: str, type_map: list[str], key: str, sums: np.ndarray, bias: np.n
             ntypes = len(type_map)
             for name, value in (("bias_atom_energy", np.asarray(bias, np.float64).reshape(ntypes, 1)),
                                 ("std_atom_energy", np.ones((ntypes, 1))),
-                                ("observed_type", np.array(observed, dtype="S"))):
+                                ("observed_type", np.array(sorted(observed), dtype="S"))):
                 if name not in g:
                     g.create_dataset(name, data=value)
         os.replace(tmp, path)
