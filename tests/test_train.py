@@ -87,7 +87,7 @@ def _raw(data, section, **keys):
     ("model/descriptor", {"type": "se_e3"}, r"type: 'se_e3' is a DeePMD-kit type.*not support.*se_e2_a"),
     ("model/descriptor", {"sel": "many"}, r"model/descriptor/sel.*'auto:<factor>'"),
     ("loss", {"start_pref_q": 1.0}, r"undefined key `start_pref_q`"),
-    ("training/training_data", {"batch_size": "max:4"}, r"training/training_data/batch_size.*'auto:N'"),
+    ("training/training_data", {"batch_size": "mixed:4"}, r"training/training_data/batch_size.*'auto:N'"),
     ("training/training_data", {"batch_size": [1, 2]}, r"training/training_data/batch_size.*a list of 1 such"),
     ("training/training_data", {"auto_prob": "prob_sys_size;0:5:1"}, r"training/training_data/auto_prob.*<= 1 sys"),
     ("training/training_data", {"systems": ["no/such/dir"]}, r"training/training_data/systems: 'no/such/dir'"),

@@ -45,7 +45,10 @@ def read_set_array(folder: str, fname: str, width: int, nframes: int):
     if "#" in folder:
         from deepmd_paddle.data.hdf5 import read_dataset
 
-        raw = read_dataset(folder, fname)
+        try:
+            raw = read_dataset(folder, fname)
+        except ValueError as e:
+            raise DataError(str(e)) from None
         where = f"{folder}/{fname}"
     else:
         where = os.path.join(folder, fname)

@@ -5,7 +5,8 @@ A system is a group laid out like a DeePMD npy folder: datasets ``type.raw``, op
 ``coord.npy``, ``box.npy``, ``energy.npy``, ... It is addressed as ``file.hdf5#/path/to/group``
 (DeePMD-kit's notation; ``file.hdf5`` alone is the root group). As in DeePMD-kit, ``systems``
 naming a group (or a whole file) stands for every group below it that holds ``type.raw``, in
-the file's order, then the group itself when it holds one.
+the file's order, then the group itself when it holds one. (Reading only: data.system checks
+the arrays and builds the System; errors are ValueErrors that it turns into DataErrors.)
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import os
 
 import numpy as np
 
-from deepmd_paddle.data.system import LABELS, DataError, System, _remap, _shape, check_volumes, validated
 
 
 def split(path: str) -> tuple[str, str]:
@@ -38,7 +38,7 @@ def _open(file: str):
     try:
         return h5py.File(file, "r")
     except OSError as e:
-        raise DataError(f"{file}: not a readable HDF5 file ({e})") from None
+        raise ValueError(f"{file}: not a readable HDF5 file ({e})") from None
 
 
 def expand(path: str) -> list[str]:
@@ -48,7 +48,7 @@ def expand(path: str) -> list[str]:
     file, group = split(path)
     with _open(file) as f:
         if group not in f or not isinstance(f[group], h5py.Group):
-            raise DataError(f"{path}: {file} has no group {group!r}")
+            raise ValueError(f"{path}: {file} has no group {group!r}")
         found = []
 
         def visit(name, obj):
@@ -69,54 +69,21 @@ def read_dataset(folder: str, name: str):
         return None if item is None else np.asarray(item[()])
 
 
-def load(path: str, type_map: list[str]) -> System:
-    """The system of the group ``path`` (``file#/group``)."""
+def read_system(path: str) -> dict:
+    """The group ``path`` (``file#/group``) as plain arrays: {"types": type.raw, "names": type_map.raw
+    or None, "nopbc": bool, "sets": [(``file#/group/set.NNN``, {dataset name: array})]}; data.system
+    checks and assembles them."""
     import h5py
 
     file, group = split(path)
     with _open(file) as f:
         g = f.get(group)
         if not isinstance(g, h5py.Group) or not isinstance(g.get("type.raw"), h5py.Dataset):
-            raise DataError(f"{path}: not a DeePMD system (no dataset type.raw in group {group} of {file})")
-        raw_types = np.asarray(g["type.raw"][()]).reshape(-1)
-        if raw_types.dtype.kind not in "iu":
-            raise DataError(f"{path}/type.raw: dtype {raw_types.dtype}; expected one integer type per atom")
+            raise ValueError(f"{path}: not a DeePMD system (no dataset type.raw in group {group} of {file})")
         names = None
         if "type_map.raw" in g:
             names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.asarray(g["type_map.raw"][()]).ravel()]
-        nopbc = "nopbc" in g
-        sets = sorted(k for k in g if k.startswith("set.") and isinstance(g[k], h5py.Group))
-        if not sets:
-            raise DataError(f"{path}: no set.* groups")
-        atype = _remap(raw_types.astype(np.int64), names, type_map, path)
-        natoms = len(atype)
-        coords, boxes, labels, found, sources = [], [], {k: [] for k in LABELS}, {k: [] for k in LABELS}, []
-        for s in sets:
-            where = f"{file}#{g[s].name}"
-
-            def read(name, width, nframes=None, required=False):
-                if name not in g[s]:
-                    if required:
-                        raise DataError(f"{where}/{name} is missing")
-                    return None
-                return validated(np.asarray(g[s][name][()]), f"{where}/{name}", width, nframes)
-
-            coord = read("coord.npy", natoms * 3, required=True)
-            nf = coord.shape[0]
-            if nf == 0:
-                raise DataError(f"{where}/coord.npy: no frames")
-            coords.append(coord.reshape(nf, natoms, 3))
-            if not nopbc:
-                boxes.append(read("box.npy", 9, nf, required=True))
-                check_volumes(boxes[-1], lambda k: f"{where}/box.npy, frame {k}")
-            for name, per in LABELS.items():
-                width = per * natoms if name == "force" else per
-                arr = read(f"{name}.npy", width, nf)
-                found[name].append(np.full(nf, arr is not None))
-                labels[name].append(np.zeros((nf, width)) if arr is None else arr)
-            sources.append((where, nf))
-    coord = np.concatenate(coords)
-    nf = coord.shape[0]
-    return System(path=path, atype=atype, coord=coord, box=None if nopbc else np.concatenate(boxes),
-                  labels={k: _shape(k, np.concatenate(v), nf, natoms) for k, v in labels.items()},
-                  found={k: np.concatenate(v) for k, v in found.items()}, sources=sources)
+        sets = [(f"{file}#{g[k].name}", {n: np.asarray(d[()]) for n, d in g[k].items() if isinstance(d, h5py.Dataset)})
+                for k in sorted(g) if k.startswith("set.") and isinstance(g[k], h5py.Group)]
+        return {"types": np.asarray(g["type.raw"][()]).reshape(-1), "names": names, "nopbc": "nopbc" in g,
+                "sets": sets}

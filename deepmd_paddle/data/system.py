@@ -63,9 +63,7 @@ class System:
 def load_system(path: str, type_map: list[str], fmt: str | None = None) -> System:
     """Read ``path`` (a DeePMD npy folder, or anything dpdata reads with ``fmt``)."""
     if fmt in (None, "deepmd/hdf5") and _hdf5(path):  # file.hdf5#/group (data.hdf5)
-        from deepmd_paddle.data import hdf5
-
-        return hdf5.load(path, type_map)
+        return _load_hdf5(path, type_map)
     if fmt is None or (fmt in ("deepmd", "deepmd/npy") and os.path.isfile(os.path.join(path, "type.raw"))):
         return _load_npy(path, type_map)
     return _load_dpdata(path, type_map, fmt)
@@ -111,6 +109,49 @@ def _load_npy(path: str, type_map: list[str]) -> System:
         labels={k: _shape(k, np.concatenate(v), nf, natoms) for k, v in labels.items()},
         found={k: np.concatenate(v) for k, v in found.items()}, sources=[(s, len(c)) for s, c in zip(sets, coords)],
     )
+
+
+def _load_hdf5(path: str, type_map: list[str]) -> System:
+    """A system stored as a group of an HDF5 file (data.hdf5), checked as ``_load_npy`` checks a folder."""
+    from deepmd_paddle.data import hdf5
+
+    try:
+        raw = hdf5.read_system(path)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    if raw["types"].dtype.kind not in "iu":
+        raise DataError(f"{path}/type.raw: dtype {raw['types'].dtype}; expected one integer type per atom")
+    atype = _remap(raw["types"].astype(np.int64), raw["names"], type_map, path)
+    natoms = len(atype)
+    if not raw["sets"]:
+        raise DataError(f"{path}: no set.* groups")
+    coords, boxes, labels, found = [], [], {k: [] for k in LABELS}, {k: [] for k in LABELS}
+    for where, arrays in raw["sets"]:
+        def read(name, width, nframes=None, required=False):
+            if name not in arrays:
+                if required:
+                    raise DataError(f"{where}/{name} is missing")
+                return None
+            return validated(arrays[name], f"{where}/{name}", width, nframes)
+
+        coord = read("coord.npy", natoms * 3, required=True)
+        nf = coord.shape[0]
+        if nf == 0:
+            raise DataError(f"{where}/coord.npy: no frames")
+        coords.append(coord.reshape(nf, natoms, 3))
+        if not raw["nopbc"]:
+            boxes.append(read("box.npy", 9, nf, required=True))
+            check_volumes(boxes[-1], lambda k: f"{where}/box.npy, frame {k}")
+        for name, per in LABELS.items():
+            arr = read(f"{name}.npy", per * natoms if name == "force" else per, nf)
+            found[name].append(np.full(nf, arr is not None))
+            labels[name].append(np.zeros((nf, per * natoms if name == "force" else per)) if arr is None else arr)
+    coord = np.concatenate(coords)
+    nf = coord.shape[0]
+    return System(path=path, atype=atype, coord=coord, box=None if raw["nopbc"] else np.concatenate(boxes),
+                  labels={k: _shape(k, np.concatenate(v), nf, natoms) for k, v in labels.items()},
+                  found={k: np.concatenate(v) for k, v in found.items()}, sources=[(w, len(c)) for (w, _), c in
+                                                                                  zip(raw["sets"], coords)])
 
 
 def _read(fname: str, width: int, required: bool = False, nframes: int | None = None):
@@ -239,7 +280,10 @@ def expand_systems(spec, base_dir: str, fmt: str | None, key: str) -> list[str]:
             if fmt in (None, "deepmd/hdf5") and _hdf5(m):
                 from deepmd_paddle.data import hdf5
 
-                found = hdf5.expand(m + hash_ + group)
+                try:
+                    found = hdf5.expand(m + hash_ + group)
+                except ValueError as e:
+                    raise DataError(f"{key}: {e}") from None
                 if not found:
                     raise DataError(f"{key}: no DeePMD system (a group with type.raw) in {m + hash_ + group}")
                 out.extend(found)
