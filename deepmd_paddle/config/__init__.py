@@ -95,8 +95,9 @@ def normalize(config: dict, base_dir: str | None = None) -> dict:
     if given:
         _check_type_map(model)
     _expand_data(tr, os.getcwd() if base_dir is None else base_dir)
-    if tr.get("stat_file") is not None:  # (relative to the input file, as the systems)
-        tr["stat_file"] = os.path.normpath(os.path.join(os.getcwd() if base_dir is None else base_dir, tr["stat_file"]))
+    for sec, key in ((tr, "stat_file"), (model, "use_srtab")):  # files relative to the input file, as the systems
+        if sec.get(key) is not None:
+            sec[key] = os.path.normpath(os.path.join(os.getcwd() if base_dir is None else base_dir, sec[key]))
     if not given:
         from .type_map import infer_type_map
 

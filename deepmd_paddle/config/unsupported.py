@@ -29,11 +29,6 @@ _TE_DESC = "model/descriptor/type_embedding"  # deepmd_paddle's place of it
 UNSUPPORTED = {
     # ---- model
     "model/data_bias_nsample": 10,
-    "model/use_srtab": ABSENT,
-    "model/smin_alpha": ABSENT,
-    "model/sw_rmin": ABSENT,
-    "model/sw_rmax": ABSENT,
-    "model/srtab_add_bias": True,
     "model/pair_exclude_types": [],
     "model/atom_exclude_types": [],
     "model/preset_out_bias": None,

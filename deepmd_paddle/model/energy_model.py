@@ -46,6 +46,7 @@ class EnergyModel(paddle.nn.Layer):
         self.register_buffer("out_bias", paddle.zeros([self.ntypes], "float64"))
         self.register_buffer("out_std", paddle.ones([self.ntypes], "float64"))
         self._config = None
+        self.srtab = None  # a tabulated short-range pair potential blended in (model/srtab.py: use_srtab)
         self.min_nbor_dist = None  # the training data's smallest pair distance (compression)
         self.set_kernels(kernels or default_backend())
 
@@ -80,6 +81,9 @@ class EnergyModel(paddle.nn.Layer):
         model._config = {"type_map": type_map, "descriptor": dcfg, "fitting_net": fcfg}
         if tebd is not None:
             model._config["type_embedding"] = tebd
+        if cfg.get("use_srtab") is not None or cfg.get("srtab_table") is not None:
+            from .srtab import attach
+            attach(model, cfg)
         if cfg.get("compress"):  # a compressed model's checkpoint: empty tables, filled on loading
             from .tabulate import attach
             attach(model, cfg["compress"])
@@ -132,6 +136,8 @@ class EnergyModel(paddle.nn.Layer):
         second = create_graph and coord_grad
         rij, tc, env = self.centre_env(coord, atype, nlist, shift, centre, 1 if create_graph or coord_grad else 0)
         atom_e = self.atomic_energy(env, tc, self.descriptor.embedding_path(second), keep)  # nf x nc x 1
+        if self.srtab is not None:  # E_i = l_i T_i + (1 - l_i) E_i (model/srtab.py)
+            atom_e = self.srtab(atom_e, rij, nlist, tc, atype, self.fitting.bias_atom_e)
         (g,) = paddle.grad(atom_e.sum(), rij, create_graph=create_graph)  # nf x nc x nnei x 3
         # (a kernel is named before it is called: to_static converts calls of names only)
         prod_force_virial = self.kernels.get("prod_force_virial", int(create_graph))
@@ -233,6 +239,9 @@ class EnergyModel(paddle.nn.Layer):
     # ---------------------------------------------------------------- serialization
     def serialize(self) -> tuple[dict, dict]:
         """(DeePMD-kit's model dict, arrays by '/variable_NNNN' key)."""
+        if self.srtab is not None:
+            raise NotImplementedError("a model with use_srtab (a tabulated pair potential) has no DeePMD-kit .dp form "
+                                      "(DeePMD-kit's TensorFlow backend does not serialize it either)")
         arrays: dict = {}
         d = {
             "@class": "Model", "type": "standard", "@version": 2, "type_map": self.type_map,

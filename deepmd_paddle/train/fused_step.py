@@ -41,8 +41,8 @@ PASSES = ("embed_cached", "embed_vjp", "embed_ggt", "embed_pgrad")  # the C++ ke
 
 def supported(model) -> bool:
     """The model's embedding can run in the fused operators (tanh nets, operators built)."""
-    if not isinstance(model, EnergyModel) or model.descriptor.tabulation is not None:
-        return False  # compressed models (tables) train by autograd through their layers
+    if not isinstance(model, EnergyModel) or model.descriptor.tabulation is not None or model.srtab is not None:
+        return False  # compressed models (tables) and use_srtab train by autograd through their layers
     desc = model.descriptor
     if not any(not p.stop_gradient for p in desc.parameters()):
         return False  # frozen embedding nets: nothing for the fused sweep to do
