@@ -151,6 +151,7 @@ def test_tensorboard_without_a_writer_is_refused(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboardX" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboardX" else real(name, *a))
     with pytest.raises(ConfigError, match="training/tensorboard is true but no TensorBoard writer is installed"):
         config.normalize(_input(DATA, 1, numb_steps=1, tensorboard=True))

@@ -89,8 +89,8 @@ def _check_records(tr: dict) -> None:
         import importlib.util
 
         if importlib.util.find_spec("tensorboardX") is None:
-            raise ConfigError("training/tensorboard is true but no TensorBoard writer is installed: install tensorboardX "
-                              "(pip install tensorboardX) or set training/tensorboard to false")
+            raise ConfigError("training/tensorboard is true but no TensorBoard writer is installed: install "
+                              "tensorboardX (pip install tensorboardX) or set training/tensorboard to false")
 
 
 def _check_learning_rate(lr: dict) -> None:

@@ -159,8 +159,9 @@ class ShortRangeTable(paddle.nn.Layer):
         r0, inv_h, inv_alpha, rmin, inv_width, far = (self.consts[i] for i in range(6))
         r = paddle.sqrt((rij * rij).sum(axis=-1) + (1.0 - maskf))  # padded slots: r = 1, masked below
         if paddle.in_dynamic_mode() and bool(((r < self.r0) & mask).any()):
-            raise ValueError(f"use_srtab: a pair is closer ({float(paddle.where(mask, r, paddle.full_like(r, 1e9)).min()):.4g} A) "
-                             f"than the pair table's first distance {self.r0} A")
+            closest = float(paddle.where(mask, r, paddle.full_like(r, 1e9)).min())
+            raise ValueError(f"use_srtab: a pair is closer ({closest:.4g} A) than the pair table's first distance "
+                             f"{self.r0} A")
         ee = paddle.exp(-r * inv_alpha) * maskf
         aa, bb = ee.sum(axis=-1), (r * ee).sum(axis=-1)  # nf x nc
         none = aa <= 0

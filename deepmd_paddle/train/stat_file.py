@@ -67,7 +67,8 @@ def read(path: str, type_map: list[str], key: str) -> tuple[np.ndarray | None, n
         descs = [k for k in g if isinstance(g[k], h5py.Group)]
         if descs and key not in descs:
             raise StatFileError(f"training/stat_file {path} holds descriptor statistics of other settings (rcut, "
-                                "rcut_smth or sel differ from this model's); give another stat_file (or delete this one)")
+                                "rcut_smth or sel differ from this model's); give another stat_file (or delete "
+                                "this one)")
         ntypes = len(type_map)
         sums = None
         if key in g and all(f"r_{t}" in g[key] and f"a_{t}" in g[key] for t in range(ntypes)):
@@ -75,13 +76,15 @@ def read(path: str, type_map: list[str], key: str) -> tuple[np.ndarray | None, n
             for t in range(ntypes):
                 r, a = np.asarray(g[key][f"r_{t}"][()], np.float64), np.asarray(g[key][f"a_{t}"][()], np.float64)
                 if r.shape != (3,) or a.shape != (3,) or not np.isfinite([*r, *a]).all():
-                    raise StatFileError(f"training/stat_file {path}: {name}/{key}/r_{t} or a_{t} is not 3 finite numbers")
+                    raise StatFileError(f"training/stat_file {path}: {name}/{key}/r_{t} or a_{t} is not 3 finite "
+                                        "numbers")
                 sums[t] = [r[1], r[2], a[1], a[2], r[0]]
         bias = None
         if "bias_atom_energy" in g:
             bias = np.asarray(g["bias_atom_energy"][()], np.float64).reshape(-1)
             if bias.shape != (ntypes,) or not np.isfinite(bias).all():
-                raise StatFileError(f"training/stat_file {path}: {name}/bias_atom_energy is not {ntypes} finite numbers")
+                raise StatFileError(f"training/stat_file {path}: {name}/bias_atom_energy is not {ntypes} finite "
+                                    "numbers")
     return sums, bias
 
 
