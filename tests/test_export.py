@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 
 import numpy as np
 from deepmd_paddle.kernels import TABLE, static_operators
@@ -17,6 +18,7 @@ import pytest
 from conftest import REFERENCE, make_small_model, needs_shared, random_system, small_model_config, kernels_for
 
 from deepmd_paddle.io import frozen as export
+from deepmd_paddle.io.frozen_file import MANIFEST, PROGRAM_SUFFIXES, WEIGHTS, FrozenFile, program_members
 
 MODEL = REFERENCE / "water_se_e2_a_two_side.dp"
 OUTPUTS = ["energy", "force", "virial", "atom_energy", "atom_virial"]
@@ -28,9 +30,22 @@ def frozen_reference(portable: bool) -> str:
     """The shared reference model frozen once per session (also used by test_infer)."""
     folder = tempfile.mkdtemp(prefix="dpp_frozen_")
     atexit.register(shutil.rmtree, folder, True)
-    prefix = os.path.join(folder, "water")
-    export.freeze(str(MODEL), prefix, portable=portable)
-    return prefix
+    path = os.path.join(folder, "water.pb")
+    export.freeze(str(MODEL), path, portable=portable)
+    return path
+
+
+def rewrite_member(src: str, dst: str, name: str, data: bytes | None) -> None:
+    """Copy the frozen model ``src`` to ``dst`` with member ``name`` replaced by ``data`` (None:
+    left out), the other members as they are (a hand-edited file)."""
+    with zipfile.ZipFile(src) as z:
+        members = [(i.filename, z.read(i)) for i in z.infolist()]
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as z:
+        for n, blob in members:
+            if n != name:
+                z.writestr(n, blob)
+            elif data is not None:
+                z.writestr(n, data)
 
 
 def graphs():
@@ -80,16 +95,16 @@ def _predict(prefix, inputs, names):
 @needs_shared
 @pytest.mark.parametrize("portable", graphs())
 def test_meta_and_files(portable):
-    prefix = frozen_reference(portable)
-    for suffix, _, _ in export.PROGRAMS.values():
-        assert os.path.isfile(prefix + suffix + ".json") and os.path.isfile(prefix + suffix + ".pdiparams")
-    with open(prefix + export.META_SUFFIX) as f:
-        meta = json.load(f)
-    assert meta["format"] == export.FORMAT and meta["type_map"] == ["O", "H"]
+    path = frozen_reference(portable)
+    assert os.listdir(os.path.dirname(path)) == ["water.pb"]  # one file, at exactly the path given
+    assert [s for s, _, _ in export.PROGRAMS.values()] == list(PROGRAM_SUFFIXES)
+    with zipfile.ZipFile(path) as z:
+        assert z.namelist() == [MANIFEST] + program_members() + [WEIGHTS]
+        meta = json.loads(z.read(MANIFEST))
+    assert meta == FrozenFile(path).meta and meta["format"] == export.FORMAT and meta["type_map"] == ["O", "H"]
     assert meta["rcut"] == 6.0 and meta["sel"] == [46, 92] and meta["dim_descriptor"] == 320
     assert meta["precision"]["descriptor"] == "float64" and meta["uses_custom_op"] is (not portable)
     assert meta["version"] and meta["programs"]["lower"]["inputs"] == ["coord", "atype", "nlist", "shift", "centre"]
-    assert export.frozen_prefix(prefix + ".json") == prefix == export.frozen_prefix(prefix + export.META_SUFFIX)
 
 
 @needs_shared
@@ -97,15 +112,15 @@ def test_meta_and_files(portable):
 @pytest.mark.parametrize("loader", ["jit", "predictor"])
 def test_frozen_equals_dynamic_and_deepmd(ref, dynamic, portable, loader):
     """1e-10 against the dynamic graph, periodic frames and open cluster, atomic outputs too."""
-    prefix = frozen_reference(portable)
     pbc_in, nopbc_in = _inputs(ref)
-    if loader == "jit":
-        layer = paddle.jit.load(prefix)  # the forward (periodic) program and .nopbc/.lower/.desc methods
-        pbc = [o.numpy() for o in layer(*[paddle.to_tensor(x) for x in pbc_in])]
-        nopbc = [o.numpy() for o in layer.nopbc(*[paddle.to_tensor(x) for x in nopbc_in])]
-    else:
-        pbc = _predict(prefix, pbc_in, ["coord", "atype", "box"])
-        nopbc = _predict(prefix + ".nopbc", nopbc_in, ["coord", "atype"])
+    with FrozenFile(frozen_reference(portable)).programs() as prefix:  # the files Paddle reads
+        if loader == "jit":
+            layer = paddle.jit.load(prefix)  # the forward (periodic) program and .nopbc/.lower/.desc methods
+            pbc = [o.numpy() for o in layer(*[paddle.to_tensor(x) for x in pbc_in])]
+            nopbc = [o.numpy() for o in layer.nopbc(*[paddle.to_tensor(x) for x in nopbc_in])]
+        else:
+            pbc = _predict(prefix, pbc_in, ["coord", "atype", "box"])
+            nopbc = _predict(prefix + ".nopbc", nopbc_in, ["coord", "atype"])
     for i, key in enumerate(OUTPUTS):
         _close(pbc[i], dynamic[0][key])
         _close(nopbc[i], dynamic[1][key])
@@ -122,7 +137,7 @@ def test_lower_blocks_add_up_to_the_frame(ref, dynamic, portable):
     """The lower program on blocks of centre atoms: shares add up to the whole frame."""
     from deepmd_paddle.kernels.twins import neighbor_list as neighbor_list_paddle
 
-    prefix = frozen_reference(portable)
+    source = FrozenFile(frozen_reference(portable))
     coord, atype, box = (x[:1] for x in _inputs(ref)[0])
     t = paddle.to_tensor
     nlist, shift, _, _ = neighbor_list_paddle(t(coord), t(box), t(atype), 6.0, [46, 92])
@@ -130,9 +145,10 @@ def test_lower_blocks_add_up_to_the_frame(ref, dynamic, portable):
     force, virial, energy = np.zeros([1, 192, 3]), np.zeros([1, 9]), 0.0
     for start in range(0, 192, 70):
         c = np.arange(start, min(192, start + 70), dtype=np.int64)
-        ae, f, v, av = _predict(prefix + ".lower", [coord, atype, np.ascontiguousarray(nlist[:, c]),
-                                                    np.ascontiguousarray(shift[:, c]), c],
-                                ["coord", "atype", "nlist", "shift", "centre"])
+        with source.programs([".lower"]) as prefix:
+            ae, f, v, av = _predict(prefix + ".lower", [coord, atype, np.ascontiguousarray(nlist[:, c]),
+                                                        np.ascontiguousarray(shift[:, c]), c],
+                                    ["coord", "atype", "nlist", "shift", "centre"])
         _close(ae, dynamic[0]["atom_energy"][:1, c])
         energy, force, virial = energy + ae.sum(), force + f, virial + v
     _close(np.array([[energy]]), dynamic[0]["energy"][:1])
@@ -155,8 +171,9 @@ def test_freeze_cli_from_checkpoint(tmp_path):
 
     parser = args_freeze(argparse.ArgumentParser())
     args = parser.parse_args(["-c", str(tmp_path / "ckpt"), "-o", str(tmp_path / "frozen.json")])
-    assert run_freeze(args) == 0
-    dp = DeepPot(str(tmp_path / "frozen"))
+    assert run_freeze(args) == 0  # one file at exactly that path, whatever its extension
+    assert sorted(os.listdir(tmp_path)) == ["ckpt", "frozen.json"]
+    dp = DeepPot(str(tmp_path / "frozen.json"))
     assert dp.get_sel() == [3, 5] and dp.backend == "auto"
     coord, atype, cell = random_system(24, nframes=2, kind="triclinic")
     model.set_kernels(kernels_for(True))
@@ -215,4 +232,4 @@ def test_bad_sources(tmp_path, monkeypatch):
     monkeypatch.setattr(build, "load_library", lambda: None)
     with pytest.raises(RuntimeError, match="portable"):
         export.freeze(make_small_model(), str(tmp_path / "out"))
-    assert not os.path.exists(str(tmp_path / "out") + export.META_SUFFIX)
+    assert not os.path.exists(str(tmp_path / "out"))

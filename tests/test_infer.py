@@ -2,17 +2,18 @@
 backend against DeePMD-kit's reference, clear errors; model deviation (deepmd_paddle.infer.model_devi)."""
 import json
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
 
 from conftest import REFERENCE, WATER, needs_shared
-from test_export import MODEL, frozen_reference, graphs, needs_op
+from test_export import MODEL, frozen_reference, graphs, needs_op, rewrite_member
 
 from deepmd_paddle import infer
 import deepmd_paddle.infer.deeppot  # noqa: F401  (infer.deeppot below)
 from deepmd_paddle.infer import model_devi
-from deepmd_paddle.io import frozen as export
+from deepmd_paddle.io.frozen_file import MANIFEST
 from deepmd_paddle.infer import DeepPot, ModelFileError
 
 pytestmark = needs_shared
@@ -136,31 +137,28 @@ def test_bad_input(ref, tmp_path):
 
 @pytest.mark.parametrize("portable", graphs())
 def test_frozen_errors(ref, portable, tmp_path):
-    prefix = frozen_reference(portable)
-    dp = DeepPot(prefix + ".json", atom_budget=100)
+    path = frozen_reference(portable)
+    dp = DeepPot(path, atom_budget=100)
     overlap = ref["coord"][:1].copy()
     overlap[0, 5] = overlap[0, 3]
     with pytest.raises(ValueError, match="overlap"):
         dp.eval(overlap, ref["cell"][:1], ref["atype"])  # via the neighbour list of the blocks
-    dp = DeepPot(prefix)
+    dp = DeepPot(path)
     with pytest.raises(ValueError, match="overlap"):
         dp.eval(overlap, ref["cell"][:1], ref["atype"])  # from the full program's mindist
-    for suffix in (".meta", ".lower.json"):
-        shutil.copy(prefix + suffix, tmp_path / ("m" + suffix))
-    with pytest.raises(ModelFileError, match="incomplete"):
-        DeepPot(str(tmp_path / "m"))
-    for suffix, _, _ in export.PROGRAMS.values():
-        for ext in (".json", ".pdiparams"):
-            shutil.copy(prefix + suffix + ext, tmp_path / ("m" + suffix + ext))
-    meta = json.loads((tmp_path / "m.meta").read_text())
+    m = str(tmp_path / "m.pb")
+    rewrite_member(path, m, "model.lower.json", None)
+    with pytest.raises(ModelFileError, match=r"m\.pb: .*members \['model.lower.json'\] are missing"):
+        DeepPot(m)
+    meta = json.loads(zipfile.ZipFile(path).read(MANIFEST))
     if not portable:  # an operator whose attributes changed since freezing: refused, not run
-        meta["custom_ops"]["deepmd_env_mat"][2][0][1] = 15
-        (tmp_path / "m.meta").write_text(json.dumps(meta))
+        meta["custom_ops"]["deepmd_env_mat"][2][0][1] = 15  # (custom_ops are outside the checksum)
+        rewrite_member(path, m, MANIFEST, json.dumps(meta).encode())
         with pytest.raises(ModelFileError, match=r"another version of the C\+\+ operator\(s\) \['deepmd_env_mat'\]"):
-            DeepPot(str(tmp_path / "m"))
-    (tmp_path / "m.meta").write_text("{}")
+            DeepPot(m)
+    rewrite_member(path, m, MANIFEST, b"{}")
     with pytest.raises(ModelFileError, match="format"):
-        DeepPot(str(tmp_path / "m"))
+        DeepPot(m)
 
 
 # ----------------------------------------------------------------------------- model deviation

@@ -94,12 +94,14 @@ def sel_from_counts(max_nbor, factor: float) -> list[int]:
     return [4 * ((int(m * factor) + 3) // 4) for m in max_nbor]
 
 
-def resolve_sel(sel, systems: list[System], rcut: float, type_map: list[str]) -> list[int]:
-    """``sel`` as a list of ints: "auto[:factor]" from the data, a given list as it is."""
+def resolve_sel(sel, systems: list[System], rcut: float, type_map: list[str], max_nbor=None) -> list[int]:
+    """``sel`` as a list of ints: "auto[:factor]" from the data (``max_nbor``: neighbor_stat's counts
+    when the caller ran it already), a given list as it is."""
     if not isinstance(sel, str):
         return [int(s) for s in sel]
     factor = auto_sel_factor(sel)
-    _, max_nbor = neighbor_stat(systems, rcut, type_map)
+    if max_nbor is None:
+        _, max_nbor = neighbor_stat(systems, rcut, type_map)
     if max_nbor.sum() > AUTO_SEL_MAX:
         raise DataError(f"sel {sel!r}: the data have up to {max_nbor.tolist()} neighbours of each type {type_map} "
                         f"within rcut = {rcut} A ({int(max_nbor.sum())} in all; 'auto' accepts {AUTO_SEL_MAX}, dense "

@@ -1,7 +1,7 @@
 """Evaluate a model with DeePMD-kit's ``DeepPot`` interface.
 
-``DeepPot(path)`` reads a frozen model (``dpp freeze``: prefix, ``.json`` or ``.meta``), a
-training checkpoint, or a DeePMD-kit ``.dp``/``.yaml``/``.pb`` file, and offers DeePMD-kit's
+``DeepPot(path)`` reads a frozen model (``dpp freeze``: one file, recognised by its content; or
+the older multi-file layout by its prefix, ``.json`` or ``.meta``), a training checkpoint, or a DeePMD-kit ``.dp``/``.yaml``/``.pb`` file, and offers DeePMD-kit's
 ``eval(coords, cells, atom_types, atomic=False)``, ``eval_descriptor`` and getters.
 
 Backends (``backend=`` or ``$DEEPMD_PADDLE_INFER_BACKEND``):
@@ -14,8 +14,8 @@ Backends (``backend=`` or ``$DEEPMD_PADDLE_INFER_BACKEND``):
 - ``predictor``: ``paddle.inference`` on the same programs, ``disable_onednn()`` (oneDNN gives
   wrong numbers for these nets on CPU; a test guards the numbers); the leanest in memory.
 - ``dynamic``: the ``EnergyModel`` in dynamic mode: checkpoints and ``.dp`` files (the only
-  backend for them; freezing takes ~10 s, so ``dpp freeze`` is for long runs). A model read
-  from a file gets constant weights, which selects the model's evaluation-only fused embedding.
+  backend for them; freezing takes ~10 s, so ``dpp freeze`` is for long runs), and a one-file
+  frozen model rebuilt from the weights it carries. A model read from a file gets constant weights, which selects the model's evaluation-only fused embedding.
 
 Memory is bounded by an atom budget (``atom_budget=`` or ``$DEEPMD_PADDLE_ATOM_BUDGET``, atoms
 x frames per call, default ``DEFAULT_ATOM_BUDGET``): frames are batched up to it, and a frame
@@ -34,13 +34,13 @@ import numpy as np
 import paddle
 
 from .. import runtime
-from ..io import frozen
+from ..io.frozen_file import open_frozen
 from ..io.load import load_model
 from ..kernels import MIN_PAIR_DISTANCE, check_neighbors
 from ..model import EnergyModel
 from .eval_args import eval_inputs, types_from_symbols  # noqa: F401  (the package's API)
 from .blocks import descriptor_in_blocks, lower_in_blocks
-from .runners import DynamicRunner, JitRunner, ModelFileError, PredictorRunner, read_meta, register_operators
+from .runners import DynamicRunner, JitRunner, ModelFileError, PredictorRunner, register_operators
 
 ATOM_BUDGET_ENV = "DEEPMD_PADDLE_ATOM_BUDGET"
 BACKEND_ENV = "DEEPMD_PADDLE_INFER_BACKEND"
@@ -71,19 +71,17 @@ class DeepPot:
             atom_budget = auto_batch_size
         self.atom_budget = _atom_budget(atom_budget)
         self.model_file = None if isinstance(model, EnergyModel) else os.fspath(model)
-        prefix = None if self.model_file is None else frozen.frozen_prefix(self.model_file)
+        source = None if self.model_file is None else open_frozen(self.model_file)
         threads = runtime.set_paddle_threads()  # Paddle's default is 1
         self._large = None  # the runner of calls of AUTO_PREDICTOR_ATOMS atoms and more
-        if prefix is not None:
-            self.meta = read_meta(prefix)
+        if source is not None and backend != "dynamic":  # dynamic: the model rebuilt from the file's weights
+            self.meta = source.meta
             if self.meta["uses_custom_op"]:
-                register_operators(prefix, self.meta)
-            if backend == "dynamic":
-                raise ValueError(f"{self.model_file} is a frozen model: backend must be predictor or jit")
+                register_operators(source.path, self.meta)
             self.backend = backend
-            self._runner = PredictorRunner(prefix, threads) if backend == "predictor" else JitRunner(prefix)
+            self._runner = PredictorRunner(source, threads) if backend == "predictor" else JitRunner(source)
             if backend == "auto":  # predictors are created on first use
-                self._large = PredictorRunner(prefix, threads)
+                self._large = PredictorRunner(source, threads)
         else:
             if backend not in ("auto", "dynamic"):
                 raise ValueError(f"{self.model_file or 'the model'} is not frozen: backend {backend!r} needs "

@@ -10,18 +10,10 @@ Arrays in, NumPy out, named as the frozen programs name them (``io.frozen.PROGRA
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
-
 import paddle
 
 from ..io import frozen
-
-
-class ModelFileError(ValueError):
-    """A path that is not a model this package can read."""
+from ..io.frozen_file import ModelFileError  # noqa: F401  (the package's API)
 
 
 def _named(program: str, outs) -> dict:
@@ -58,21 +50,23 @@ class DynamicRunner:
 
 class PredictorRunner:
     """``paddle.inference`` predictors, one per program, created on first use
-    (``disable_onednn``: oneDNN gives wrong numbers for these nets on CPU)."""
+    (``disable_onednn``: oneDNN gives wrong numbers for these nets on CPU). ``source``: a frozen
+    model (``io.frozen_file``); a predictor reads its program files when it is created."""
 
-    def __init__(self, prefix: str, threads: int):
-        self.prefix, self.threads = prefix, threads
+    def __init__(self, source, threads: int):
+        self.source, self.threads = source, threads
         self.predictors: dict = {}
 
     def _run(self, name, arrays):
         pred = self.predictors.get(name)
         if pred is None:
             suffix = frozen.PROGRAMS[name][0]
-            cfg = paddle.inference.Config(self.prefix + suffix + ".json", self.prefix + suffix + ".pdiparams")
-            cfg.disable_onednn()  # wrong numbers on CPU otherwise
-            cfg.disable_glog_info()
-            cfg.set_cpu_math_library_num_threads(self.threads)
-            pred = self.predictors[name] = paddle.inference.create_predictor(cfg)
+            with self.source.programs([suffix]) as prefix:
+                cfg = paddle.inference.Config(prefix + suffix + ".json", prefix + suffix + ".pdiparams")
+                cfg.disable_onednn()  # wrong numbers on CPU otherwise
+                cfg.disable_glog_info()
+                cfg.set_cpu_math_library_num_threads(self.threads)
+                pred = self.predictors[name] = paddle.inference.create_predictor(cfg)
         for key, a in zip(frozen.PROGRAMS[name][1], arrays):
             pred.get_input_handle(key).copy_from_cpu(a)
         pred.run()
@@ -89,21 +83,13 @@ class PredictorRunner:
 
 
 class JitRunner:
-    """``paddle.jit.load``: one layer whose methods are the programs (Paddle's naming rule).
+    """``paddle.jit.load``: one layer whose methods are the programs (Paddle's naming rule),
+    loaded from the private folder of ``source.programs()`` (jit.load reads every
+    ``<prefix>*.<name>.json`` next to the model as a method)."""
 
-    jit.load also reads every ``<prefix>*.<name>.json`` next to the model as a method, so
-    another model whose name starts with this one's would be mixed in: the files are linked
-    into a private folder first."""
-
-    def __init__(self, prefix: str):
-        tmp = tempfile.mkdtemp(prefix="deepmd_paddle_jit_")
-        try:
-            for suffix, _, _ in frozen.PROGRAMS.values():
-                for ext in (".json", ".pdiparams"):
-                    os.symlink(os.path.abspath(prefix + suffix + ext), os.path.join(tmp, "model" + suffix + ext))
-            self.layer = paddle.jit.load(os.path.join(tmp, "model"))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    def __init__(self, source):
+        with source.programs() as prefix:
+            self.layer = paddle.jit.load(prefix)
         self.layer.eval()
 
     def _run(self, name, method, arrays):
@@ -124,33 +110,6 @@ class JitRunner:
 
 
 # ----------------------------------------------------------------------------- frozen models
-def read_meta(prefix: str) -> dict:
-    """The description of the frozen model at ``prefix``; ModelFileError when it is unreadable,
-    of another format, or its programs are missing."""
-    path = prefix + frozen.META_SUFFIX
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{path}: not a readable frozen-model description ({e})") from None
-    if meta.get("format") != frozen.FORMAT:
-        raise ModelFileError(f"{path}: format {meta.get('format')!r}, expected {frozen.FORMAT!r} "
-                             "(freeze the model again with this version)")
-    missing = [p for p in frozen.program_files(prefix) if not os.path.isfile(p)]
-    if missing:
-        raise ModelFileError(f"frozen model {prefix!r} is incomplete: missing {missing}")
-    if "checksum" in meta and meta["checksum"] != frozen.meta_checksum(meta):
-        raise ModelFileError(f"{path}: the description was changed after `dpp freeze` wrote it (its checksum does "
-                             "not match); the programs were traced for the original values: freeze the model again")
-    changed = [p for p in frozen.program_files(prefix)
-               if "files" in meta and meta["files"].get(p[len(prefix):]) != frozen.file_digest(p)]
-    if changed:
-        raise ModelFileError(f"frozen model {prefix!r}: {[os.path.basename(p) for p in changed]} are not the files "
-                             f"its {frozen.META_SUFFIX} describes (a freeze interrupted while it replaced them, or "
-                             "files copied from another model); freeze the model again")
-    return meta
-
-
 def register_operators(prefix: str, meta: dict) -> None:
     """Register the C++ operators a frozen model was traced with, and refuse a model frozen with
     other operator signatures (Paddle would abort the process running it)."""

@@ -5,7 +5,8 @@ A checkpoint ``<prefix>-<step>`` is two files::
     <prefix>-<step>.safetensors   model.<name>: weights and statistics (model.state_dict())
                                   optim.<param>.<slot>: Adam's moments and beta powers
     <prefix>-<step>.json          {"format", "step", "run", "config" (the full input, ``sel``
-                                   resolved), "state": data sampler positions and generator states}
+                                   resolved), "state": data sampler positions and generator states,
+                                   "min_nbor_dist": the training data's smallest pair distance}
 
 and a pointer file ``checkpoint`` in the same folder holding the latest ``<prefix>-<step>``.
 Each file is written to a temporary name and moved into place with ``os.replace``, tensors
@@ -105,7 +106,8 @@ def save(prefix: str, step: int, model, opt, config: dict, state: dict, keep: in
     tensors = {f"model.{k}": np.ascontiguousarray(v.numpy()) for k, v in model.state_dict().items()}
     if opt is not None:
         tensors.update(optimizer_tensors(model, opt))
-    meta = {"format": FORMAT, "step": step, "run": run, "config": config, "state": state}
+    meta = {"format": FORMAT, "step": step, "run": run, "config": config, "state": state,
+            "min_nbor_dist": getattr(model, "min_nbor_dist", None)}  # the training data's; dpp compress reads it
     header = {"format": FORMAT, "step": str(step), "run": run or ""}
     folder = os.path.dirname(os.path.abspath(base))
     os.makedirs(folder, exist_ok=True)
@@ -206,6 +208,8 @@ def load_model(path: str):
     except (KeyError, TypeError, ValueError) as e:
         raise CorruptCheckpoint(f"{meta['base']}.json: its model section does not build a model ({e})") from None
     load_model_tensors(model, tensors, meta["base"] + ".safetensors")
+    if meta.get("min_nbor_dist") is not None:
+        model.min_nbor_dist = float(meta["min_nbor_dist"])
     model.eval()
     return model
 

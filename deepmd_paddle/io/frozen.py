@@ -1,23 +1,26 @@
 """Freeze an energy model into static Paddle programs (``dpp freeze``).
 
-``freeze(source, prefix)`` traces the model with ``paddle.jit.to_static(full_graph=True)`` and
-writes with ``paddle.jit.save`` (frames and atoms are dynamic dimensions in every program)::
+``freeze(source, path)`` traces the model with ``paddle.jit.to_static(full_graph=True)``, saves
+each program with ``paddle.jit.save`` into a private folder (frames and atoms are dynamic
+dimensions in every program) and packs them, with the model's weights and a JSON description,
+into ONE file at exactly ``path`` (default ``frozen_model.pb``; layout in ``io.frozen_file``)::
 
-    prefix.json / .pdiparams         periodic:  coord [nf,na,3] f64, atype [nf,na] i32, box [nf,9] f64
-    prefix.nopbc.json / .pdiparams   open boundaries: coord, atype
+    model.json / .pdiparams         periodic:  coord [nf,na,3] f64, atype [nf,na] i32, box [nf,9] f64
+    model.nopbc.json / .pdiparams   open boundaries: coord, atype
         -> energy [nf,1], force [nf,na,3], virial [nf,9], atom_energy [nf,na,1],
            atom_virial [nf,na,9], nmax [nf,ntypes] i32, mindist [nf]
-    prefix.lower.json / .pdiparams   a block of centre atoms with a given neighbour list:
+    model.lower.json / .pdiparams   a block of centre atoms with a given neighbour list:
         coord [nf,na,3], atype [nf,na], nlist [nf,nc,nnei] i32, shift [nf,nc,nnei,3], centre [nc] i64
         -> atom_energy [nf,nc,1], force [nf,na,3], virial [nf,9], atom_virial [nf,na,9]
            (the block's share: forces and virials of all blocks add up to the whole frame's)
-    prefix.desc.json / .pdiparams    same inputs as lower -> descriptor [nf,nc,ndesc]
-    prefix.meta                      JSON: type_map, rcut, sel, precision, version, uses_custom_op, ...
+    model.desc.json / .pdiparams    same inputs as lower -> descriptor [nf,nc,ndesc]
+    model.safetensors               weights and statistics (rebuild the model: convert, compress)
+    deepmd_paddle_frozen.json       type_map, rcut, sel, precision, version, uses_custom_op,
+                                    min_nbor_dist, model_def_script, sha256 of each member, ...
 
 The file names follow Paddle's convention for a Layer with several static methods:
 ``paddle.jit.load(prefix)`` returns one layer whose ``forward`` is the periodic program and whose
-``nopbc``, ``lower`` and ``desc`` methods are the others, sharing one set of parameters. (That is
-also why the meta file is not ``prefix.meta.json``: jit.load would read it as a program.)
+``nopbc``, ``lower`` and ``desc`` methods are the others, sharing one set of parameters.
 
 Two full programs rather than one with a periodic flag: the model branches in Python on
 ``box is None`` (the neighbour search differs), and a static ``cond`` around the whole model
@@ -40,19 +43,22 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
-import json
 import os
+import shutil
+import tempfile
 
+import numpy as np
 import paddle
 from paddle.static import InputSpec
 
 from .._version import __version__
 from ..kernels import backend, build, static_operators
 from ..model import EnergyModel
+from .frozen_file import (FORMAT, META_SUFFIX, STEM, WEIGHTS, ModelFileError, frozen_prefix,  # noqa: F401
+                          meta_checksum, open_frozen, program_members, write_frozen_file)
 from .load import load_model
 
-FORMAT = "deepmd_paddle.frozen/1"
+DEFAULT_OUTPUT = "frozen_model.pb"  # DeePMD-kit's name; the content, not the name, says what a file is
 # program -> (file suffix, input names, output names); the single source of the export spec
 PROGRAMS = {
     "pbc": ("", ["coord", "atype", "box"],
@@ -67,20 +73,6 @@ _SPECS = {
     "coord": ([None, None, 3], "float64"), "atype": ([None, None], "int32"), "box": ([None, 9], "float64"),
     "nlist": ([None, None, None], "int32"), "shift": ([None, None, None, 3], "float64"), "centre": ([None], "int64"),
 }
-META_SUFFIX = ".meta"  # not ".meta.json": jit.load reads every <prefix>.<name>.json as a program
-MODEL_SUFFIXES = (META_SUFFIX, ".pdiparams", ".json")
-
-
-# ----------------------------------------------------------------------------- files
-def frozen_prefix(path) -> str | None:
-    """The prefix of a frozen model named by ``path`` (prefix, ``.json``, ``.pdiparams`` or
-    ``.meta``), or None when no ``<prefix>.meta`` is there."""
-    path = os.fspath(path)
-    for suffix in MODEL_SUFFIXES:
-        if path.endswith(suffix):
-            path = path[: -len(suffix)]
-            break
-    return path if os.path.isfile(path + META_SUFFIX) else None
 
 
 # ----------------------------------------------------------------------------- programs
@@ -179,26 +171,6 @@ def _save(layer: paddle.nn.Layer, name: str, prefix: str) -> None:
     paddle.jit.save(static, prefix + suffix)
 
 
-def program_files(prefix: str) -> list:
-    """The program files of the frozen model at ``prefix`` (without the meta file)."""
-    return [prefix + suffix + ext for suffix, _, _ in PROGRAMS.values() for ext in (".json", ".pdiparams")]
-
-
-def file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def meta_checksum(meta: dict) -> str:
-    """sha256 of the meta dict (canonical JSON) without its own ``checksum`` and without
-    ``custom_ops``, which DeepPot compares with the operators of the process on its own."""
-    body = {k: v for k, v in meta.items() if k not in ("checksum", "custom_ops")}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
 # ----------------------------------------------------------------------------- freeze
 def custom_op_signatures() -> dict:
     """``{operator: [inputs, outputs, [attribute, type code]...]}`` of the registered operators in
@@ -219,44 +191,41 @@ def custom_op_signatures() -> dict:
     return out
 
 
-def freeze(source, output_prefix: str, portable: bool = False) -> dict:
-    """Write the frozen programs and ``<prefix>.meta`` (see the module docstring).
+def freeze(source, output: str = DEFAULT_OUTPUT, portable: bool = False) -> dict:
+    """Write the frozen model to exactly ``output``, one file (``io.frozen_file``). ``source``: a
+    checkpoint, a ``.dp``/``.yaml``/``.pb`` file, a frozen model of this format or an
+    ``EnergyModel``. ``portable``: trace the plain-Paddle path (no C++ operator needed to load).
+    Returns the description written into the file."""
+    from safetensors.numpy import save
 
-    ``source``: a checkpoint, a ``.dp``/``.yaml`` file or an ``EnergyModel``. ``portable``: trace
-    the plain-Paddle path (no C++ operator needed to load). Returns the meta dict.
-    """
     model = load_model(source)
-    prefix = os.fspath(output_prefix)
-    for suffix in MODEL_SUFFIXES:
-        if prefix.endswith(suffix):
-            prefix = prefix[: -len(suffix)]
-            break
+    output = os.fspath(output)
+    if os.path.isdir(output):
+        raise IsADirectoryError(f"dpp freeze: {output} is a folder; give the model's file name (e.g. {DEFAULT_OUTPUT})")
     if not portable and build.load_library() is None:
         raise RuntimeError("the C++ operators are not available in this process (see the warning above); "
                            "freeze with portable=True (`dpp freeze --portable`) for a plain-Paddle graph")
-    folder = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(folder, exist_ok=True)
-    # the programs go to temporary names first: an interrupted freeze leaves an older model as it was
-    staging = os.path.join(folder, f".{os.path.basename(prefix)}.tmp{os.getpid()}")
+    members = {}
+    staging = tempfile.mkdtemp(prefix="deepmd_paddle_freeze_")  # private; the programs are packed from here
     try:
+        prefix = os.path.join(staging, STEM)
         with _tracing(model, portable) as seen:
-            _save(FullProgram(model, seen), "pbc", staging)
+            _save(FullProgram(model, seen), "pbc", prefix)
             if not seen:
                 raise RuntimeError("export: the model no longer calls descriptor.neighbor_list; "
                                    "update deepmd_paddle.io.frozen._tracing")
-            _save(FullProgram(model, seen), "nopbc", staging)
-            _save(LowerProgram(model), "lower", staging)
-            _save(DescriptorProgram(model), "desc", staging)
-        digests = {tmp[len(staging):]: file_digest(tmp) for tmp in program_files(staging)}  # by suffix
-        for tmp, final in zip(program_files(staging), program_files(prefix)):
-            os.replace(tmp, final)
+            _save(FullProgram(model, seen), "nopbc", prefix)
+            _save(LowerProgram(model), "lower", prefix)
+            _save(DescriptorProgram(model), "desc", prefix)
+        for name in program_members():
+            with open(os.path.join(staging, name), "rb") as f:
+                members[name] = f.read()
     finally:
-        for tmp in program_files(staging):
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        shutil.rmtree(staging, ignore_errors=True)
+    members[WEIGHTS] = save({k: np.ascontiguousarray(v.numpy()) for k, v in model.state_dict().items()})
     d = model.descriptor
     meta = {
-        "format": FORMAT, "software": "deepmd_paddle", "version": __version__, "paddle_version": paddle.__version__,
+        "software": "deepmd_paddle", "version": __version__, "paddle_version": paddle.__version__,
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "type_map": list(model.type_map), "ntypes": model.ntypes, "rcut": d.rcut, "rcut_smth": d.rcut_smth,
         "sel": list(d.sel), "nnei": d.nnei, "dim_descriptor": d.get_dim_out(),
@@ -264,14 +233,8 @@ def freeze(source, output_prefix: str, portable: bool = False) -> dict:
         "uses_custom_op": not portable, "custom_ops": {} if portable else custom_op_signatures(),
         "dim_fparam": 0, "dim_aparam": 0,
         "min_nbor_dist": model.min_nbor_dist,
-        "programs": {name: {"file": os.path.basename(prefix) + suffix + ".json", "inputs": inputs, "outputs": outputs}
+        "programs": {name: {"file": STEM + suffix + ".json", "inputs": inputs, "outputs": outputs}
                      for name, (suffix, inputs, outputs) in PROGRAMS.items()},
         "model_def_script": model.get_config(),
-        "files": digests,  # sha256 of each program file (by suffix): a mix of two freezes is refused on load
     }
-    meta["checksum"] = meta_checksum(meta)  # a hand-edited meta file is refused on load
-    tmp = prefix + META_SUFFIX + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(tmp, prefix + META_SUFFIX)  # written last: a meta file means a complete model
-    return meta
+    return write_frozen_file(output, meta, members)  # adds the members' sha256 and the checksum

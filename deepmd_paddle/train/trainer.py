@@ -123,6 +123,7 @@ class Trainer:
 
         self.model = EnergyModel.from_config(cfg["model"])
         self.dtype = cfg["model"]["descriptor"]["precision"]
+        self.model.min_nbor_dist = ckpt[1].get("min_nbor_dist") if ckpt is not None else self._min_nbor_dist
         if ckpt is not None:
             checkpoint.load_model_tensors(self.model, ckpt[0], ckpt[1]["base"] + ("" if init_model else ".safetensors"))
             init_from.after_load(self.model, None if restart else init_model, self.train_data.systems)
@@ -180,9 +181,13 @@ class Trainer:
         return ds
 
     def _fill_model_config(self, model_cfg: dict, seed) -> None:
-        """Resolve ``sel: auto`` from the training data; seed the networks from the training seed."""
+        """Resolve ``sel: auto``; keep the data's smallest pair distance (for compress, as DeePMD-kit); seeds."""
+        from deepmd_paddle.data.stats import neighbor_stat
+
         desc = model_cfg["descriptor"]
-        desc["sel"] = resolve_sel(desc["sel"], self.train_data.systems, desc["rcut"], model_cfg["type_map"])
+        mnd, max_nbor = neighbor_stat(self.train_data.systems, desc["rcut"], model_cfg["type_map"])
+        self._min_nbor_dist = float(mnd) if np.isfinite(mnd) else None  # no pair within rcut: none
+        desc["sel"] = resolve_sel(desc["sel"], self.train_data.systems, desc["rcut"], model_cfg["type_map"], max_nbor)
         for i, part in enumerate((desc, model_cfg["fitting_net"])):
             if part["seed"] is None and seed is not None:
                 part["seed"] = seed + i
