@@ -4,7 +4,7 @@ plugin). DeePMD-kit's flags and defaults (``dp``'s, deepmd/main.py of DeePMD-kit
 
     dpp train input.json [-r CKPT | -i MODEL | -f FROZEN | -t PRETRAINED] [-o out.json] [--outdir DIR]
               [--skip-neighbor-stat] [--overwrite] [--nproc N]
-    dpp freeze -c CKPT -o PREFIX
+    dpp freeze [-c CKPT] [-o frozen_model.pb]
     dpp test [-m frozen_model] [-s . | -f DATAFILE] [-n N] [-d DETAIL] [-a] [--shuffle-test] [-r SEED]
     dpp model-devi -m M1 M2 ... [-s .] [-o model_devi.out] [-f FREQ] [--relative L] [--relative_v L]
                    [--atomic] [--real_error]
@@ -13,7 +13,7 @@ plugin). DeePMD-kit's flags and defaults (``dp``'s, deepmd/main.py of DeePMD-kit
     dpp show MODEL type-map descriptor fitting-net size observed-type
     dpp plot lcurve.out -o lcurve.png
     dpp demo [-o DIR]
-    dpp compress -i MODEL -o OUT [-s 0.01] [-e 5] [--order 5|3] [-t INPUT]
+    dpp compress [-i frozen_model.pb] [-o frozen_model_compressed.pb] [-s 0.01] [-e 5] [--order 5|3] [-t INPUT]
     dpp convert IN OUT
     dpp lammps-plugin --build [-o DIR] [--env]
     dpp doc-train-input [--out-type rst|json|json_schema]
