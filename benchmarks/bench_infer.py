@@ -190,16 +190,17 @@ def predictor_profile_worker(rep: int, paths: dict, calls: int = 3) -> None:
     """The frozen program under paddle.inference's profiler: it prints op totals to stdout."""
     import paddle
 
+    from deepmd_paddle.io.frozen_file import FrozenFile
     from deepmd_paddle.kernels.build import load_library
 
     load_library()
     coord, box, atype = water(rep)
-    prefix = paths["frozen"]
-    cfg = paddle.inference.Config(prefix + ".json", prefix + ".pdiparams")
-    cfg.disable_onednn()
-    cfg.enable_profile()
-    cfg.set_cpu_math_library_num_threads(len(os.sched_getaffinity(0)))
-    pred = paddle.inference.create_predictor(cfg)
+    with FrozenFile(paths["frozen"]).programs([""]) as prefix:  # the periodic program, unpacked for the load
+        cfg = paddle.inference.Config(prefix + ".json", prefix + ".pdiparams")
+        cfg.disable_onednn()
+        cfg.enable_profile()
+        cfg.set_cpu_math_library_num_threads(len(os.sched_getaffinity(0)))
+        pred = paddle.inference.create_predictor(cfg)
     for _ in range(calls):
         for name, x in zip(["coord", "atype", "box"], [coord, atype[None], box]):
             pred.get_input_handle(name).copy_from_cpu(x)

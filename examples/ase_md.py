@@ -8,7 +8,7 @@ straight-line fit, and the largest excursion from the start of the run).
 
     python examples/ase_md.py                                   # NVE, 1,000 steps of 0.5 fs
     python examples/ase_md.py --equilibrate 400                 # after 200 fs of NVT at 300 K
-    python examples/ase_md.py --model frozen_model.json --ensemble nvt --steps 20000
+    python examples/ase_md.py --model frozen_model.pb --ensemble nvt --steps 20000
     python examples/ase_md.py --freeze                          # freeze the .dp first (faster)
 
 ``--model`` takes anything ``deepmd_paddle.infer.DeepPot`` reads: a frozen model, a training
@@ -70,7 +70,7 @@ def main(argv=None):
     if args.freeze:
         from deepmd_paddle.io.frozen import freeze
 
-        model = os.path.splitext(os.path.basename(args.model))[0] + "_frozen"
+        model = os.path.splitext(os.path.basename(args.model))[0] + "_frozen.pb"
         freeze(args.model, model)
     atoms = water_box()
     atoms.calc = DP(model)

@@ -9,8 +9,8 @@ SHARED=${SHARED:-../../../shared}   # the water data and reference model
 MODEL=${1:-}
 STEPS=${2:-200}
 if [ -z "$MODEL" ]; then
-    [ -f water_frozen.meta ] || dpp convert "$SHARED/reference/deepmd-kit/water_se_e2_a_two_side.dp" water_frozen
-    MODEL=water_frozen
+    [ -f water_frozen.pb ] || dpp convert "$SHARED/reference/deepmd-kit/water_se_e2_a_two_side.dp" water_frozen.pb
+    MODEL=water_frozen.pb
 fi
 [ -f water.data ] || python make_data.py "$SHARED/data/water/data_0" water.data
 PLUGIN=$(dpp lammps-plugin --build 2>/dev/null | head -n 1)
