@@ -114,7 +114,9 @@ def read_frozen_file(path: str) -> tuple[dict, dict]:
                 if i.compress_type != zipfile.ZIP_STORED or i.file_size != i.compress_size or i.file_size > size:
                     raise _damaged(path, f"member {i.filename} is compressed or larger than the file")
             data = {name: z.read(name) for name in names}  # zipfile checks each member's CRC-32
-    except zipfile.BadZipFile as e:
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, ValueError, NotImplementedError) as e:
         raise _damaged(path, f"its zip structure is unreadable ({e})") from None
     except (OSError, EOFError) as e:
         raise _damaged(path, f"it cannot be read ({e})") from None
