@@ -210,3 +210,8 @@ def _old_layout(tmp_path):
     with tarfile.open(pathlib.Path(__file__).parent / "fixtures" / "frozen_v1" / "small.tar.xz") as tar:
         tar.extractall(tmp_path / "old", filter="data")
     return tmp_path / "old" / "small"
+
+
+def test_freeze_into_a_folder_is_refused(run, tmp_path, capsys):
+    assert main(["freeze", "-c", run["ckpt"], "-o", str(tmp_path)]) == 1
+    assert "is a folder; give the model's file name" in capsys.readouterr().err and os.listdir(tmp_path) == []

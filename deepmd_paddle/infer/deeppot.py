@@ -1,7 +1,8 @@
 """Evaluate a model with DeePMD-kit's ``DeepPot`` interface.
 
 ``DeepPot(path)`` reads a frozen model (``dpp freeze``: one file, recognised by its content; or
-the older multi-file layout by its prefix, ``.json`` or ``.meta``), a training checkpoint, or a DeePMD-kit ``.dp``/``.yaml``/``.pb`` file, and offers DeePMD-kit's
+the older multi-file layout by its prefix, ``.json`` or ``.meta``), a training checkpoint, or a
+DeePMD-kit ``.dp``/``.yaml``/``.pb`` file, and offers DeePMD-kit's
 ``eval(coords, cells, atom_types, atomic=False)``, ``eval_descriptor`` and getters.
 
 Backends (``backend=`` or ``$DEEPMD_PADDLE_INFER_BACKEND``):
@@ -15,7 +16,8 @@ Backends (``backend=`` or ``$DEEPMD_PADDLE_INFER_BACKEND``):
   wrong numbers for these nets on CPU; a test guards the numbers); the leanest in memory.
 - ``dynamic``: the ``EnergyModel`` in dynamic mode: checkpoints and ``.dp`` files (the only
   backend for them; freezing takes ~10 s, so ``dpp freeze`` is for long runs), and a one-file
-  frozen model rebuilt from the weights it carries. A model read from a file gets constant weights, which selects the model's evaluation-only fused embedding.
+  frozen model rebuilt from the weights it carries. A model read from a file gets constant
+  weights, which selects the model's evaluation-only fused embedding.
 
 Memory is bounded by an atom budget (``atom_budget=`` or ``$DEEPMD_PADDLE_ATOM_BUDGET``, atoms
 x frames per call, default ``DEFAULT_ATOM_BUDGET``): frames are batched up to it, and a frame
