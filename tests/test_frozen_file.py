@@ -215,3 +215,18 @@ def _old_layout(tmp_path):
 def test_freeze_into_a_folder_is_refused(run, tmp_path, capsys):
     assert main(["freeze", "-c", run["ckpt"], "-o", str(tmp_path)]) == 1
     assert "is a folder; give the model's file name" in capsys.readouterr().err and os.listdir(tmp_path) == []
+
+
+def test_skip_neighbor_stat_stores_no_distance(run, tmp_path):
+    """`dpp train --skip-neighbor-stat` (sel as numbers): no neighbour search, so no min_nbor_dist,
+    and compress then asks for -t by name; without the flag the run above stored the data's."""
+    cfg = tiny_config(run["data"], numb_steps=1, disp_freq=1, save_freq=1)
+    cfg["model"]["descriptor"]["sel"] = [24, 24]
+    script = tmp_path / "input.json"
+    script.write_text(json.dumps(cfg))
+    assert main(["train", str(script), "--outdir", str(tmp_path / "t"), "--skip-neighbor-stat"]) == 0
+    assert load_model(str(tmp_path / "t")).min_nbor_dist is None
+    with pytest.raises(ValueError, match="stores no neighbour statistics"):
+        main(["-v", "DEBUG", "compress", "-i", str(tmp_path / "t"), "-o", str(tmp_path / "c.ckpt")])
+    assert main(["compress", "-i", str(tmp_path / "t"), "-o", str(tmp_path / "c.ckpt"), "-t", str(script)]) == 0
+    assert load_model(str(tmp_path / "c.ckpt-0")).min_nbor_dist == run["min_dist"]

@@ -81,7 +81,7 @@ def run_train(args) -> int:
     outdir, out_json = train_paths(args)
     cfg = config.load(args.input)
     check_skip_neighbor_stat(args, cfg)
-    result = train(cfg, outdir, args.restart, init_source(args), args.overwrite, out_json)
+    result = train(cfg, outdir, args.restart, init_source(args), args.overwrite, out_json, args.skip_neighbor_stat)
     if os.environ.get("PADDLE_TRAINER_ID", "0") == "0":  # rank 0 of a data-parallel run reports
         print(f"{'stopped' if result['interrupted'] else 'finished'} at step {result['step']}; "
               f"checkpoint {result['checkpoint']}")

@@ -112,6 +112,17 @@ def resolve_sel(sel, systems: list[System], rcut: float, type_map: list[str], ma
     return out
 
 
+def sel_and_min_dist(sel, systems: list[System], rcut: float, type_map: list[str],
+                     skip: bool = False) -> tuple[list[int], float | None]:
+    """``resolve_sel``'s sel and the data's smallest pair distance from one neighbour search, which
+    training stores for ``dpp compress`` (as DeePMD-kit does); None when ``skip`` (DeePMD-kit's
+    ``--skip-neighbor-stat``: no search, sel must be numbers) or no pair is within ``rcut``."""
+    if skip:
+        return resolve_sel(sel, systems, rcut, type_map), None
+    min_dist, max_nbor = neighbor_stat(systems, rcut, type_map)
+    return resolve_sel(sel, systems, rcut, type_map, max_nbor), float(min_dist) if np.isfinite(min_dist) else None
+
+
 def env_mat_stat(descriptor, systems: list[System], frames: list[np.ndarray], dtype: str = "float64",
                  protect: float = 1e-2, set_davg_zero: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """davg, dstd (ntypes x nnei x 4) of the descriptor's environment matrix (module docstring).

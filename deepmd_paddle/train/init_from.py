@@ -91,7 +91,8 @@ def source_tensors(init: InitFrom) -> tuple[dict, dict]:
     ``model.<name>`` arrays and ``{"config": {"model": ...}, "base": path}``."""
     model = load_source(init)
     tensors = {f"model.{k}": np.asarray(v.numpy()) for k, v in model.state_dict().items()}
-    return tensors, {"config": {"model": model.get_config()}, "base": init.path, "init_mode": init.mode}
+    return tensors, {"config": {"model": model.get_config()}, "base": init.path, "init_mode": init.mode,
+                     "min_nbor_dist": model.min_nbor_dist}
 
 
 def bias_frames(system, nsample: int) -> np.ndarray:

@@ -29,8 +29,8 @@ import paddle
 
 from deepmd_paddle.data import atom_data
 from deepmd_paddle.data.batch import DataSet, run_length
-from deepmd_paddle.data.stats import (check_system_frames, data_energy_bias, env_mat_sums, resolve_sel, stat_frames,
-                                      stat_from_sums)
+from deepmd_paddle.data.stats import (check_system_frames, data_energy_bias, env_mat_sums, sel_and_min_dist,
+                                      stat_frames, stat_from_sums)
 from deepmd_paddle.data.system import load_system
 from deepmd_paddle import runtime
 from deepmd_paddle.io import checkpoint
@@ -56,14 +56,14 @@ def to_paddle(batch: dict, dtype: str) -> dict:
 
 class Trainer:
     def __init__(self, config: dict, outdir: str = ".", restart: str | None = None, init_model=None,
-                 overwrite: bool = False, out_json: str | None = None):
-        """``overwrite``: replace the checkpoints and learning curve of another run found in the
-        output folder (otherwise refused: deepmd_paddle.train.run_folder). ``init_model``: a model
-        path or an ``init_from.InitFrom``. ``out_json``: where the normalised input goes (OUTDIR/out.json)."""
+                 overwrite: bool = False, out_json: str | None = None, skip_neighbor_stat: bool = False):
+        """``overwrite``: replace another run's checkpoints and learning curve found in the output folder
+        (otherwise refused: train.run_folder). ``init_model``: a model path or an ``init_from.InitFrom``.
+        ``out_json``: the normalised input (default OUTDIR/out.json). ``skip_neighbor_stat``: no neighbour search."""
         self.out_json = out_json or os.path.join(outdir, "out.json")
         if restart and init_model:
             raise ValueError("give either restart or init_model, not both")
-        self.outdir = outdir
+        self.outdir, self.skip_neighbor_stat = outdir, skip_neighbor_stat
         self.par = parallel.Parallel()  # rank and world size; a single process when not launched
         self.prefix = os.path.join(outdir, config["training"]["save_ckpt"])
         self._locks, self._replaced, self.run_id = [], [], None
@@ -181,13 +181,10 @@ class Trainer:
         return ds
 
     def _fill_model_config(self, model_cfg: dict, seed) -> None:
-        """Resolve ``sel: auto``; keep the data's smallest pair distance (for compress, as DeePMD-kit); seeds."""
-        from deepmd_paddle.data.stats import neighbor_stat
-
+        """Resolve ``sel: auto``, keep the data's smallest pair distance (sel_and_min_dist); seed the nets."""
         desc = model_cfg["descriptor"]
-        mnd, max_nbor = neighbor_stat(self.train_data.systems, desc["rcut"], model_cfg["type_map"])
-        self._min_nbor_dist = float(mnd) if np.isfinite(mnd) else None  # no pair within rcut: none
-        desc["sel"] = resolve_sel(desc["sel"], self.train_data.systems, desc["rcut"], model_cfg["type_map"], max_nbor)
+        desc["sel"], self._min_nbor_dist = sel_and_min_dist(desc["sel"], self.train_data.systems, desc["rcut"],
+                                                            model_cfg["type_map"], self.skip_neighbor_stat)
         for i, part in enumerate((desc, model_cfg["fitting_net"])):
             if part["seed"] is None and seed is not None:
                 part["seed"] = seed + i
@@ -364,6 +361,6 @@ class Trainer:
 
 
 def train(config: dict, outdir: str = ".", restart: str | None = None, init_model=None, overwrite: bool = False,
-          out_json: str | None = None) -> dict:
+          out_json: str | None = None, skip_neighbor_stat: bool = False) -> dict:
     """Build a ``Trainer`` from a normalized config and run it (arguments: see ``Trainer``)."""
-    return Trainer(config, outdir, restart, init_model, overwrite, out_json).run()
+    return Trainer(config, outdir, restart, init_model, overwrite, out_json, skip_neighbor_stat).run()
