@@ -109,8 +109,11 @@ def test_ase_and_lammps_adapter_read_the_file(run):
     atoms.calc = DP(run["frozen"])
     e = DeepPot(run["ckpt"]).eval(coord[:1], box[:1], atype)[0]
     assert abs(atoms.get_potential_energy() - float(e[0, 0])) < 1e-12 * len(atype)
-    lmp = LammpsModel(run["frozen"], "Ag Cu")
-    assert lmp.info() == (4.0, lmp.dp.get_sel(), [1, 0]) and lmp.dp.backend == "auto"
+    spec = {"models": [run["frozen"], run["ckpt"]], "dist": 1.0, "ener": 1.0, "units": "metal", "fparam": None,
+            "aparam": None, "fparam_from_compute": False, "relative": None, "relative_v": None, "atomic": False,
+            "rank": 0, "out_freq": 0, "out_file": "", "restart": False}
+    lmp = LammpsModel(json.dumps(spec))  # what the pair style passes
+    assert [dp.backend for dp in lmp.dps] == ["auto", "dynamic"] and lmp.type_map == ["Cu", "Ag"]
 
 
 def test_test_and_model_devi_commands_read_the_file(run, tmp_path, capsys):
