@@ -43,6 +43,16 @@ inline Slot<T> load_slot(const T* rij, bool used, T rmin, T inv_width) {
   return s;
 }
 
+// Rows of excluded slots (mask 0) set to zero; the others unchanged (mask 1: no rounding).
+// Every output of the three kernels is linear in the slot's own factor, so zeroing the row of
+// the result is the masked formula exactly (R~ = mask (R - davg)/dstd and its derivatives).
+template <typename T>
+inline void apply_mask(const T* m, int64_t nnei, int width, T* out) {
+  for (int64_t j = 0; j < nnei; ++j)
+    if (m[j] == T(0))
+      for (int c = 0; c < width; ++c) out[width * j + c] = T(0);
+}
+
 template <typename T>
 inline bool type_ok(int32_t t, int64_t ntypes) {
   return t >= 0 && t < ntypes;
@@ -53,7 +63,7 @@ inline bool type_ok(int32_t t, int64_t ntypes) {
 template <typename T>
 void env_mat_forward(const T* rij, const int32_t* nlist, const int32_t* atype, const T* davg,
                      const T* dstd, int64_t natoms, int64_t nnei, int64_t ntypes, double rcut,
-                     double rcut_smth, T* env) {
+                     double rcut_smth, T* env, const T* mask) {
   const T rmin = T(rcut_smth), inv_width = T(1.0 / (rcut - rcut_smth));
 #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < natoms; ++i) {
@@ -75,13 +85,14 @@ void env_mat_forward(const T* rij, const int32_t* nlist, const int32_t* atype, c
       out[4 * j + 2] = (f1 * s.y - avg[4 * j + 2]) / std_[4 * j + 2];
       out[4 * j + 3] = (f1 * s.z - avg[4 * j + 3]) / std_[4 * j + 3];
     }
+    if (mask) apply_mask(mask + atype[i] * nnei, nnei, 4, out);
   }
 }
 
 template <typename T>
 void env_mat_backward(const T* rij, const int32_t* nlist, const int32_t* atype, const T* dstd,
                       const T* g_env, int64_t natoms, int64_t nnei, int64_t ntypes, double rcut,
-                      double rcut_smth, T* g_rij) {
+                      double rcut_smth, T* g_rij, const T* mask) {
   const T rmin = T(rcut_smth), inv_width = T(1.0 / (rcut - rcut_smth));
 #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < natoms; ++i) {
@@ -110,6 +121,7 @@ void env_mat_backward(const T* rij, const int32_t* nlist, const int32_t* atype, 
       out[3 * j + 1] = coef * s.y + f1 * qy;
       out[3 * j + 2] = coef * s.z + f1 * qz;
     }
+    if (mask) apply_mask(mask + atype[i] * nnei, nnei, 3, out);
   }
 }
 
@@ -117,7 +129,7 @@ template <typename T>
 void env_mat_double_backward(const T* rij, const int32_t* nlist, const int32_t* atype,
                              const T* dstd, const T* g_env, const T* gg_rij, int64_t natoms,
                              int64_t nnei, int64_t ntypes, double rcut, double rcut_smth,
-                             T* gg_env, T* g_rij) {
+                             T* gg_env, T* g_rij, const T* mask) {
   const T rmin = T(rcut_smth), inv_width = T(1.0 / (rcut - rcut_smth));
 #pragma omp parallel for schedule(dynamic, 64)
   for (int64_t i = 0; i < natoms; ++i) {
@@ -147,6 +159,7 @@ void env_mat_double_backward(const T* rij, const int32_t* nlist, const int32_t* 
         out[4 * j + 2] = (f1 * vy + g * s.y * xv) / std_[4 * j + 2];
         out[4 * j + 3] = (f1 * vz + g * s.z * xv) / std_[4 * j + 3];
       }
+      if (mask) apply_mask(mask + atype[i] * nnei, nnei, 4, out);
     }
     if (g_rij) {
       T* out = g_rij + i * nnei * 3;
@@ -175,18 +188,21 @@ void env_mat_double_backward(const T* rij, const int32_t* nlist, const int32_t* 
         out[3 * j + 1] = cx * s.y + cv * vy + cq * qy;
         out[3 * j + 2] = cx * s.z + cv * vz + cq * qz;
       }
+      if (mask) apply_mask(mask + atype[i] * nnei, nnei, 3, out);
     }
   }
 }
 
-#define DEEPMD_PADDLE_INSTANTIATE(T)                                                           \
-  template void env_mat_forward<T>(const T*, const int32_t*, const int32_t*, const T*,        \
-                                   const T*, int64_t, int64_t, int64_t, double, double, T*);  \
-  template void env_mat_backward<T>(const T*, const int32_t*, const int32_t*, const T*,       \
-                                    const T*, int64_t, int64_t, int64_t, double, double, T*); \
-  template void env_mat_double_backward<T>(const T*, const int32_t*, const int32_t*,          \
-                                           const T*, const T*, const T*, int64_t, int64_t,    \
-                                           int64_t, double, double, T*, T*);
+#define DEEPMD_PADDLE_INSTANTIATE(T)                                                               \
+  template void env_mat_forward<T>(const T*, const int32_t*, const int32_t*, const T*,            \
+                                   const T*, int64_t, int64_t, int64_t, double, double, T*,       \
+                                   const T*);                                                     \
+  template void env_mat_backward<T>(const T*, const int32_t*, const int32_t*, const T*,           \
+                                    const T*, int64_t, int64_t, int64_t, double, double, T*,      \
+                                    const T*);                                                    \
+  template void env_mat_double_backward<T>(const T*, const int32_t*, const int32_t*,              \
+                                           const T*, const T*, const T*, int64_t, int64_t,        \
+                                           int64_t, double, double, T*, T*, const T*);
 DEEPMD_PADDLE_INSTANTIATE(float)
 DEEPMD_PADDLE_INSTANTIATE(double)
 #undef DEEPMD_PADDLE_INSTANTIATE

@@ -1,6 +1,8 @@
 // Paddle binding of env_mat.h:
 //   deepmd_env_mat(rij, nlist, atype, davg, dstd; rcut, rcut_smth) -> env
-//     with gradient (wrt rij) and double gradient (wrt Grad(env) and rij).
+//     with gradient (wrt rij) and double gradient (wrt Grad(env) and rij);
+//   deepmd_env_mat_excl(rij, nlist, atype, davg, dstd, emask; rcut, rcut_smth) -> env
+//     the same with rows of excluded type pairs zero (emask: ntypes x nnei of 0 and 1).
 // Input checks with readable messages live in deepmd_paddle/ops.py; the PD_CHECKs here only
 // keep a wrong call from reading out of bounds.
 #include <string>
@@ -38,12 +40,20 @@ EnvDims env_dims(const paddle::Tensor& rij, const paddle::Tensor& nlist,
   return d;
 }
 
-}  // namespace
+const void* mask_data(const paddle::Tensor* emask, const paddle::Tensor& dstd) {
+  if (!emask) return nullptr;
+  dpp_op::check_cpu(*emask, "emask");
+  const auto ms = emask->shape();
+  const auto ss = dstd.shape();
+  PD_CHECK(ms.size() == 2 && ms[0] == ss[0] && ms[1] == ss[1], "emask must be [ntypes, nnei]");
+  PD_CHECK(emask->dtype() == dstd.dtype(), "emask must have the dtype of rij");
+  return emask->data();
+}
 
-std::vector<paddle::Tensor> EnvMatForward(const paddle::Tensor& rij, const paddle::Tensor& nlist,
-                                          const paddle::Tensor& atype, const paddle::Tensor& davg,
-                                          const paddle::Tensor& dstd, const std::string& rcut_attr,
-                                          const std::string& rcut_smth_attr) {
+std::vector<paddle::Tensor> env_mat_forward(const paddle::Tensor& rij, const paddle::Tensor& nlist,
+                                            const paddle::Tensor& atype, const paddle::Tensor& davg,
+                                            const paddle::Tensor& dstd, const paddle::Tensor* emask,
+                                            const std::string& rcut_attr, const std::string& rcut_smth_attr) {
   const double rcut = dpp_op::parse_double(rcut_attr, "rcut");
   const double rcut_smth = dpp_op::parse_double(rcut_smth_attr, "rcut_smth");
   const EnvDims d = env_dims(rij, nlist, atype, dstd);
@@ -57,16 +67,16 @@ std::vector<paddle::Tensor> EnvMatForward(const paddle::Tensor& rij, const paddl
                                    rij.data<data_t>(), nlist.data<int32_t>(),
                                    atype.data<int32_t>(), davg.data<data_t>(),
                                    dstd.data<data_t>(), d.natoms, d.nnei, d.ntypes, rcut,
-                                   rcut_smth, env.data<data_t>());
+                                   rcut_smth, env.data<data_t>(),
+                                   static_cast<const data_t*>(mask_data(emask, dstd)));
                              }));
   return {env};
 }
 
-std::vector<paddle::Tensor> EnvMatBackward(const paddle::Tensor& rij, const paddle::Tensor& nlist,
-                                           const paddle::Tensor& atype,
-                                           const paddle::Tensor& dstd,
-                                           const paddle::Tensor& g_env, const std::string& rcut_attr,
-                                           const std::string& rcut_smth_attr) {
+std::vector<paddle::Tensor> env_mat_backward(const paddle::Tensor& rij, const paddle::Tensor& nlist,
+                                             const paddle::Tensor& atype, const paddle::Tensor& dstd,
+                                             const paddle::Tensor* emask, const paddle::Tensor& g_env,
+                                             const std::string& rcut_attr, const std::string& rcut_smth_attr) {
   const double rcut = dpp_op::parse_double(rcut_attr, "rcut");
   const double rcut_smth = dpp_op::parse_double(rcut_smth_attr, "rcut_smth");
   const EnvDims d = env_dims(rij, nlist, atype, dstd);
@@ -78,15 +88,16 @@ std::vector<paddle::Tensor> EnvMatBackward(const paddle::Tensor& rij, const padd
                                    rij.data<data_t>(), nlist.data<int32_t>(),
                                    atype.data<int32_t>(), dstd.data<data_t>(),
                                    g_env.data<data_t>(), d.natoms, d.nnei, d.ntypes, rcut,
-                                   rcut_smth, g_rij.data<data_t>());
+                                   rcut_smth, g_rij.data<data_t>(),
+                                   static_cast<const data_t*>(mask_data(emask, dstd)));
                              }));
   return {g_rij};
 }
 
-std::vector<paddle::Tensor> EnvMatDoubleBackward(
+std::vector<paddle::Tensor> env_mat_double_backward(
     const paddle::Tensor& rij, const paddle::Tensor& nlist, const paddle::Tensor& atype,
-    const paddle::Tensor& dstd, const paddle::Tensor& g_env, const paddle::Tensor& gg_rij,
-    const std::string& rcut_attr, const std::string& rcut_smth_attr) {
+    const paddle::Tensor& dstd, const paddle::Tensor* emask, const paddle::Tensor& g_env,
+    const paddle::Tensor& gg_rij, const std::string& rcut_attr, const std::string& rcut_smth_attr) {
   const double rcut = dpp_op::parse_double(rcut_attr, "rcut");
   const double rcut_smth = dpp_op::parse_double(rcut_smth_attr, "rcut_smth");
   const EnvDims d = env_dims(rij, nlist, atype, dstd);
@@ -101,9 +112,54 @@ std::vector<paddle::Tensor> EnvMatDoubleBackward(
                                    atype.data<int32_t>(), dstd.data<data_t>(),
                                    g_env.data<data_t>(), gg_rij.data<data_t>(), d.natoms,
                                    d.nnei, d.ntypes, rcut, rcut_smth, gg_env.data<data_t>(),
-                                   g_rij.data<data_t>());
+                                   g_rij.data<data_t>(),
+                                   static_cast<const data_t*>(mask_data(emask, dstd)));
                              }));
   return {gg_env, g_rij};
+}
+
+}  // namespace
+
+std::vector<paddle::Tensor> EnvMatForward(const paddle::Tensor& rij, const paddle::Tensor& nlist,
+                                          const paddle::Tensor& atype, const paddle::Tensor& davg,
+                                          const paddle::Tensor& dstd, const std::string& rcut_attr,
+                                          const std::string& rcut_smth_attr) {
+  return env_mat_forward(rij, nlist, atype, davg, dstd, nullptr, rcut_attr, rcut_smth_attr);
+}
+
+std::vector<paddle::Tensor> EnvMatBackward(const paddle::Tensor& rij, const paddle::Tensor& nlist,
+                                           const paddle::Tensor& atype, const paddle::Tensor& dstd,
+                                           const paddle::Tensor& g_env, const std::string& rcut_attr,
+                                           const std::string& rcut_smth_attr) {
+  return env_mat_backward(rij, nlist, atype, dstd, nullptr, g_env, rcut_attr, rcut_smth_attr);
+}
+
+std::vector<paddle::Tensor> EnvMatDoubleBackward(
+    const paddle::Tensor& rij, const paddle::Tensor& nlist, const paddle::Tensor& atype,
+    const paddle::Tensor& dstd, const paddle::Tensor& g_env, const paddle::Tensor& gg_rij,
+    const std::string& rcut_attr, const std::string& rcut_smth_attr) {
+  return env_mat_double_backward(rij, nlist, atype, dstd, nullptr, g_env, gg_rij, rcut_attr, rcut_smth_attr);
+}
+
+std::vector<paddle::Tensor> EnvMatExclForward(const paddle::Tensor& rij, const paddle::Tensor& nlist,
+                                              const paddle::Tensor& atype, const paddle::Tensor& davg,
+                                              const paddle::Tensor& dstd, const paddle::Tensor& emask,
+                                              const std::string& rcut_attr, const std::string& rcut_smth_attr) {
+  return env_mat_forward(rij, nlist, atype, davg, dstd, &emask, rcut_attr, rcut_smth_attr);
+}
+
+std::vector<paddle::Tensor> EnvMatExclBackward(const paddle::Tensor& rij, const paddle::Tensor& nlist,
+                                               const paddle::Tensor& atype, const paddle::Tensor& dstd,
+                                               const paddle::Tensor& emask, const paddle::Tensor& g_env,
+                                               const std::string& rcut_attr, const std::string& rcut_smth_attr) {
+  return env_mat_backward(rij, nlist, atype, dstd, &emask, g_env, rcut_attr, rcut_smth_attr);
+}
+
+std::vector<paddle::Tensor> EnvMatExclDoubleBackward(
+    const paddle::Tensor& rij, const paddle::Tensor& nlist, const paddle::Tensor& atype,
+    const paddle::Tensor& dstd, const paddle::Tensor& emask, const paddle::Tensor& g_env,
+    const paddle::Tensor& gg_rij, const std::string& rcut_attr, const std::string& rcut_smth_attr) {
+  return env_mat_double_backward(rij, nlist, atype, dstd, &emask, g_env, gg_rij, rcut_attr, rcut_smth_attr);
 }
 
 std::vector<std::vector<int64_t>> EnvMatShape(const std::vector<int64_t>& rij,
@@ -143,3 +199,41 @@ PD_BUILD_DOUBLE_GRAD_OP(deepmd_env_mat)
     .Outputs({paddle::Grad(paddle::Grad("env")), paddle::Grad("rij")})
     .Attrs({"rcut: std::string", "rcut_smth: std::string"})
     .SetKernelFn(PD_KERNEL(EnvMatDoubleBackward));
+
+std::vector<std::vector<int64_t>> EnvMatExclShape(const std::vector<int64_t>& rij,
+                                                  const std::vector<int64_t>& nlist,
+                                                  const std::vector<int64_t>& atype,
+                                                  const std::vector<int64_t>& davg,
+                                                  const std::vector<int64_t>& dstd,
+                                                  const std::vector<int64_t>& emask,
+                                                  const std::string& rcut_attr,
+                                                  const std::string& rcut_smth_attr) {
+  return {{rij[0], rij[1], rij[2], 4}};
+}
+
+std::vector<paddle::DataType> EnvMatExclDtype(const paddle::DataType& rij, const paddle::DataType& nlist,
+                                              const paddle::DataType& atype, const paddle::DataType& davg,
+                                              const paddle::DataType& dstd, const paddle::DataType& emask) {
+  return {rij};
+}
+
+PD_BUILD_OP(deepmd_env_mat_excl)
+    .Inputs({"rij", "nlist", "atype", "davg", "dstd", "emask"})
+    .Outputs({"env"})
+    .Attrs({"rcut: std::string", "rcut_smth: std::string"})
+    .SetKernelFn(PD_KERNEL(EnvMatExclForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(EnvMatExclShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(EnvMatExclDtype));
+
+PD_BUILD_GRAD_OP(deepmd_env_mat_excl)
+    .Inputs({"rij", "nlist", "atype", "dstd", "emask", paddle::Grad("env")})
+    .Outputs({paddle::Grad("rij")})
+    .Attrs({"rcut: std::string", "rcut_smth: std::string"})
+    .SetKernelFn(PD_KERNEL(EnvMatExclBackward));
+
+PD_BUILD_DOUBLE_GRAD_OP(deepmd_env_mat_excl)
+    .Inputs({"rij", "nlist", "atype", "dstd", "emask", paddle::Grad("env"),
+             paddle::Grad(paddle::Grad("rij"))})
+    .Outputs({paddle::Grad(paddle::Grad("env")), paddle::Grad("rij")})
+    .Attrs({"rcut: std::string", "rcut_smth: std::string"})
+    .SetKernelFn(PD_KERNEL(EnvMatExclDoubleBackward));

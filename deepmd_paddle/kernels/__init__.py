@@ -41,6 +41,7 @@ TABLE = {
     "neighbor_list": Kernel("deepmd_neighbor_list", cpp.neighbor_list, twins.neighbor_list, True, 9),  # no gradient
     "build_rij": Kernel("deepmd_build_rij", cpp.build_rij, twins.build_rij, True, 0),
     "env_mat": Kernel("deepmd_env_mat", cpp.env_mat, twins.env_mat, True, 2),
+    "env_mat_excl": Kernel("deepmd_env_mat_excl", cpp.env_mat_excl, twins.env_mat_excl, True, 2),
     "prod_force_virial": Kernel("deepmd_prod_force_virial", cpp.prod_force_virial, twins.prod_force_virial, True, 0),
     "bias_tanh": Kernel("bias_tanh", cpp.bias_tanh, twins.bias_tanh, True, 2),
     "descriptor": Kernel("se_a_descriptor", cpp.descriptor, twins.descriptor, True, 2, ("float64",)),

@@ -96,6 +96,23 @@ def env_mat(rij, nlist, atype, davg, dstd, rcut: float, rcut_smth: float):
     (constants, cast to rij's dtype). The result has rij's dtype. Gradient and double gradient
     wrt rij are exact.
     """
+    rij, nlist, atype, davg, dstd = _env_args(rij, nlist, atype, davg, dstd, rcut, rcut_smth)
+    return _lib().deepmd_env_mat(rij, nlist, atype, davg, dstd, _attr(rcut), _attr(rcut_smth))
+
+
+def env_mat_excl(rij, nlist, atype, davg, dstd, emask, rcut: float, rcut_smth: float):
+    """``env_mat`` times ``emask[t_i, slot]`` (ntypes x nnei, 0 or 1): the rows of excluded type
+    pairs are zero, and so are their gradient and double gradient."""
+    rij, nlist, atype, davg, dstd = _env_args(rij, nlist, atype, davg, dstd, rcut, rcut_smth)
+    if not _dims_match(_shape(emask), _shape(dstd)[:2]):
+        raise ValueError(f"emask must have shape [ntypes, nnei] = {_shape(dstd)[:2]}, got {_shape(emask)}")
+    if emask.dtype != rij.dtype:
+        emask = emask.astype(rij.dtype)
+    return _lib().deepmd_env_mat_excl(rij, nlist, atype, davg, dstd, emask.detach(), _attr(rcut), _attr(rcut_smth))
+
+
+def _env_args(rij, nlist, atype, davg, dstd, rcut: float, rcut_smth: float):
+    """The checked and converted inputs of the environment-matrix operators."""
     _check_cutoffs(rcut, None, rcut_smth)
     rs = _shape(rij)
     if len(rs) != 4 or rs[3] != 3:
@@ -117,7 +134,7 @@ def env_mat(rij, nlist, atype, davg, dstd, rcut: float, rcut_smth: float):
         nlist = nlist.astype("int32")
     if atype.dtype != paddle.int32:
         atype = atype.astype("int32")
-    return _lib().deepmd_env_mat(rij, nlist, atype, davg.detach(), dstd.detach(), _attr(rcut), _attr(rcut_smth))
+    return rij, nlist, atype, davg.detach(), dstd.detach()
 
 
 def _centre(nlist, centre):

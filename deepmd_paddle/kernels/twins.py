@@ -72,6 +72,14 @@ def env_mat(rij, nlist, atype, davg, dstd, rcut: float, rcut_smth: float):
     return (env - avg) / std
 
 
+def env_mat_excl(rij, nlist, atype, davg, dstd, emask, rcut: float, rcut_smth: float):
+    """``env_mat`` times ``emask[type_i]`` (ntypes x nnei, 0 or 1): rows of excluded type pairs
+    (every slot of the neighbour-type block, padding included) are zero."""
+    env = env_mat(rij, nlist, atype, davg, dstd, rcut, rcut_smth)
+    m = paddle.gather(emask.astype(env.dtype), atype.reshape([-1]).astype("int64"))
+    return env * m.reshape([atype.shape[0], atype.shape[1], emask.shape[1], 1])
+
+
 def _box_images(box: paddle.Tensor, rcut: float) -> paddle.Tensor:
     """Integer image offsets (nimg x 3) that cover rcut for every frame's box."""
     b = box.reshape([-1, 3, 3])
