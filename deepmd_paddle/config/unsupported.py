@@ -42,8 +42,6 @@ UNSUPPORTED = {
     "model/bridging_r_inner": 0.5,
     "model/bridging_r_outer": 0.8,
     # ---- descriptor (se_e2_a family)
-    f"{_DESC}/trainable": True,
-    f"{_DESC}/exclude_types": [],
     f"{_DESC}/env_protection": 0.0,
     # ---- type embedding (DeePMD-kit's section, at model level or in the descriptor)
     f"{_TE_MODEL}/use_econf_tebd": False,
@@ -53,8 +51,6 @@ UNSUPPORTED = {
     f"{_FIT}/numb_aparam": 0,
     f"{_FIT}/default_fparam": None,
     f"{_FIT}/dim_case_embd": 0,
-    f"{_FIT}/trainable": True,
-    f"{_FIT}/atom_ener": [],
     f"{_FIT}/layer_name": ABSENT,
     f"{_FIT}/use_aparam_as_mask": False,
     # ---- loss (ener)
@@ -116,8 +112,6 @@ KEPT = {f"{_TE_MODEL}/use_econf_tebd", f"{_TE_DESC}/use_econf_tebd"}
 
 # values that mean the same as the default
 EQUIVALENT = {
-    f"{_FIT}/trainable": lambda v: v is True or (isinstance(v, list) and all(x is True for x in v)),
-    f"{_FIT}/atom_ener": lambda v: isinstance(v, list) and all(x is None for x in v),
     f"{_TR}/gradient_max_norm": lambda v: v == 0,
     "nvnmd": lambda v: isinstance(v, dict) and not v.get("enable", False),
 }

@@ -14,7 +14,8 @@ whose row is 0, included) of every type-t atom in the sampled frames, with n the
 a standard deviation below ``data_stat_protect`` (1e-2) is raised to it; a type with no atoms in
 the sample gets davg 0 and dstd 1/rcut.
 
-Energy bias: per-type atomic energies b minimising sum_frames (E - sum_t N_t b_t)^2
+Energy bias: per-type atomic energies b minimising sum_frames (E - sum_t N_t b_t)^2 (types with a
+fixed ``atom_ener`` keep it; the others are fitted to the rest)
 (``np.linalg.lstsq`` with the fitting net's ``rcond``).
 
 The sample is ``data_stat_nbatch`` batches of every system (frames chosen by the seed).
@@ -167,13 +168,25 @@ def _std(sum2: float, sum1: float, n: float, protect: float) -> float:
     return max(np.sqrt(max(sum2 / n - (sum1 / n) ** 2, 0.0)), protect)
 
 
-def energy_bias(energy: np.ndarray, counts: np.ndarray, rcond: float | None = None) -> np.ndarray:
-    """Per-type energies b minimising ||counts @ b - energy|| (nframes; nframes x ntypes)."""
-    return np.linalg.lstsq(np.asarray(counts, np.float64), np.asarray(energy, np.float64), rcond=rcond)[0]
+def energy_bias(energy: np.ndarray, counts: np.ndarray, rcond: float | None = None, assigned=None) -> np.ndarray:
+    """Per-type energies b minimising ||counts @ b - energy|| (nframes; nframes x ntypes).
+    ``assigned``: per type None or a fixed value (DeePMD-kit's ``atom_ener``): those types keep
+    it, the others are fitted to what remains of the energies (min-norm, their columns zeroed)."""
+    counts = np.array(counts, np.float64)
+    energy = np.array(energy, np.float64).reshape(len(counts), -1)
+    fixed = np.array([a is not None for a in (assigned or [])] + [False] * (counts.shape[1] - len(assigned or [])))
+    values = np.array([0.0 if a is None else a for a in (assigned or [])] + [0.0] * (counts.shape[1] - len(assigned or [])))
+    if fixed.any():
+        energy = energy - (counts[:, fixed] @ values[fixed]).reshape(-1, 1)
+        counts[:, fixed] = 0.0
+    b = np.linalg.lstsq(counts, energy, rcond=rcond)[0].reshape(-1)
+    b[fixed] = values[fixed]
+    return b
 
 
-def data_energy_bias(systems: list[System], frames: list[np.ndarray], ntypes: int, rcond=None) -> np.ndarray:
-    """``energy_bias`` over the sampled frames that carry an energy label."""
+def data_energy_bias(systems: list[System], frames: list[np.ndarray], ntypes: int, rcond=None,
+                     assigned=None) -> np.ndarray:
+    """``energy_bias`` over the sampled frames that carry an energy label (``assigned``: see there)."""
     energy, counts = [], []
     for sys, idx in zip(systems, frames):
         idx = idx[sys.found["energy"][idx]]
@@ -182,5 +195,5 @@ def data_energy_bias(systems: list[System], frames: list[np.ndarray], ntypes: in
     energy, counts = np.concatenate(energy), np.concatenate(counts)
     if len(energy) == 0:
         log.warning("no energy labels in the statistics sample: energy bias left at 0")
-        return np.zeros(ntypes)
-    return energy_bias(energy, counts, rcond)
+        return np.array([0.0 if a is None else a for a in (assigned or [])] + [0.0] * (ntypes - len(assigned or [])))
+    return energy_bias(energy, counts, rcond, assigned)

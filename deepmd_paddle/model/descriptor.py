@@ -20,7 +20,7 @@ import paddle
 from ..kernels import default_backend
 from ..kernels.checks import check_cutoffs
 from ..kernels.twins import const
-from . import init
+from . import init, options
 from .network import EmbeddingNet, check_class, resolve_precision
 
 # how the embedding nets run in one call (embedding_path)
@@ -41,8 +41,6 @@ class DescrptSeA(paddle.nn.Layer):
             raise NotImplementedError(f"descriptor type {type!r} is not supported; allowed: 'se_e2_a'")
         if len(sel) != ntypes:
             raise ValueError(f"descriptor.sel has {len(sel)} entries but type_map has {ntypes} types")
-        if exclude_types:
-            raise NotImplementedError("descriptor.exclude_types is not supported (must be empty)")
         if env_protection:
             raise NotImplementedError("descriptor.env_protection other than 0 is not supported")
         check_cutoffs(rcut, sel, rcut_smth)
@@ -65,6 +63,16 @@ class DescrptSeA(paddle.nn.Layer):
             seeds = [init.shifted(seed, (ti * ntypes + t) * shift) for t in range(ntypes) for ti in range(ntypes)]
         self.embeddings = paddle.nn.LayerList(
             [EmbeddingNet(neuron, activation_function, resnet_dt, self.precision, s) for s in seeds])
+        self.trainable = options.check_trainable(trainable, "descriptor.trainable")
+        self.set_trainable()
+        # excluded type pairs: their rows of R~ are zero (options.py); emask ntypes x nnei, or None
+        self.exclude_types = options.check_pairs(exclude_types, ntypes)
+        mask = options.slot_mask(self.exclude_types, self.sel)
+        if mask is None:
+            self.emask = None
+        else:  # a buffer: frozen programs and checkpoints carry it
+            self.register_buffer("emask", paddle.to_tensor(mask))
+        self._excluded = options.pair_set(self.exclude_types)
         # statistics live in float64: the environment matrix is always computed in float64
         self.register_buffer("davg", paddle.zeros([ntypes, self.nnei, 4], "float64"))
         self.register_buffer("dstd", paddle.ones([ntypes, self.nnei, 4], "float64"))
@@ -99,6 +107,14 @@ class DescrptSeA(paddle.nn.Layer):
             (a[:, lo:hi] == a[:, lo:lo + 1]).all() for a in (davg, dstd) for lo, hi in zip(self.sec, self.sec[1:])
         )
 
+    def set_trainable(self) -> None:
+        """Apply ``self.trainable`` to the embedding nets (again after they are replaced)."""
+        options.set_trainable(self.embeddings, self.trainable)
+
+    def excluded(self, ti, t: int) -> bool:
+        """The pair (centre type ti, neighbour type t) is excluded: its rows of R~ are zero."""
+        return self.emask is not None and isinstance(ti, (int, np.integer)) and (int(ti), t) in self._excluded
+
     def neighbor_list(self, coord, atype, box, check: bool = True):
         """(nlist, shift, nmax, mindist); see ``kernels.twins.neighbor_list``. ``check=False``:
         the caller has run ``kernels.check_frames`` already."""
@@ -107,7 +123,9 @@ class DescrptSeA(paddle.nn.Layer):
     def env_mat(self, rij, nlist, atype, davg=None, dstd=None):
         davg = self.davg if davg is None else davg
         dstd = self.dstd if dstd is None else dstd
-        return self.kernels.env_mat(rij, nlist, atype, davg, dstd, self.rcut, self.rcut_smth)
+        if self.emask is None:
+            return self.kernels.env_mat(rij, nlist, atype, davg, dstd, self.rcut, self.rcut_smth)
+        return self.kernels.env_mat_excl(rij, nlist, atype, davg, dstd, self.emask, self.rcut, self.rcut_smth)
 
     @paddle.no_grad()
     def env_mat_raw(self, coord, atype, box):
@@ -125,10 +143,11 @@ class DescrptSeA(paddle.nn.Layer):
         """The nets can run in the fused C++ operators: tanh nets and kernels that have them."""
         return self.activation_function == "tanh" and self.kernels.has("embed") and self.kernels.has("embed_train")
 
-    def embedding_path(self, second_order: bool) -> str:
+    def embedding_path(self, second_order: bool, graph: bool = False) -> str:
         """How the embedding nets run in a call; the one place that decides. ``second_order``:
         the call differentiates twice in the positions (forces with ``create_graph`` and
-        coordinates that want a gradient).
+        coordinates that want a gradient); ``graph``: the forces are differentiated again
+        (``create_graph``: training on forces, even with untrainable embedding nets).
 
         A compressed model runs its tables (their plain-Paddle twin for second derivatives).
         Frozen weights (DeepPot, exported programs) take the fused evaluation operator: in cache
@@ -139,7 +158,7 @@ class DescrptSeA(paddle.nn.Layer):
             return TABLES_EXACT if second_order else TABLES
         if not self.fused_ready():
             return LAYERS
-        if not any(not p.stop_gradient for p in self.parameters()):
+        if not graph and not any(not p.stop_gradient for p in self.parameters()):
             return FUSED
         return FUSED_TRAIN if self.prefer_fused_training and not second_order else LAYERS
 
@@ -188,6 +207,8 @@ class DescrptSeA(paddle.nn.Layer):
         """
         xyz = None
         for t in range(self.ntypes):
+            if self.excluded(ti, t):  # zero rows: no contribution
+                continue
             lo, hi = self.sec[t], self.sec[t + 1]
             net = self.embeddings[t if self.type_one_side else ti + t * self.ntypes]
             k = hi - lo if keep is None else min(int(keep[t]), hi - lo)
@@ -200,6 +221,8 @@ class DescrptSeA(paddle.nn.Layer):
                 tail = paddle.matmul(net(pad[:, :, :1]), pad, transpose_x=True) * float(hi - lo - k)
                 part = tail if part is None else part + tail  # broadcast over the block's atoms
             xyz = part if xyz is None else xyz + part
+        if xyz is None:  # every neighbour type excluded for this centre type: T = 0
+            return paddle.zeros([env.shape[0], self.neuron[-1], 4], env.dtype)
         return xyz * const(xyz, 1.0 / self.nnei)
 
     # ---------------------------------------------------------------- serialization
@@ -210,8 +233,9 @@ class DescrptSeA(paddle.nn.Layer):
         return {
             "@class": "Descriptor", "type": "se_e2_a", "@version": 2, "rcut": self.rcut,
             "rcut_smth": self.rcut_smth, "sel": self.sel, "neuron": self.neuron,
-            "axis_neuron": self.axis_neuron, "resnet_dt": self.resnet_dt, "trainable": True,
-            "type_one_side": self.type_one_side, "exclude_types": [], "env_protection": 0.0,
+            "axis_neuron": self.axis_neuron, "resnet_dt": self.resnet_dt, "trainable": self.trainable,
+            "type_one_side": self.type_one_side, "exclude_types": [list(p) for p in self.exclude_types],
+            "env_protection": 0.0,
             "set_davg_zero": self.set_davg_zero, "activation_function": self.activation_function,
             "precision": self.precision,
             "embeddings": {
@@ -234,7 +258,7 @@ class DescrptSeA(paddle.nn.Layer):
             raise NotImplementedError("descriptor env_mat.use_exp_switch is not supported")
         kw = {k: d[k] for k in ("sel", "rcut", "rcut_smth", "neuron", "axis_neuron", "type_one_side",
                                 "resnet_dt", "precision", "activation_function", "exclude_types",
-                                "env_protection", "set_davg_zero") if k in d}
+                                "env_protection", "set_davg_zero", "trainable") if k in d}
         obj = cls(ntypes, **kw)
         coll = d["embeddings"]
         nets = coll["networks"]
@@ -243,5 +267,6 @@ class DescrptSeA(paddle.nn.Layer):
         obj.embeddings = paddle.nn.LayerList(
             [EmbeddingNet.deserialize(n, arrays, obj.precision) for n in nets]
         )
+        obj.set_trainable()
         obj.set_stat(arrays(d["@variables"]["davg"]), arrays(d["@variables"]["dstd"]))
         return obj

@@ -141,6 +141,7 @@ class DescrptSeATebd(DescrptSeA):
         self.in_dim = 1 + self.type_embedding.dim * (1 if self.type_one_side else 2)
         self.embeddings = paddle.nn.LayerList(
             [EmbeddingNet(neuron, activation_function, resnet_dt, self.precision, seed, in_dim=self.in_dim)])
+        self.set_trainable()
         # the first layer's skip connection when its width equals (x) or doubles ([x, x]) in_dim
         n0, eye = int(neuron[0]), np.eye(self.in_dim)
         self.skip = eye if n0 == self.in_dim else np.hstack([eye, eye]) if n0 == 2 * self.in_dim else None
@@ -168,7 +169,7 @@ class DescrptSeATebd(DescrptSeA):
             return False
         return super().fused_ready()
 
-    def embedding_path(self, second_order: bool) -> str:
+    def embedding_path(self, second_order: bool, graph: bool = False) -> str:
         return LAYERS
 
     def fused_params(self, ti: int | None) -> list:
@@ -333,12 +334,14 @@ class DescrptSeATebd(DescrptSeA):
             raise NotImplementedError(f"expected a serialized {SERIAL_TYPE!r} descriptor, got {d.get('type')!r}")
         te = d["type_embedding"]
         kw = {k: d[k] for k in ("sel", "rcut", "rcut_smth", "neuron", "axis_neuron", "type_one_side", "resnet_dt",
-                                "precision", "activation_function", "set_davg_zero", "concat_output_tebd") if k in d}
+                                "precision", "activation_function", "set_davg_zero", "concat_output_tebd",
+                                "exclude_types", "trainable") if k in d}
         obj = cls(ntypes, type_map=te["type_map"], type_embedding=te["config"], **kw)
         nets = d["embeddings"]["networks"]
         if len(nets) != 1:
             raise ValueError(f"a type-embedding descriptor has one embedding net, the file has {len(nets)}")
         obj.embeddings = paddle.nn.LayerList([EmbeddingNet.deserialize(nets[0], arrays, obj.precision, obj.in_dim)])
+        obj.set_trainable()
         obj.type_embedding.load(te, arrays)
         obj.set_stat(arrays(d["@variables"]["davg"]), arrays(d["@variables"]["dstd"]))
         return obj

@@ -97,9 +97,11 @@ class EnergyModel(paddle.nn.Layer):
                 "descriptor": {"type": "se_a_ebd_v2" if hasattr(d, "type_net") else "se_e2_a", "sel": d.sel, "rcut": d.rcut, "rcut_smth": d.rcut_smth,
                                "neuron": d.neuron, "axis_neuron": d.axis_neuron,
                                "type_one_side": d.type_one_side, "resnet_dt": d.resnet_dt,
-                               "precision": d.precision, "activation_function": d.activation_function},
+                               "precision": d.precision, "activation_function": d.activation_function,
+                               "trainable": d.trainable, "exclude_types": d.exclude_types},
                 "fitting_net": {"neuron": f.neuron, "resnet_dt": f.resnet_dt, "precision": f.precision,
-                                "activation_function": f.activation_function},
+                                "activation_function": f.activation_function, "trainable": f.trainable,
+                                "atom_ener": f.serial_atom_ener()},
             }
             if getattr(d, "concat_output_tebd", False):
                 self._config["type_embedding"] = d.type_embedding.config
@@ -135,7 +137,7 @@ class EnergyModel(paddle.nn.Layer):
         coord_grad = paddle.in_dynamic_mode() and not coord.stop_gradient  # the caller differentiates in coord
         second = create_graph and coord_grad
         rij, tc, env = self.centre_env(coord, atype, nlist, shift, centre, 1 if create_graph or coord_grad else 0)
-        atom_e = self.atomic_energy(env, tc, self.descriptor.embedding_path(second), keep)  # nf x nc x 1
+        atom_e = self.atomic_energy(env, tc, self.descriptor.embedding_path(second, create_graph), keep)  # nf x nc x 1
         if self.srtab is not None:  # E_i = l_i T_i + (1 - l_i) E_i (model/srtab.py)
             atom_e = self.srtab(atom_e, rij, nlist, tc, atype, self.fitting.bias_atom_e)
         (g,) = paddle.grad(atom_e.sum(), rij, create_graph=create_graph)  # nf x nc x nnei x 3
@@ -190,7 +192,10 @@ class EnergyModel(paddle.nn.Layer):
 
     def atom_energy_of(self, d, ti: int):
         """E_i of a block of atoms of centre type ti from their descriptor rows (nat x 1, float64)."""
-        return self.fitting(self.descriptor.fitting_input(d, ti), ti) + self.out_bias[ti]
+        vacuum = None  # an isolated atom's input (atom_ener): D = 0, a type vector kept (DeePMD-kit)
+        if self.fitting.atom_ener[ti] is not None and self.descriptor.get_dim_fitting_input() != d.shape[1]:
+            vacuum = self.descriptor.fitting_input(paddle.zeros([1, d.shape[1]], d.dtype), ti)
+        return self.fitting(self.descriptor.fitting_input(d, ti), ti, vacuum) + self.out_bias[ti]
 
     def descriptor_blocks(self, env, atype, path: str, keep: list | None = None) -> list:
         """[(ti, indices, D of those atoms)] per centre type, from R~ (nf x nc x nnei x 4) and the

@@ -4,14 +4,16 @@ descriptor followed by the centre atom's type vector (the descriptor's ``fitting
 ``E_i = N_fit([D_i, e(type_i)]) + bias[type_i]``.
 
 The per-type bias (``bias_atom_e``) is set from data by least squares of frame energies on the
-per-type atom counts before training (DeePMD-kit's convention).
+per-type atom counts before training (DeePMD-kit's convention). A type with a fixed isolated-atom
+energy (``atom_ener``) has ``E_i = N(D_i) - N(0) + bias[t]``, its bias that energy; ``trainable``
+fixes layers (see ``options``).
 """
 from __future__ import annotations
 
 import numpy as np
 import paddle
 
-from . import init
+from . import init, options
 from .network import FittingNet, check_class, resolve_precision
 
 
@@ -25,8 +27,6 @@ class EnergyFitting(paddle.nn.Layer):
             raise NotImplementedError(f"fitting_net type {type!r} is not supported; allowed: 'ener'")
         if numb_fparam or numb_aparam:
             raise NotImplementedError("fparam/aparam (numb_fparam, numb_aparam > 0) are not supported")
-        if atom_ener:
-            raise NotImplementedError("fitting_net.atom_ener is not supported")
         self.ntypes, self.dim_descrpt = ntypes, dim_descrpt
         self.neuron, self.resnet_dt, self.precision = list(neuron), bool(resnet_dt), resolve_precision(precision)
         self.activation_function, self.rcond = activation_function, rcond
@@ -37,14 +37,32 @@ class EnergyFitting(paddle.nn.Layer):
                         init.shifted(seed, t * shift))
              for t in range(1 if self.mixed_types else ntypes)])
         self.register_buffer("bias_atom_e", paddle.zeros([ntypes], "float64"))
+        self.trainable = options.check_layer_trainable(trainable, len(self.neuron) + 1, "fitting_net.trainable")
+        self.set_trainable()
+        self.atom_ener = options.vacuum_types(atom_ener, ntypes)  # per type: None or E of an isolated atom
+
+    def set_trainable(self) -> None:
+        """Apply ``self.trainable`` (one flag per layer) to every type's net."""
+        for net in self.nets:
+            for layer, flag in zip(net.layers, self.trainable):
+                options.set_trainable(layer, flag)
 
     def set_bias(self, bias):
         self.bias_atom_e.set_value(np.asarray(bias, "float64").reshape(self.ntypes))
 
-    def forward(self, d, ti: int):
-        """Atomic energies (nat x 1, float64) of a block of atoms of centre type ``ti``."""
-        e = self.nets[0 if self.mixed_types else ti](d).astype("float64")
-        return e + self.bias_atom_e[ti]
+    def forward(self, d, ti: int, vacuum=None):
+        """Atomic energies (nat x 1, float64) of a block of atoms of centre type ``ti``;
+        ``vacuum``: the input row of an isolated atom of that type (None: zeros; with a type
+        vector in the input, DeePMD-kit keeps it: the model passes ``fitting_input(0, ti)``)."""
+        net = self.nets[0 if self.mixed_types else ti]
+        e = net(d)
+        if self.atom_ener[ti] is not None:  # minus the net's value for an isolated atom (D = 0)
+            e = e - net(paddle.zeros([1, d.shape[1]], d.dtype) if vacuum is None else vacuum)
+        return e.astype("float64") + self.bias_atom_e[ti]
+
+    def serial_atom_ener(self) -> list:
+        """``atom_ener`` as DeePMD-kit stores it: [] when no type has one."""
+        return [] if all(e is None for e in self.atom_ener) else list(self.atom_ener)
 
     def serialize(self, arrays: dict, type_map) -> dict:
         arrays_key = f"/variable_{len(arrays):04d}"
@@ -54,7 +72,7 @@ class EnergyFitting(paddle.nn.Layer):
             "ntypes": self.ntypes, "dim_descrpt": self.dim_descrpt, "mixed_types": self.mixed_types, "dim_out": 1,
             "neuron": self.neuron, "resnet_dt": self.resnet_dt, "numb_fparam": 0, "numb_aparam": 0,
             "dim_case_embd": 0, "default_fparam": None, "rcond": self.rcond, "tot_ener_zero": False,
-            "trainable": [True] * (len(self.neuron) + 1), "atom_ener": [],
+            "trainable": list(self.trainable), "atom_ener": self.serial_atom_ener(),
             "activation_function": self.activation_function, "precision": self.precision,
             "layer_name": None, "use_aparam_as_mask": False, "spin": None, "exclude_types": [],
             "nets": {
@@ -81,11 +99,13 @@ class EnergyFitting(paddle.nn.Layer):
             raise NotImplementedError(f"fitting dim_out {d['dim_out']} is not supported")
         obj = cls(ntypes, d["dim_descrpt"], d["neuron"], d.get("resnet_dt", True), d.get("precision", "float64"),
                   activation_function=d.get("activation_function", "tanh"), rcond=d.get("rcond"),
-                  mixed_types=bool(d.get("mixed_types")))
+                  mixed_types=bool(d.get("mixed_types")),
+                  trainable=d.get("trainable", True), atom_ener=d.get("atom_ener") or [])
         nets = d["nets"]["networks"]
         if len(nets) != len(obj.nets):
             raise ValueError(f"fitting with {len(nets)} nets; {len(obj.nets)} expected "
                              f"({'one for all types' if obj.mixed_types else 'one per type'})")
         obj.nets = paddle.nn.LayerList([FittingNet.deserialize(n, arrays, obj.precision) for n in nets])
+        obj.set_trainable()
         obj.set_bias(arrays(d["@variables"]["bias_atom_e"]))
         return obj

@@ -71,6 +71,7 @@ class Dense(paddle.nn.Layer):
         # DeePMD-kit puts the timestep only where a skip connection exists
         self.use_timestep = use_timestep and (n_out == n_in or n_out == 2 * n_in)
         self.precision = precision
+        self.trainable = True  # serialized; model.options.set_trainable sets it with stop_gradient
         self.w = self._param(init.normal((n_in, n_out), seed, 0.0, 1.0 / np.sqrt(n_in + n_out)))
         # (DeePMD-kit's type-embedding net has no biases by default: use_tebd_bias)
         self.b = self._param(init.normal((n_out,), init.shifted(seed, 1), bias_mean, bias_std)) if bias else None
@@ -112,7 +113,7 @@ class Dense(paddle.nn.Layer):
         return {
             "@class": "Layer", "@version": 2, "bias": self.b is not None, "use_timestep": self.use_timestep,
             "activation_function": self.activation_function, "resnet": self.resnet,
-            "precision": self.precision, "trainable": True,
+            "precision": self.precision, "trainable": self.trainable,
             "@variables": {
                 "w": _store(arrays, self.w), "b": _store(arrays, self.b) if self.b is not None else None,
                 "idt": _store(arrays, self.idt) if self.idt is not None else None,

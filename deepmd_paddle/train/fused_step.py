@@ -44,8 +44,7 @@ def supported(model) -> bool:
     if not isinstance(model, EnergyModel) or model.descriptor.tabulation is not None or model.srtab is not None:
         return False  # compressed models (tables) and use_srtab train by autograd through their layers
     desc = model.descriptor
-    if not any(not p.stop_gradient for p in desc.parameters()):
-        return False  # frozen embedding nets: nothing for the fused sweep to do
+    # (untrainable embedding nets: the passes run all the same, the weight sweep is skipped)
     # a type embedding passes its net to the operators as per-type nets (DescrptSeATebd.fused_params)
     return desc.fused_ready() and all(model.kernels.has(name) for name in PASSES)
 
@@ -119,8 +118,8 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     grads = {}
     for bl, gt in zip(blocks, gts):
         tbar = bl["T"].grad
-        if tbar is None and "a" not in bl:
-            continue
+        if tbar is None and "a" not in bl or all(p.stop_gradient for p in bl["live"]):
+            continue  # (untrainable embedding nets: no weight gradient to sweep)
         flat_g = kern.embed_pgrad(bl["env"], bl["params"], empty if tbar is None else tbar,
                                      gt.detach() if "a" in bl else empty, bl.get("a", empty), *attrs)
         parts = paddle.split(flat_g, [int(p.numel()) for p in bl["live"]])

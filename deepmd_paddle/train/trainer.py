@@ -34,6 +34,7 @@ from deepmd_paddle.data.stats import (check_system_frames, data_energy_bias, env
 from deepmd_paddle.data.system import load_system
 from deepmd_paddle import runtime
 from deepmd_paddle.io import checkpoint
+from deepmd_paddle.model.options import trained_parameters
 from deepmd_paddle.train import fused_step, init_from, parallel, records, run_folder, stat_file
 from deepmd_paddle.train.loss import EnerLoss
 from deepmd_paddle.train.lr import LearningRateExp
@@ -154,7 +155,7 @@ class Trainer:
                      cfg["learning_rate"]["scale_by_worker"])
         self.loss = EnerLoss(cfg["learning_rate"]["start_lr"], **cfg["loss"])
         self.opt = paddle.optimizer.Adam(learning_rate=self.lr.value(0) * self.lr_scale,
-                                         parameters=self.model.parameters())
+                                         parameters=trained_parameters(self.model))  # trainable only
         self.start_step = 0
         if restart:
             tensors, meta = ckpt
@@ -195,13 +196,15 @@ class Trainer:
         mc, desc, systems = self.config["model"], self.model.descriptor, self.train_data.systems
         frames = stat_frames(systems, self.train_data.batch_size, mc["data_stat_nbatch"], seed)
         t0 = time.perf_counter()
+        atom_ener = self.model.fitting.atom_ener  # types with one: that energy is their bias
         sums, bias = stat_file.statistics(
             self.config["training"].get("stat_file"), mc["type_map"], desc,
             lambda: env_mat_sums(desc, systems, frames, self.dtype),
-            lambda: data_energy_bias(systems, frames, len(mc["type_map"]), mc["fitting_net"]["rcond"]),
+            lambda: data_energy_bias(systems, frames, len(mc["type_map"]), mc["fitting_net"]["rcond"], atom_ener),
             lambda: [mc["type_map"][t] for t in sorted({int(t) for s in systems for t in s.atype})], self.par.is_main)
         davg, dstd = stat_from_sums(sums, desc.get_nnei(), desc.rcut, mc["data_stat_protect"],
                                     mc["descriptor"]["set_davg_zero"])
+        bias = np.array([b if a is None else a for b, a in zip(bias, atom_ener)])  # (a stat file's bias too)
         log.info("statistics from %d frames in %.1f s; energy bias per type %s",
                  sum(len(f) for f in frames), time.perf_counter() - t0, np.round(bias, 6).tolist())
         return davg, dstd, bias
