@@ -204,7 +204,7 @@ def _base(tmp_path, **sections):
 
 
 def test_every_unsupported_setting_is_named_in_one_message(tmp_path):
-    raw = _base(tmp_path, model__fitting_net__numb_fparam=2, model__descriptor__exclude_types=[[0, 1]],
+    raw = _base(tmp_path, model__fitting_net__numb_fparam=2, model__pair_exclude_types=[[0, 1]],
                 model__descriptor__activation_function="silut", model__fitting_net__precision="bfloat16",
                 model__spin={"use_spin": [True, False]}, loss__start_pref_gf=1.0,
                 learning_rate__type="cosine", training__mixed_precision={"compute_prec": "float16"},
@@ -214,7 +214,7 @@ def test_every_unsupported_setting_is_named_in_one_message(tmp_path):
     with pytest.raises(ConfigError) as err:
         config.normalize(raw)
     msg = str(err.value)
-    for key, asked in [("model/fitting_net/numb_fparam", "2"), ("model/descriptor/exclude_types", "[[0, 1]]"),
+    for key, asked in [("model/fitting_net/numb_fparam", "2"), ("model/pair_exclude_types", "[[0, 1]]"),
                        ("model/descriptor/activation_function", "'silut'"),
                        ("model/fitting_net/precision", "'bfloat16'"), ("model/spin", "{'use_spin'"),
                        ("loss/start_pref_gf", "1.0"), ("learning_rate/type", "'cosine'"),
@@ -236,7 +236,8 @@ def test_unsupported_keys_at_their_defaults_are_accepted_and_dropped(tmp_path):
                 loss__relative_f=None, training__time_training=True, training__gradient_max_norm=0.0,
                 nvnmd=NVNMD)
     cfg = config.normalize(raw)
-    assert "numb_fparam" not in cfg["model"]["fitting_net"] and "trainable" not in cfg["model"]["descriptor"]
+    assert "numb_fparam" not in cfg["model"]["fitting_net"]
+    assert cfg["model"]["descriptor"]["trainable"] is True  # (built: kept, like atom_ener)
     assert "nvnmd" not in cfg and "optimizer" not in cfg and cfg["loss"]["relative_f"] is None
     assert set(cfg["loss"]) == {"type", "start_pref_e", "limit_pref_e", "start_pref_f", "limit_pref_f",
                                 "start_pref_v", "limit_pref_v", "intensive_ener_virial", "start_pref_ae",

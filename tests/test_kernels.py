@@ -55,6 +55,13 @@ def _inputs(name):
         m, c, a, _, nlist, shift = _frame()
         d = m.descriptor
         return [twins.build_rij(c, nlist, shift), nlist, a, d.davg, d.dstd], [0], [d.rcut, d.rcut_smth]
+    if name == "env_mat_excl":
+        from deepmd_paddle.model.options import slot_mask
+
+        m, c, a, _, nlist, shift = _frame()
+        d = m.descriptor
+        emask = paddle.to_tensor(slot_mask([[0, 1]], d.sel))
+        return [twins.build_rij(c, nlist, shift), nlist, a, d.davg, d.dstd, emask], [0], [d.rcut, d.rcut_smth]
     if name == "prod_force_virial":
         _, c, _, _, nlist, shift = _frame("small")
         centre = paddle.to_tensor([5, 0, 3, 11], dtype="int64")

@@ -24,9 +24,12 @@ TensorFlow backend writes them (1.x ``source/train``, 2.x-3.x ``deepmd/tf``):
   JSON), ``train_attr/min_nbor_dist`` (2.0+).
 
 DeePMD-kit's type-embedding model (``type_embed_net``, one ``filter_type_all`` net and one fitting
-net ``layer_{k}``/``final_layer`` fed with the type vector) and se_a_ebd_v2 (its "strip" mode) are read by ``tf_tebd``. Anything else
-(other descriptors, spin, compressed graphs, pair tables,
-excluded types, other model types) is refused with an error naming what the graph holds.
+net ``layer_{k}``/``final_layer`` fed with the type vector) and se_a_ebd_v2 (its "strip" mode) are
+read by ``tf_tebd``. The descriptor's ``exclude_types`` and the fitting's ``atom_ener`` come from
+the training input (the graph has no pair net for an excluded pair when ``type_one_side`` is false,
+and the fixed energies are in ``t_bias_atom_e``). Anything else (other descriptors, spin, compressed
+graphs, pair tables, model-level excluded types, other model types) is refused with an error naming
+what the graph holds.
 """
 from __future__ import annotations
 
@@ -166,9 +169,8 @@ def _refuse_kinds(g: Graph, script: dict):
         (bool(script.get("modifier")), "a modifier"),
         (bool(script.get("pair_exclude_types")), "model.pair_exclude_types"),
         (bool(script.get("atom_exclude_types")), "model.atom_exclude_types"),
-        (bool(desc.get("exclude_types")), "descriptor.exclude_types"),
         (fit.get("type", "ener") != "ener", f"fitting_net type {fit.get('type')!r}"),
-        (any(e is not None for e in fit.get("atom_ener") or []), "fitting_net.atom_ener"), (bool(fit.get("layer_name")), "fitting_net.layer_name"),
+        (bool(fit.get("layer_name")), "fitting_net.layer_name"),
         (bool(fit.get("tot_ener_zero")), "fitting_net.tot_ener_zero"),
     ]
     found = [what for bad, what in checks if bad]

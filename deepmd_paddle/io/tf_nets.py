@@ -50,9 +50,12 @@ def descriptor_dict(g: Graph, script: dict, dim_descrpt: int, tebd: dict | None 
             raise GraphFileError(f"{g.path}: descrpt_attr/{name} has {a.size} values; {ntypes} types x {nnei} "
                                  "neighbours x 4 expected")
     strip = None
+    exclude = [list(p) for p in cfg.get("exclude_types") or []]
     if tebd is None:
-        nets, type_one_side = _embedding_weights(g, ntypes)
+        nets, type_one_side = _embedding_weights(g, ntypes, {(a, b) for a, b in exclude} | {(b, a) for a, b in exclude})
     else:
+        if exclude:
+            raise UnsupportedGraphError(f"{g.path}: a type-embedding model with descriptor.exclude_types; not supported")
         from .tf_tebd import embedding_weights
         nets, type_one_side, strip = embedding_weights(g, tebd)
     activation = _activation(g, r"filter_type_", cfg)
@@ -69,7 +72,7 @@ def descriptor_dict(g: Graph, script: dict, dim_descrpt: int, tebd: dict | None 
     out = {
         "@class": "Descriptor", "type": "se_e2_a", "@version": 2, "rcut": rcut, "rcut_smth": rcut_smth,
         "sel": sel, "neuron": neuron, "axis_neuron": dim_descrpt // neuron[-1], "resnet_dt": resnet_dt,
-        "trainable": True, "type_one_side": type_one_side, "exclude_types": [], "env_protection": 0.0,
+        "trainable": True, "type_one_side": type_one_side, "exclude_types": exclude, "env_protection": 0.0,
         "set_davg_zero": bool(cfg.get("set_davg_zero", False)), "activation_function": activation,
         "precision": precision,
         "embeddings": {"@class": "NetworkCollection", "@version": 1, "ndim": 1 if type_one_side else 2,
@@ -85,9 +88,11 @@ def descriptor_dict(g: Graph, script: dict, dim_descrpt: int, tebd: dict | None 
     return out
 
 
-def _embedding_weights(g: Graph, ntypes: int):
+def _embedding_weights(g: Graph, ntypes: int, excluded: set = frozenset()):
     """[net][layer] = (w, b, idt or None), nets in DeePMD-kit's collection order (neighbour type
-    t; or centre ti, neighbour tj at ti + tj * ntypes), and type_one_side."""
+    t; or centre ti, neighbour tj at ti + tj * ntypes), and type_one_side. A pair net of an
+    excluded (centre, neighbour) pair is not in the graph: it gets zero weights (its rows of R~
+    are zero, so it is never used), as DeePMD-kit's own conversion does."""
     found: dict = {}
     for name in g.nodes:
         m = _EMB_PAIR.fullmatch(name)
@@ -106,14 +111,21 @@ def _embedding_weights(g: Graph, ntypes: int):
     one_side = kinds == {"one"}
     keys = ([("one", 0, t) for t in range(ntypes)] if one_side
             else [("pair", ti, tj) for tj in range(ntypes) for ti in range(ntypes)])
-    missing = [k[1:] if not one_side else k[2] for k in keys if k not in found]
+    missing = [k[1:] if not one_side else k[2] for k in keys
+               if k not in found and (one_side or (k[1], k[2]) not in excluded)]
     extra = sorted(set(found) - set(keys))
     if missing or extra:
         what = "neighbour types" if one_side else "(centre, neighbour) type pairs"
         raise UnsupportedGraphError(f"{g.path}: embedding nets missing for {what} {missing}"
                                     f"{f' and present for {[k[1:] for k in extra]}' if extra else ''} "
                                     "(descriptor.exclude_types, or a graph of another descriptor)")
-    nets = [_net(g, found[k], f"filter_type_{'all' if one_side else k[1]} net {k[2]}", first=1) for k in keys]
+    nets = [_net(g, found[k], f"filter_type_{'all' if one_side else k[1]} net {k[2]}", first=1) if k in found
+            else None for k in keys]
+    if all(net is None for net in nets):
+        raise UnsupportedGraphError(f"{g.path}: every type pair is excluded (no embedding net); not supported")
+    model_net = next(net for net in nets if net is not None)
+    nets = [net if net is not None else [tuple(None if a is None else np.zeros_like(a) for a in layer)
+                                         for layer in model_net] for net in nets]
     shapes = {tuple(w.shape for w, _, _ in net) for net in nets}
     if len(shapes) != 1 or nets[0][0][0].shape[0] != 1:
         raise GraphFileError(f"{g.path}: embedding nets of different or unexpected shapes {sorted(shapes)}")
@@ -204,7 +216,8 @@ def fitting_dict(g: Graph, script: dict, ntypes: int, mixed_types: bool = False)
         "dim_descrpt": in_dim - nfp - nap_in, "mixed_types": mixed_types, "dim_out": 1, "neuron": neuron,
         "resnet_dt": any(n["resnet_dt"] for n in networks), "numb_fparam": nfp, "numb_aparam": nap,
         "dim_case_embd": 0, "default_fparam": None, "rcond": None, "tot_ener_zero": False,
-        "trainable": [True] * (len(neuron) + 1), "atom_ener": [], "activation_function": activation,
+        "trainable": [True] * (len(neuron) + 1), "atom_ener": list(cfg.get("atom_ener") or []),
+        "activation_function": activation,
         "precision": precision, "layer_name": None, "use_aparam_as_mask": bool(cfg.get("use_aparam_as_mask")),
         "spin": None, "exclude_types": [],
         "nets": {"@class": "NetworkCollection", "@version": 1, "ndim": 0 if mixed_types else 1, "ntypes": ntypes,

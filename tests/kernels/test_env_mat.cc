@@ -112,6 +112,42 @@ KT_GROUP(env_mat) {
       for (int c = 0; c < 3; ++c) KT_CHECK(g[3 * (i * e.nnei + j) + c] == 0.0, "padded slot: no gradient");
 }
 
+KT_GROUP(env_mat_mask) {
+  // excluded type pairs: rows with mask 0 are zero in all three kernels, the others unchanged
+  const EnvCase e(13);
+  kt::Rng rng(14);
+  std::vector<double> mask(e.ntypes * e.nnei, 1.0);
+  for (int j = 0; j < e.nnei; j += 2) mask[1 * e.nnei + j] = 0.0;  // centre type 1: every other slot
+  const std::vector<double> env = e.forward(e.rij), g_env = rng.normals<double>(env.size());
+  const std::vector<double> v = rng.normals<double>(e.rij.size()), g = e.backward(e.rij, g_env);
+  std::vector<double> menv(env.size()), mg(g.size()), gg(env.size()), g2(g.size()), mgg(env.size()), mg2(g.size());
+  dpp::env_mat_forward<double>(e.rij.data(), e.nlist.data(), e.atype.data(), e.davg.data(), e.dstd.data(), e.natoms,
+                               e.nnei, e.ntypes, kRcut, kRmin, menv.data(), mask.data());
+  dpp::env_mat_backward<double>(e.rij.data(), e.nlist.data(), e.atype.data(), e.dstd.data(), g_env.data(), e.natoms,
+                                e.nnei, e.ntypes, kRcut, kRmin, mg.data(), mask.data());
+  dpp::env_mat_double_backward<double>(e.rij.data(), e.nlist.data(), e.atype.data(), e.dstd.data(), g_env.data(),
+                                       v.data(), e.natoms, e.nnei, e.ntypes, kRcut, kRmin, gg.data(), g2.data());
+  dpp::env_mat_double_backward<double>(e.rij.data(), e.nlist.data(), e.atype.data(), e.dstd.data(), g_env.data(),
+                                       v.data(), e.natoms, e.nnei, e.ntypes, kRcut, kRmin, mgg.data(), mg2.data(),
+                                       mask.data());
+  int zeroed = 0;
+  for (int i = 0; i < e.natoms; ++i)
+    for (int j = 0; j < e.nnei; ++j) {
+      const int s = i * e.nnei + j;
+      const bool off = mask[e.atype[i] * e.nnei + j] == 0.0;
+      zeroed += off;
+      for (int c = 0; c < 4; ++c) {
+        KT_CHECK(menv[4 * s + c] == (off ? 0.0 : env[4 * s + c]), "masked env");
+        KT_CHECK(mgg[4 * s + c] == (off ? 0.0 : gg[4 * s + c]), "masked gg_env");
+      }
+      for (int c = 0; c < 3; ++c) {
+        KT_CHECK(mg[3 * s + c] == (off ? 0.0 : g[3 * s + c]), "masked gradient");
+        KT_CHECK(mg2[3 * s + c] == (off ? 0.0 : g2[3 * s + c]), "masked double gradient");
+      }
+    }
+  KT_CHECK(zeroed > 0, "the case has excluded slots");
+}
+
 KT_GROUP(build_rij) {
   kt::Rng rng(21);
   const int nf = 2, nall = 11, nc = 4, nnei = 5;
