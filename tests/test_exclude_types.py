@@ -15,9 +15,10 @@ needs_op = pytest.mark.skipif(load_library() is None, reason="the C++ operators 
 SEL = (12, 24)
 
 
-def _model(use_op, exclude, type_one_side=False, precision="float64"):
+def _model(use_op, exclude, type_one_side=False, precision="float64", type_embedding=False):
     cfg = small_model_config(type_one_side=type_one_side, precision=precision, sel=SEL)
     cfg["descriptor"]["exclude_types"] = exclude
+    cfg["descriptor"]["type_embedding"] = type_embedding  # (element properties: descriptor_te)
     m = EnergyModel.from_config(cfg, kernels_for(use_op))
     rng = np.random.default_rng(0)
     d = m.descriptor
@@ -80,13 +81,14 @@ def test_mask_zeroes_every_slot_of_an_excluded_block():
 
 
 @pytest.mark.parametrize("use_op", [False, True])
-@pytest.mark.parametrize("type_one_side", [False, True])
-def test_forces_and_the_types_that_do_not_meet(use_op, type_one_side):
+@pytest.mark.parametrize("type_one_side,tebd", [(False, False), (True, False), (True, True)])
+def test_forces_and_the_types_that_do_not_meet(use_op, type_one_side, tebd):
     """With [[0, 1]] an O and an H never interact: moving every H by the same vector leaves the
-    energy unchanged; the forces are minus the finite-difference gradient."""
+    energy unchanged; the forces are minus the finite-difference gradient (also with the
+    type-embedding descriptor, whose one net sees the zero rows too)."""
     if use_op and load_library() is None:
         pytest.skip("the C++ operators are not available")
-    m = _model(use_op, [[0, 1]], type_one_side)
+    m = _model(use_op, [[0, 1]], type_one_side, type_embedding=tebd)
     coord, atype, cell = random_system(15, 1, "ortho", seed=7)
 
     def energy(c, model=m):
@@ -107,7 +109,7 @@ def test_forces_and_the_types_that_do_not_meet(use_op, type_one_side):
             cm[0, i, k] -= h
             fd = -(energy(cp) - energy(cm)) / (2 * h)
             assert out["force"].numpy()[0, i, k] == pytest.approx(fd, rel=1e-6, abs=1e-8)
-    full = _model(use_op, [], type_one_side)
+    full = _model(use_op, [], type_one_side, type_embedding=tebd)
     assert abs(energy_of(full) - energy_of(m)) > 1e-3  # the exclusion changes the model
 
 
@@ -143,18 +145,18 @@ def test_embedding_paths_agree(type_one_side):
 
 
 @needs_op
-@pytest.mark.parametrize("type_one_side", [False, True])
-def test_fused_training_step_gradient(type_one_side):
+@pytest.mark.parametrize("type_one_side,tebd", [(False, False), (True, False), (True, True)])
+def test_fused_training_step_gradient(type_one_side, tebd):
     """The hand-assembled training step equals autograd through the Paddle layers with excluded
     pairs: loss and every weight's gradient (zero for the nets of excluded pairs)."""
     from deepmd_paddle.train import fused_step
 
     coord, atype, cell = random_system(14, 2, "ortho", seed=21)
     batch, loss_fn = loss_batch(coord, atype, cell)
-    ref = _model(True, [[0, 1]], type_one_side)
+    ref = _model(True, [[0, 1]], type_one_side, type_embedding=tebd)
     loss_ref, _ = loss_fn(ref(batch["coord"], batch["atype"], batch["box"], create_graph=True), batch, 5e-4)
     loss_ref.backward()
-    m = _model(True, [[0, 1]], type_one_side)
+    m = _model(True, [[0, 1]], type_one_side, type_embedding=tebd)
     assert fused_step.supported(m)
     loss, _ = fused_step.step(m, loss_fn, batch, 5e-4)
     assert float(loss) == pytest.approx(float(loss_ref), rel=1e-12)

@@ -297,9 +297,9 @@ def test_refused_by_training_script(tmp_path):
     g = _graph()
     t = _node(g, "train_attr/training_script").attr["value"].tensor
     script = json.loads(t.string_val[0])
-    script["model"]["descriptor"]["exclude_types"] = [[0, 1]]
+    script["model"]["pair_exclude_types"] = [[0, 1]]  # (the descriptor's exclude_types is read: test_types_parity)
     t.string_val[0] = json.dumps(script).encode()
-    with pytest.raises(UnsupportedGraphError, match="descriptor.exclude_types"):
+    with pytest.raises(UnsupportedGraphError, match="model.pair_exclude_types"):
         load_pb(_write(g, tmp_path / "x.pb"))
 
 

@@ -14,7 +14,8 @@ into what the layers use.
   (``slot_mask``) that the environment-matrix kernel applies (``env_mat_excl``). (DeePMD-kit's
   backend-neutral descriptor masks the real neighbours only and keeps ``-davg/dstd`` in the
   padded slots of such a block; with ``type_one_side`` and non-zero ``davg`` its numbers differ
-  from its TensorFlow backend's, which are the ones followed here.)
+  from its TensorFlow backend's, which are the ones followed here: DeePMD-kit 3.2's numpy backend
+  on ``tests/fixtures/deepmd_types/excl_one_side.dp`` is 3.4 eV off its TensorFlow ``DeepPot``.)
 - ``atom_ener`` (ener fitting): per type, null or the energy of an isolated atom. For a type
   that has one, ``E_i = N(D_i) - N(0) + bias[t]`` and the bias is set to that energy
   (``EnergyFitting``; the statistics fit the other types' biases with those fixed).
