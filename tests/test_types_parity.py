@@ -3,7 +3,8 @@
 
 Fixtures (``tests/fixtures/deepmd_types``, made by ``make.py`` there with DeePMD-kit 3.2.0 TF):
 small water models trained by ``dp --tf train``, frozen to ``.pb`` and converted to ``.dp`` by
-``dp convert-backend``, with DeePMD-kit TensorFlow's ``DeepPot`` outputs. Every output (energy,
+``dp convert-backend`` (not the type-embedding one: DeePMD-kit does not convert it), with DeePMD-kit
+TensorFlow's ``DeepPot`` outputs. Every output (energy,
 forces, virial, atomic energies and virials, descriptor, an open cluster, isolated atoms) must
 agree to 1e-10 relative, from the ``.dp`` and from the ``.pb``, through ``DeepPot``, through
 frozen programs, after a ``.dp`` round trip; compressed, within the tables' accuracy.
@@ -37,8 +38,8 @@ def _check(dp: DeepPot, ref, rtol=1e-10):
     return got
 
 
-@pytest.mark.parametrize("ext", ["dp", "pb"])
-@pytest.mark.parametrize("case", CASES)
+# (DeePMD-kit's type-embedding model: dp convert-backend refuses it, so the .pb only)
+@pytest.mark.parametrize("case,ext", [(c, e) for c in CASES for e in ("dp", "pb")] + [("atom_ener_tebd", "pb")])
 def test_deeppot_parity(case, ext):
     ref = np.load(FIX / f"{case}_ref.npz")
     dp = DeepPot(str(FIX / f"{case}.{ext}"))
@@ -59,6 +60,9 @@ def test_the_fixtures_hold_what_they_test():
     ae = load_model(str(FIX / "atom_ener.pb")).fitting
     assert ae.atom_ener == [-93.5, None] and ae.bias_atom_e.numpy()[0] == -93.5
     assert np.load(FIX / "atom_ener_ref.npz")["isolated_energy"][0] == -93.5
+    tebd = load_model(str(FIX / "atom_ener_tebd.pb"))
+    assert tebd.fitting.mixed_types and tebd.fitting.atom_ener == [None, -13.5]
+    assert np.load(FIX / "atom_ener_tebd_ref.npz")["isolated_energy"][1] == -13.5
 
 
 @needs_op

@@ -90,7 +90,9 @@ def se_e2_a_fields() -> list[Argument]:
         _precision("embedding net"),
         opt("trainable", bool, True, "Whether the embedding nets are trained."),
         opt("seed", [int, None], None, "Seed of the weight initialisation (default: from training/seed)."),
-        opt("exclude_types", list[list[int]], [], "Type pairs [i, j] that do not see each other."),
+        opt("exclude_types", list[list[int]], [], "Type pairs [i, j] (either order) that do not see each other: "
+            "every neighbour slot of type j of a type-i centre, padding included, has R~ = 0 (DeePMD-kit's "
+            "TensorFlow definition)."),
         opt("env_protection", float, 0.0, "Guard against division by zero in the environment matrix."),
         opt("set_davg_zero", bool, False, "Keep the environment matrix average at zero (use with atom_ener)."),
         type_embedding_arg(False),
@@ -122,7 +124,8 @@ def fitting_args() -> Argument:
             "(len(neuron) + 1)."),
         opt("rcond", [float, None], None, "rcond of the least-squares solve for the per-type energy bias."),
         opt("seed", [int, None], None, "Seed of the weight initialisation (default: from training/seed)."),
-        opt("atom_ener", list[float | None], [], "Energy of an isolated atom of each type (null: not fixed)."),
+        opt("atom_ener", list[float | None], [], "Energy of an isolated atom of each type (null: not fixed): "
+            "E_i = N(D_i) - N(0) + that energy."),
         nodefault("layer_name", list[str], "Names of the layers; layers of equal names share weights."),
         opt("use_aparam_as_mask", bool, False, "Use aparam as a real/virtual atom mask, not as a fitting input."),
     ], doc="Fit the potential energy as a sum of atomic energies.")

@@ -140,7 +140,9 @@ class EnergyModel(paddle.nn.Layer):
         atom_e = self.atomic_energy(env, tc, self.descriptor.embedding_path(second, create_graph), keep)  # nf x nc x 1
         if self.srtab is not None:  # E_i = l_i T_i + (1 - l_i) E_i (model/srtab.py)
             atom_e = self.srtab(atom_e, rij, nlist, tc, atype, self.fitting.bias_atom_e)
-        (g,) = paddle.grad(atom_e.sum(), rij, create_graph=create_graph)  # nf x nc x nnei x 3
+        (g,) = paddle.grad(atom_e.sum(), rij, create_graph=create_graph, allow_unused=True)  # nf x nc x nnei x 3
+        if g is None:  # no atom has a neighbour (a net that skips padded slots never saw r_ij)
+            g = paddle.zeros_like(rij)
         # (a kernel is named before it is called: to_static converts calls of names only)
         prod_force_virial = self.kernels.get("prod_force_virial", int(create_graph))
         force, virial, atom_virial = prod_force_virial(coord, g, rij, nlist, centre, atomic=do_atomic_virial)
@@ -193,8 +195,9 @@ class EnergyModel(paddle.nn.Layer):
     def atom_energy_of(self, d, ti: int):
         """E_i of a block of atoms of centre type ti from their descriptor rows (nat x 1, float64)."""
         vacuum = None  # an isolated atom's input (atom_ener): D = 0, a type vector kept (DeePMD-kit)
-        if self.fitting.atom_ener[ti] is not None and self.descriptor.get_dim_fitting_input() != d.shape[1]:
-            vacuum = self.descriptor.fitting_input(paddle.zeros([1, d.shape[1]], d.dtype), ti)
+        ndesc = self.descriptor.get_dim_out()  # (ints from the layers: shapes are not ints in static graphs)
+        if self.fitting.minus_vacuum(ti) and self.descriptor.get_dim_fitting_input() != ndesc:
+            vacuum = self.descriptor.fitting_input(paddle.zeros([1, ndesc], d.dtype), ti)
         return self.fitting(self.descriptor.fitting_input(d, ti), ti, vacuum) + self.out_bias[ti]
 
     def descriptor_blocks(self, env, atype, path: str, keep: list | None = None) -> list:

@@ -56,9 +56,15 @@ class EnergyFitting(paddle.nn.Layer):
         vector in the input, DeePMD-kit keeps it: the model passes ``fitting_input(0, ti)``)."""
         net = self.nets[0 if self.mixed_types else ti]
         e = net(d)
-        if self.atom_ener[ti] is not None:  # minus the net's value for an isolated atom (D = 0)
-            e = e - net(paddle.zeros([1, d.shape[1]], d.dtype) if vacuum is None else vacuum)
+        if self.minus_vacuum(ti):  # minus the net's value for an isolated atom (D = 0)
+            e = e - net(paddle.zeros([1, self.dim_descrpt], d.dtype) if vacuum is None else vacuum)
         return e.astype("float64") + self.bias_atom_e[ti]
+
+    def minus_vacuum(self, ti: int) -> bool:
+        """Type ti's energy is taken relative to an isolated atom's: a type with ``atom_ener``, or
+        every type of a ``mixed_types`` fitting when any type has one (DeePMD-kit subtracts the
+        shared net's value at D = 0 from all atoms then)."""
+        return self.atom_ener[ti] is not None or (self.mixed_types and any(a is not None for a in self.atom_ener))
 
     def serial_atom_ener(self) -> list:
         """``atom_ener`` as DeePMD-kit stores it: [] when no type has one."""

@@ -18,7 +18,9 @@ into what the layers use.
   on ``tests/fixtures/deepmd_types/excl_one_side.dp`` is 3.4 eV off its TensorFlow ``DeepPot``.)
 - ``atom_ener`` (ener fitting): per type, null or the energy of an isolated atom. For a type
   that has one, ``E_i = N(D_i) - N(0) + bias[t]`` and the bias is set to that energy
-  (``EnergyFitting``; the statistics fit the other types' biases with those fixed).
+  (``EnergyFitting``; the statistics fit the other types' biases with those fixed). In a
+  type-embedding model (one fitting net fed with ``[D, e(t)]``) DeePMD-kit subtracts
+  ``N([0, e(t_i)])`` from every atom as soon as one type has an ``atom_ener``.
 """
 from __future__ import annotations
 
