@@ -38,8 +38,11 @@ def _check(dp: DeepPot, ref, rtol=1e-10):
     return got
 
 
-# (DeePMD-kit's type-embedding model: dp convert-backend refuses it, so the .pb only)
-@pytest.mark.parametrize("case,ext", [(c, e) for c in CASES for e in ("dp", "pb")] + [("atom_ener_tebd", "pb")])
+# (DeePMD-kit's type-embedding models: dp convert-backend refuses them, so the .pb only)
+PB_ONLY = ("atom_ener_tebd", "excl_tebd")
+
+
+@pytest.mark.parametrize("case,ext", [(c, e) for c in CASES for e in ("dp", "pb")] + [(c, "pb") for c in PB_ONLY])
 def test_deeppot_parity(case, ext):
     ref = np.load(FIX / f"{case}_ref.npz")
     dp = DeepPot(str(FIX / f"{case}.{ext}"))
@@ -60,6 +63,7 @@ def test_the_fixtures_hold_what_they_test():
     ae = load_model(str(FIX / "atom_ener.pb")).fitting
     assert ae.atom_ener == [-93.5, None] and ae.bias_atom_e.numpy()[0] == -93.5
     assert np.load(FIX / "atom_ener_ref.npz")["isolated_energy"][0] == -93.5
+    assert load_model(str(FIX / "excl_tebd.pb")).descriptor.exclude_types == [[0, 1]]
     tebd = load_model(str(FIX / "atom_ener_tebd.pb"))
     assert tebd.fitting.mixed_types and tebd.fitting.atom_ener == [None, -13.5]
     assert np.load(FIX / "atom_ener_tebd_ref.npz")["isolated_energy"][1] == -13.5

@@ -53,9 +53,7 @@ def descriptor_dict(g: Graph, script: dict, dim_descrpt: int, tebd: dict | None 
     exclude = [list(p) for p in cfg.get("exclude_types") or []]
     if tebd is None:
         nets, type_one_side = _embedding_weights(g, ntypes, {(a, b) for a, b in exclude} | {(b, a) for a, b in exclude})
-    else:
-        if exclude:
-            raise UnsupportedGraphError(f"{g.path}: a type-embedding model with descriptor.exclude_types; not supported")
+    else:  # (one net for all pairs; with a type embedding DeePMD-kit masks the excluded rows either way)
         from .tf_tebd import embedding_weights
         nets, type_one_side, strip = embedding_weights(g, tebd)
     activation = _activation(g, r"filter_type_", cfg)
