@@ -26,8 +26,8 @@ TESTS = REPO / "tests" / "kernels"
 KERNEL_SOURCES = ("nlist_grid.cc", "nlist_search.cc", "neighbor_list.cc", "env_mat.cc")
 # the flags deepmd_paddle/ops.py compiles the kernels with (-O2 rather than -O3: half the compile time)
 FLAGS = ["-std=c++17", "-O2", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-Wno-psabi"]
-GROUPS = ("neighbor_list", "nlist_steps", "env_mat", "env_mat_mask", "build_rij", "prod_force", "activation", "embedding",
-          "tabulate", "descriptor")
+GROUPS = ("neighbor_list", "nlist_steps", "env_mat", "env_mat_mask", "build_rij", "prod_force", "activation",
+          "embedding", "tabulate", "descriptor")
 
 
 def _compiler():

@@ -174,8 +174,9 @@ def energy_bias(energy: np.ndarray, counts: np.ndarray, rcond: float | None = No
     it, the others are fitted to what remains of the energies (min-norm, their columns zeroed)."""
     counts = np.array(counts, np.float64)
     energy = np.array(energy, np.float64).reshape(len(counts), -1)
-    fixed = np.array([a is not None for a in (assigned or [])] + [False] * (counts.shape[1] - len(assigned or [])))
-    values = np.array([0.0 if a is None else a for a in (assigned or [])] + [0.0] * (counts.shape[1] - len(assigned or [])))
+    given = list(assigned or []) + [None] * (counts.shape[1] - len(assigned or []))
+    fixed = np.array([a is not None for a in given])
+    values = np.array([0.0 if a is None else a for a in given])
     if fixed.any():
         energy = energy - (counts[:, fixed] @ values[fixed]).reshape(-1, 1)
         counts[:, fixed] = 0.0
