@@ -351,4 +351,9 @@ def test_tensor_values():
 def test_lammps_adapter_reads_pb():
     from deepmd_paddle.lammps.adapter import LammpsModel
 
-    assert LammpsModel(str(FIX / "one_side.pb"), "H O").info() == (6.0, [46, 92], [1, 0])
+    spec = {"models": [str(FIX / "one_side.pb")], "dist": 1.0, "ener": 1.0, "units": "metal", "fparam": None,
+            "aparam": None, "fparam_from_compute": False, "relative": None, "relative_v": None, "atomic": False,
+            "rank": 0, "out_freq": 0, "out_file": "", "restart": False}  # what the pair style passes
+    lmp = LammpsModel(json.dumps(spec))
+    assert lmp.info() == (6.0, [46, 92], 0, "O H")
+    assert lmp.coeff("H O", 2) == ([1, 0], "")
