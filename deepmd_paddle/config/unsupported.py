@@ -47,12 +47,8 @@ UNSUPPORTED = {
     f"{_TE_MODEL}/use_econf_tebd": False,
     f"{_TE_DESC}/use_econf_tebd": False,
     # ---- fitting net (ener)
-    f"{_FIT}/numb_fparam": 0,
-    f"{_FIT}/numb_aparam": 0,
-    f"{_FIT}/default_fparam": None,
     f"{_FIT}/dim_case_embd": 0,
     f"{_FIT}/layer_name": ABSENT,
-    f"{_FIT}/use_aparam_as_mask": False,
     # ---- loss (ener)
     "loss/start_pref_h": 0.0, "loss/limit_pref_h": 0.0,
     "loss/use_default_pf": False,

@@ -101,7 +101,7 @@ class EnergyModel(paddle.nn.Layer):
                                "trainable": d.trainable, "exclude_types": d.exclude_types},
                 "fitting_net": {"neuron": f.neuron, "resnet_dt": f.resnet_dt, "precision": f.precision,
                                 "activation_function": f.activation_function, "trainable": f.trainable,
-                                "atom_ener": f.serial_atom_ener()},
+                                "atom_ener": f.serial_atom_ener(), **f.input_config()},
             }
             if getattr(d, "concat_output_tebd", False):
                 self._config["type_embedding"] = d.type_embedding.config
@@ -117,27 +117,31 @@ class EnergyModel(paddle.nn.Layer):
 
     # ---------------------------------------------------------------- evaluation
     def forward(self, coord, atype, box=None, do_atomic_virial: bool = False, create_graph: bool = False,
-                check: bool = True):
+                check: bool = True, fparam=None, aparam=None):
         """Whole frames: coord nf x nloc x 3, atype nf x nloc (int), box nf x 9 or None (open
         boundaries). The neighbour search, then ``forward_lower`` with every atom a centre:
         energy [nf,1], atom_energy [nf,nloc,1], force [nf,nloc,3], virial [nf,9] and, when
-        asked, atom_virial [nf,nloc,9]; all float64."""
+        asked, atom_virial [nf,nloc,9]; all float64. fparam nf x numb_fparam, aparam nf x nloc x
+        numb_aparam: the frame and atomic parameters, when the fitting takes them."""
         coord, atype, box, nlist, shift, keep = self.prepare(coord, atype, box, check)
-        return self.forward_lower(coord, atype, nlist, shift, None, do_atomic_virial, create_graph, keep)
+        return self.forward_lower(coord, atype, nlist, shift, None, do_atomic_virial, create_graph, keep,
+                                  fparam, aparam)
 
     def forward_lower(self, coord, atype, nlist, shift, centre=None, do_atomic_virial: bool = True,
-                      create_graph: bool = False, keep: list | None = None) -> dict:
+                      create_graph: bool = False, keep: list | None = None, fparam=None, aparam=None) -> dict:
         """The energy of the centre atoms and its derivatives (see the module docstring).
 
         coord nf x nall x 3 (float64), atype nf x nall (int32), nlist nf x nc x nnei (int32,
         indices into nall, -1 padded), shift nf x nc x nnei x 3 (``r_ij = coord[j] + shift -
         coord[i]``), centre [nc] int64 (None: every atom, nc = nall). Forces and virials are the
         centre atoms' share on all atoms: the shares of blocks of centres add up to the whole.
-        ``keep``: see ``prepare``."""
+        ``keep``: see ``prepare``. fparam nf x numb_fparam, aparam nf x nc x numb_aparam (the centre atoms')."""
         coord_grad = paddle.in_dynamic_mode() and not coord.stop_gradient  # the caller differentiates in coord
         second = create_graph and coord_grad
         rij, tc, env = self.centre_env(coord, atype, nlist, shift, centre, 1 if create_graph or coord_grad else 0)
-        atom_e = self.atomic_energy(env, tc, self.descriptor.embedding_path(second, create_graph), keep)  # nf x nc x 1
+        extra = self.fitting.param_rows(fparam, aparam, tc)  # (nf*nc) x numb_fparam(+numb_aparam), or None
+        path = self.descriptor.embedding_path(second, create_graph)
+        atom_e = self.atomic_energy(env, tc, path, keep, extra)  # nf x nc x 1
         if self.srtab is not None:  # E_i = l_i T_i + (1 - l_i) E_i (model/srtab.py)
             atom_e = self.srtab(atom_e, rij, nlist, tc, atype, self.fitting.bias_atom_e)
         (g,) = paddle.grad(atom_e.sum(), rij, create_graph=create_graph, allow_unused=True)  # nf x nc x nnei x 3
@@ -192,13 +196,14 @@ class EnergyModel(paddle.nn.Layer):
             blocks.append((ti, idx))
         return blocks
 
-    def atom_energy_of(self, d, ti: int):
-        """E_i of a block of atoms of centre type ti from their descriptor rows (nat x 1, float64)."""
+    def atom_energy_of(self, d, ti: int, extra=None):
+        """E_i of a block of atoms of centre type ti from their descriptor rows (nat x 1, float64);
+        ``extra``: their rows of ``fitting.param_rows`` (frame/atomic parameters)."""
         vacuum = None  # an isolated atom's input (atom_ener): D = 0, a type vector kept (DeePMD-kit)
         ndesc = self.descriptor.get_dim_out()  # (ints from the layers: shapes are not ints in static graphs)
         if self.fitting.minus_vacuum(ti) and self.descriptor.get_dim_fitting_input() != ndesc:
             vacuum = self.descriptor.fitting_input(paddle.zeros([1, ndesc], d.dtype), ti)
-        return self.fitting(self.descriptor.fitting_input(d, ti), ti, vacuum) + self.out_bias[ti]
+        return self.fitting(self.descriptor.fitting_input(d, ti), ti, vacuum, extra) + self.out_bias[ti]
 
     def descriptor_blocks(self, env, atype, path: str, keep: list | None = None) -> list:
         """[(ti, indices, D of those atoms)] per centre type, from R~ (nf x nc x nnei x 4) and the
@@ -213,11 +218,11 @@ class EnergyModel(paddle.nn.Layer):
             blocks.append((ti, idx, d))
         return blocks
 
-    def atomic_energy(self, env, atype, path: str, keep: list | None = None):
+    def atomic_energy(self, env, atype, path: str, keep: list | None = None, extra=None):
         """E_i (nf x nc x 1) from R~ (nf x nc x nnei x 4) and the centre types (nf x nc)."""
         parts, index = [], []
         for ti, idx, d in self.descriptor_blocks(env, atype, path, keep):
-            parts.append(self.atom_energy_of(d, ti))
+            parts.append(self.atom_energy_of(d, ti, None if extra is None else paddle.gather(extra, idx)))
             index.append(idx)
         return self.in_atom_order(parts, index).reshape([env.shape[0], env.shape[1], 1])
 

@@ -1,7 +1,8 @@
 """Energy fitting: one net per centre type, ``E_i = N_fit^{type_i}(D_i) + bias[type_i]``, or
 (``mixed_types``: DeePMD-kit's type-embedding models) one net for all types, fed with the
 descriptor followed by the centre atom's type vector (the descriptor's ``fitting_input``),
-``E_i = N_fit([D_i, e(type_i)]) + bias[type_i]``.
+``E_i = N_fit([D_i, e(type_i)]) + bias[type_i]``. Frame and atomic parameters, when the net takes
+them, follow: ``[D_i, (e(type_i),) fparam, aparam]`` normalised (``fit_inputs.py``), DeePMD-kit's order.
 
 The per-type bias (``bias_atom_e``) is set from data by least squares of frame energies on the
 per-type atom counts before training (DeePMD-kit's convention). A type with a fixed isolated-atom
@@ -14,26 +15,29 @@ import numpy as np
 import paddle
 
 from . import init, options
+from .fit_inputs import FitInputs, append_rows
 from .network import FittingNet, check_class, resolve_precision
 
 
 class EnergyFitting(paddle.nn.Layer):
     def __init__(self, ntypes, dim_descrpt, neuron, resnet_dt, precision, seed=None, activation_function="tanh",
                  numb_fparam=0, numb_aparam=0, atom_ener=(), rcond=None, trainable=True, type="ener",
-                 mixed_types=False):
+                 mixed_types=False, default_fparam=None, use_aparam_as_mask=False):
         """Arguments as the ``model/fitting_net`` section (deepmd_paddle.config has the defaults)."""
         super().__init__()
         if type != "ener":
             raise NotImplementedError(f"fitting_net type {type!r} is not supported; allowed: 'ener'")
-        if numb_fparam or numb_aparam:
-            raise NotImplementedError("fparam/aparam (numb_fparam, numb_aparam > 0) are not supported")
         self.ntypes, self.dim_descrpt = ntypes, dim_descrpt
         self.neuron, self.resnet_dt, self.precision = list(neuron), bool(resnet_dt), resolve_precision(precision)
         self.activation_function, self.rcond = activation_function, rcond
         self.mixed_types = bool(mixed_types)
+        # frame/atomic parameters appended to the descriptor (fit_inputs.py); None without them
+        self.inputs = FitInputs(numb_fparam, numb_aparam, default_fparam, use_aparam_as_mask) \
+            if numb_fparam or numb_aparam else None
+        n_in = dim_descrpt + (0 if self.inputs is None else self.inputs.width)
         seed, shift = init.check_seed(seed), init.net_seed_shift(neuron)  # DeePMD-kit's seeds per type
         self.nets = paddle.nn.LayerList(
-            [FittingNet(dim_descrpt, neuron, activation_function, resnet_dt, self.precision,
+            [FittingNet(n_in, neuron, activation_function, resnet_dt, self.precision,
                         init.shifted(seed, t * shift))
              for t in range(1 if self.mixed_types else ntypes)])
         self.register_buffer("bias_atom_e", paddle.zeros([ntypes], "float64"))
@@ -50,14 +54,17 @@ class EnergyFitting(paddle.nn.Layer):
     def set_bias(self, bias):
         self.bias_atom_e.set_value(np.asarray(bias, "float64").reshape(self.ntypes))
 
-    def forward(self, d, ti: int, vacuum=None):
+    def forward(self, d, ti: int, vacuum=None, extra=None):
         """Atomic energies (nat x 1, float64) of a block of atoms of centre type ``ti``;
         ``vacuum``: the input row of an isolated atom of that type (None: zeros; with a type
-        vector in the input, DeePMD-kit keeps it: the model passes ``fitting_input(0, ti)``)."""
+        vector in the input, DeePMD-kit keeps it: the model passes ``fitting_input(0, ti)``);
+        ``extra``: the atoms' rows of ``param_rows`` (frame/atomic parameters), appended to the
+        descriptor, and to the isolated atom's row as DeePMD-kit does."""
         net = self.nets[0 if self.mixed_types else ti]
-        e = net(d)
+        e = net(d if extra is None else append_rows(d, extra, self.dim_descrpt, self.inputs.width))
         if self.minus_vacuum(ti):  # minus the net's value for an isolated atom (D = 0)
-            e = e - net(paddle.zeros([1, self.dim_descrpt], d.dtype) if vacuum is None else vacuum)
+            v = paddle.zeros([1, self.dim_descrpt], d.dtype) if vacuum is None else vacuum
+            e = e - net(v if extra is None else append_rows(v, extra, self.dim_descrpt, self.inputs.width))
         return e.astype("float64") + self.bias_atom_e[ti]
 
     def minus_vacuum(self, ti: int) -> bool:
@@ -70,24 +77,32 @@ class EnergyFitting(paddle.nn.Layer):
         """``atom_ener`` as DeePMD-kit stores it: [] when no type has one."""
         return [] if all(e is None for e in self.atom_ener) else list(self.atom_ener)
 
+    def param_rows(self, fparam, aparam, centre_types):
+        """The normalised frame/atomic parameters of the centre atoms (``FitInputs.rows``), or None."""
+        return None if self.inputs is None else self.inputs.rows(fparam, aparam, centre_types)
+
+    def input_config(self) -> dict:
+        """The ``fitting_net`` keys of the frame/atomic parameters."""
+        return (self.inputs or FitInputs()).config()
+
     def serialize(self, arrays: dict, type_map) -> dict:
         arrays_key = f"/variable_{len(arrays):04d}"
         arrays[arrays_key] = self.bias_atom_e.numpy().reshape(self.ntypes, 1)
+        params = (self.inputs or FitInputs()).serialize(arrays)
         return {
             "@class": "Fitting", "type": "ener", "@version": 4, "var_name": "energy",
             "ntypes": self.ntypes, "dim_descrpt": self.dim_descrpt, "mixed_types": self.mixed_types, "dim_out": 1,
-            "neuron": self.neuron, "resnet_dt": self.resnet_dt, "numb_fparam": 0, "numb_aparam": 0,
-            "dim_case_embd": 0, "default_fparam": None, "rcond": self.rcond, "tot_ener_zero": False,
+            "neuron": self.neuron, "resnet_dt": self.resnet_dt, **self.input_config(),
+            "dim_case_embd": 0, "rcond": self.rcond, "tot_ener_zero": False,
             "trainable": list(self.trainable), "atom_ener": self.serial_atom_ener(),
             "activation_function": self.activation_function, "precision": self.precision,
-            "layer_name": None, "use_aparam_as_mask": False, "spin": None, "exclude_types": [],
+            "layer_name": None, "spin": None, "exclude_types": [],
             "nets": {
                 "@class": "NetworkCollection", "@version": 1, "ndim": 0 if self.mixed_types else 1,
                 "ntypes": self.ntypes,
                 "network_type": "fitting_network", "networks": [n.serialize(arrays) for n in self.nets],
             },
-            "@variables": {"bias_atom_e": arrays_key, "fparam_avg": None, "fparam_inv_std": None,
-                           "aparam_avg": None, "aparam_inv_std": None, "case_embd": None},
+            "@variables": {"bias_atom_e": arrays_key, **params, "case_embd": None},
             "type_map": list(type_map),
         }
 
@@ -96,9 +111,8 @@ class EnergyFitting(paddle.nn.Layer):
         check_class(d, "Fitting", max_version=4)
         if d.get("type") != "ener":
             raise NotImplementedError(f"fitting type {d.get('type')!r} is not supported; only 'ener' is")
-        for key in ("numb_fparam", "numb_aparam", "dim_case_embd"):
-            if d.get(key):
-                raise NotImplementedError(f"fitting {key} = {d[key]} is not supported (fparam/aparam/case embedding)")
+        if d.get("dim_case_embd"):
+            raise NotImplementedError(f"fitting dim_case_embd = {d['dim_case_embd']} is not supported (case embedding)")
         if d.get("exclude_types"):
             raise NotImplementedError("fitting exclude_types is not supported")
         if d.get("dim_out", 1) != 1:
@@ -106,7 +120,9 @@ class EnergyFitting(paddle.nn.Layer):
         obj = cls(ntypes, d["dim_descrpt"], d["neuron"], d.get("resnet_dt", True), d.get("precision", "float64"),
                   activation_function=d.get("activation_function", "tanh"), rcond=d.get("rcond"),
                   mixed_types=bool(d.get("mixed_types")),
-                  trainable=d.get("trainable", True), atom_ener=d.get("atom_ener") or [])
+                  trainable=d.get("trainable", True), atom_ener=d.get("atom_ener") or [],
+                  numb_fparam=d.get("numb_fparam", 0), numb_aparam=d.get("numb_aparam", 0),
+                  default_fparam=d.get("default_fparam"), use_aparam_as_mask=d.get("use_aparam_as_mask", False))
         nets = d["nets"]["networks"]
         if len(nets) != len(obj.nets):
             raise ValueError(f"fitting with {len(nets)} nets; {len(obj.nets)} expected "
@@ -114,4 +130,6 @@ class EnergyFitting(paddle.nn.Layer):
         obj.nets = paddle.nn.LayerList([FittingNet.deserialize(n, arrays, obj.precision) for n in nets])
         obj.set_trainable()
         obj.set_bias(arrays(d["@variables"]["bias_atom_e"]))
+        if obj.inputs is not None:
+            obj.inputs.deserialize_stats(d["@variables"], arrays)
         return obj
