@@ -161,7 +161,7 @@ def make_batch(sys: System, idx: np.ndarray) -> dict:
         energy nf x 1               force  nf x natoms x 3       virial nf x 9
         atom_ener, atom_pref, atom_ener_coeff  nf x natoms  (when a loss asked for them: data.atom_data)
         find_<label>: 1.0 when every frame has the label, else 0.0
-        natoms: int
+        natoms: int                 fparam nf x nfp, aparam nf x natoms x nap (when the system has them)
     """
     nf = len(idx)
     batch = {
@@ -174,4 +174,6 @@ def make_batch(sys: System, idx: np.ndarray) -> dict:
         label = sys.labels[name][idx]
         batch[name] = label.reshape(nf, 1) if name == "energy" else label
         batch[f"find_{name}"] = float(sys.found[name][idx].all())
+    for name, values in sys.params.items():  # fparam nf x nfp, aparam nf x natoms x nap (data.params)
+        batch[name] = values[idx]
     return batch

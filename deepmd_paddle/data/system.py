@@ -38,6 +38,7 @@ class System:
     labels: dict = field(default_factory=dict)  # name -> array (energy nf, force nf x natoms x 3, virial nf x 9)
     found: dict = field(default_factory=dict)  # name -> nf bool: the frame has this label
     sources: list = field(default_factory=list)  # (set folder, its frame count) in frame order; [] for dpdata
+    params: dict = field(default_factory=dict)  # fparam nf x nfp, aparam nf x natoms x nap (data.params.attach)
 
     @property
     def nframes(self) -> int:

@@ -19,6 +19,9 @@ gT = dE/dT, a loss L(E, F, W) with F, W linear in dE/dR~:
    reverse sweep over a forward-mode pass; it is added to ``.grad`` by the backward of
    ``sum_p <p, grad_p>``.
 
+Frame and atomic parameters (``fparam``/``aparam`` in the batch) enter the fitting net only, next
+to D(T): they change E(T) and gT, nothing of the C++ passes.
+
 The C++ passes run once per block of atoms that share embedding nets: per centre type, or
 all atoms at once when the nets do not depend on the centre type (``type_one_side``); only the
 fitting nets then go type by type. A type-embedding descriptor (DescrptSeATebd) passes its net
@@ -60,6 +63,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     rij, _, env = model.centre_env(coord, atype, nlist, shift, None, order=1)  # graph rij -> R~ (for the forces)
     flat = env.detach().reshape([-1, nnei, 4])
     at = atype.reshape([-1])
+    extra = model.fitting.param_rows(b.get("fparam"), b.get("aparam"), atype)  # fparam/aparam rows, or None
 
     # blocks of atoms that share embedding nets: one per centre type, or all atoms at once when
     # the nets do not depend on the centre type (type_one_side)
@@ -81,7 +85,8 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
             t = blocks[k]["T"]
         else:
             t = blocks[0]["T"] if len(by_type) == 1 else paddle.gather(blocks[0]["T"], idx)
-        energies.append(model.atom_energy_of(desc.from_contraction(t), ti))
+        energies.append(model.atom_energy_of(desc.from_contraction(t), ti,
+                                             None if extra is None else paddle.gather(extra, idx)))
         index.append(idx)
     atom_e = EnergyModel.in_atom_order(energies, index).reshape([nf, nloc, 1])  # (loss terms of E_i: train/loss.py)
     energy = atom_e.sum(axis=1)  # nf x 1

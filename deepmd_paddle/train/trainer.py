@@ -35,7 +35,7 @@ from deepmd_paddle.data.system import load_system
 from deepmd_paddle import runtime
 from deepmd_paddle.io import checkpoint
 from deepmd_paddle.model.options import trained_parameters
-from deepmd_paddle.train import fused_step, init_from, parallel, records, run_folder, stat_file
+from deepmd_paddle.train import fit_params, fused_step, init_from, parallel, records, run_folder, stat_file
 from deepmd_paddle.train.loss import EnerLoss
 from deepmd_paddle.train.lr import LearningRateExp
 
@@ -123,6 +123,7 @@ class Trainer:
         from deepmd_paddle.model import EnergyModel
 
         self.model = EnergyModel.from_config(cfg["model"])
+        fit_params.attach([self.train_data, self.valid_data], self.model.fitting)  # fparam.npy, aparam.npy
         self.dtype = cfg["model"]["descriptor"]["precision"]
         self.model.min_nbor_dist = ckpt[1].get("min_nbor_dist") if ckpt is not None else self._min_nbor_dist
         if ckpt is not None:
@@ -192,7 +193,8 @@ class Trainer:
 
     def _statistics(self, seed) -> tuple:
         """(davg, dstd, energy bias) from ``data_stat_nbatch`` batches of every system, or read from
-        ``stat_file`` (train/stat_file.py; rank 0 writes it)."""
+        ``stat_file`` (train/stat_file.py; rank 0 writes it); then the fparam/aparam statistics (always
+        computed from those frames)."""
         mc, desc, systems = self.config["model"], self.model.descriptor, self.train_data.systems
         frames = stat_frames(systems, self.train_data.batch_size, mc["data_stat_nbatch"], seed)
         t0 = time.perf_counter()
@@ -207,9 +209,10 @@ class Trainer:
         bias = np.array([b if a is None else a for b, a in zip(bias, atom_ener)])  # (a stat file's bias too)
         log.info("statistics from %d frames in %.1f s; energy bias per type %s",
                  sum(len(f) for f in frames), time.perf_counter() - t0, np.round(bias, 6).tolist())
-        return davg, dstd, bias
+        return davg, dstd, bias, fit_params.stats(self.train_data.systems, frames, mc["data_stat_protect"])
 
-    def _set_statistics(self, davg, dstd, bias) -> None:
+    def _set_statistics(self, davg, dstd, bias, param_stats=None) -> None:
+        fit_params.set_stats(self.model, param_stats)
         self.model.descriptor.set_stat(davg, dstd)
         self.model.fitting.set_bias(bias)
 
@@ -228,7 +231,8 @@ class Trainer:
     # ----------------------------------------------------------------- evaluation
     def _forward(self, batch: dict, lr: float, train: bool):
         b = to_paddle(batch, self.dtype)
-        out = (self.ddp if train else self.model)(b["coord"], b["atype"], box=b["box"], create_graph=train)
+        out = (self.ddp if train else self.model)(b["coord"], b["atype"], box=b["box"], create_graph=train,
+                                                  **fit_params.inputs(b))
         loss, l2 = self.loss(out, b, lr)
         if train and self.par.size > 1 and not isinstance(loss, paddle.Tensor):
             loss = (out["energy"] * 0.0).sum()  # no label here: a zero gradient still joins the all-reduce
