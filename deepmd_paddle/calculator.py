@@ -1,5 +1,8 @@
 """ASE calculator: ``DP(model)`` gives energy, free energy, forces, virial and stress.
 
+Frame and atomic parameters, for a model that takes them, come from ``atoms.info["fparam"]`` and
+``atoms.info["aparam"]`` (DeePMD-kit's calculator reads them there).
+
 ASE's conventions: eV, Angstrom; ``stress`` is ``-virial / volume`` (DeePMD-kit's virial sign,
 ``W = -sum_ij r_ij (x) dE/dr_ij``, so that ``stress = (1/V) dE/d(strain)``) in Voigt order
 xx, yy, zz, yz, xz, xy, in eV/A^3. Open systems (``pbc`` all False) have no stress.
@@ -40,7 +43,8 @@ class DP(Calculator):
                              "for a slab, make it periodic with enough vacuum (more than rcut) along z")
         atype = types_from_symbols(atoms.get_chemical_symbols(), self.type_map, self.type_dict)
         cell = atoms.cell.array.reshape(1, 9) if pbc.all() else None
-        e, f, v = self.dp.eval(atoms.get_positions().reshape(1, -1), cell, atype)
+        params = {k: atoms.info[k] for k in ("fparam", "aparam") if atoms.info.get(k) is not None}
+        e, f, v = self.dp.eval(atoms.get_positions().reshape(1, -1), cell, atype, **params)
         self.results["energy"] = self.results["free_energy"] = float(e[0, 0])
         self.results["forces"] = f[0]
         self.results["virial"] = v[0].reshape(3, 3)

@@ -70,14 +70,17 @@ def evaluate_system(evaluator, path: str, label: str, numb_test: int, fmt, atomi
                     pooled: dict) -> dict:
     """Test one system: print its report, add its rows to ``tables`` (suffix -> [(header, rows)])
     and its per-atom pairs to ``pooled`` (for the parity plot); returns its errors."""
+    from deepmd_paddle.data.params import attach
     from deepmd_paddle.data.system import load_system
 
     s = load_system(path, evaluator.get_type_map(), fmt)
+    # fparam.npy / aparam.npy when the model takes them (a missing fparam: the model's default_fparam)
+    attach([s], evaluator.get_dim_fparam(), evaluator.get_dim_aparam(), evaluator.get_default_fparam())
     idx = np.arange(s.nframes) if rng is None else rng.permutation(s.nframes)
     idx = idx[: s.nframes if numb_test <= 0 else min(numb_test, s.nframes)]
     n, na = len(idx), s.natoms
     box = None if s.box is None else s.box[idx]
-    ret = evaluator.eval(s.coord[idx], box, s.atype, atomic=atomic)
+    ret = evaluator.eval(s.coord[idx], box, s.atype, atomic=atomic, **{k: v[idx] for k, v in s.params.items()})
     energy, force, virial = (np.reshape(ret[0], (n, 1)), np.reshape(ret[1], (n, na * 3)), np.reshape(ret[2], (n, 9)))
     ref = {k: s.labels[k][idx].reshape(shape) for k, shape in (("energy", (n, 1)), ("force", (n, na * 3)),
                                                                ("virial", (n, 9)))}

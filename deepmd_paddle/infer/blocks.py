@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def lower_in_blocks(lower, coord, atype, nlist, shift, budget: int) -> dict:
+def lower_in_blocks(lower, coord, atype, nlist, shift, budget: int, fparam=None, aparam=None) -> dict:
     """{atom_energy nf x nc x 1, energy nf x 1, force nf x nall x 3, virial nf x 9, atom_virial
     nf x nall x 9}: ``lower`` over blocks of at most ``budget`` of the nc centre atoms
-    0..nc-1 (nlist nf x nc x nnei, shift nf x nc x nnei x 3; None: no shifts)."""
+    0..nc-1 (nlist nf x nc x nnei, shift nf x nc x nnei x 3; None: no shifts). fparam nf x nfp and
+    aparam nf x nc x nap (the centre atoms'), when the model takes them."""
     nf, nall = atype.shape
     nc = nlist.shape[1]
     out = {"atom_energy": np.empty([nf, nc, 1]), "force": np.zeros([nf, nall, 3]), "virial": np.zeros([nf, 9]),
@@ -25,7 +26,8 @@ def lower_in_blocks(lower, coord, atype, nlist, shift, budget: int) -> dict:
             sh = zeros
         else:
             sh = np.ascontiguousarray(shift[:, centre])
-        res = lower(coord, atype, np.ascontiguousarray(nlist[:, centre]), sh, centre)
+        ap = None if aparam is None else np.ascontiguousarray(aparam[:, centre])
+        res = lower(coord, atype, np.ascontiguousarray(nlist[:, centre]), sh, centre, fparam, ap)
         out["atom_energy"][:, centre] = res["atom_energy"].reshape(nf, len(centre), 1)
         for key in ("force", "virial", "atom_virial"):
             out[key] += res[key].reshape(out[key].shape)

@@ -40,7 +40,7 @@ from ..io.frozen_file import open_frozen
 from ..io.load import load_model
 from ..kernels import MIN_PAIR_DISTANCE, check_neighbors
 from ..model import EnergyModel
-from .eval_args import eval_inputs, types_from_symbols  # noqa: F401  (the package's API)
+from .eval_args import eval_inputs, param_inputs, types_from_symbols  # noqa: F401  (the package's API)
 from .blocks import descriptor_in_blocks, lower_in_blocks
 from .runners import DynamicRunner, JitRunner, ModelFileError, PredictorRunner, register_operators
 
@@ -114,10 +114,16 @@ class DeepPot:
         return list(self.meta["sel"])
 
     def get_dim_fparam(self) -> int:
-        return 0
+        return int(self.meta.get("dim_fparam", 0))
 
     def get_dim_aparam(self) -> int:
-        return 0
+        return int(self.meta.get("dim_aparam", 0))
+
+    def has_default_fparam(self) -> bool:
+        return self.meta.get("default_fparam") is not None
+
+    def get_default_fparam(self) -> list[float] | None:
+        return None if self.meta.get("default_fparam") is None else list(self.meta["default_fparam"])
 
     def get_dim_descriptor(self) -> int:
         return int(self.meta["dim_descriptor"])
@@ -137,11 +143,12 @@ class DeepPot:
 
         coords [nf, na*3] or [nf, na, 3]; cells [nf, 9] (rows a, b, c) or None for open
         boundaries; atom_types [na] or [nf, na]: type indices, or element names of the type map.
+        fparam [nf, dim_fparam] or [dim_fparam] (left out: the model's default_fparam, if any);
+        aparam [nf, na, dim_aparam], [na, dim_aparam] or [dim_aparam] (DeePMD-kit's sizes).
         """
-        if fparam is not None or aparam is not None:
-            raise ValueError("this model takes no fparam/aparam (get_dim_fparam() = get_dim_aparam() = 0)")
         coord, box, atype = self._inputs(coords, cells, atom_types, atomic=atomic, **kwargs)
         nf, na = atype.shape
+        fparam, aparam = self.param_inputs(fparam, aparam, nf, na)
         out = {"energy": np.empty([nf, 1]), "force": np.empty([nf, na, 3]), "virial": np.empty([nf, 9])}
         if atomic:
             out.update(atom_energy=np.empty([nf, na, 1]), atom_virial=np.empty([nf, na, 9]))
@@ -151,9 +158,10 @@ class DeepPot:
             b = None if box is None else box[f]
             if na > self.atom_budget:
                 nlist, shift = self._neighbor_list(coord[f], atype[f], b)
-                res = lower_in_blocks(self.runner_for(na).lower, coord[f], atype[f], nlist, shift, self.atom_budget)
+                res = lower_in_blocks(self.runner_for(na).lower, coord[f], atype[f], nlist, shift, self.atom_budget,
+                                      *_frames(f, fparam, aparam))
             else:
-                res = self.runner_for(atype[f].size).full(coord[f], atype[f], b, atomic)
+                res = self.runner_for(atype[f].size).full(coord[f], atype[f], b, atomic, *_frames(f, fparam, aparam))
                 self._check_neighbors(res["nmax"], res["mindist"], coord[f], b)
             for k in out:
                 out[k][f] = res[k].reshape(out[k][f].shape)
@@ -174,6 +182,12 @@ class DeepPot:
         return out
 
     # ---------------------------------------------------------------- internals
+    def param_inputs(self, fparam, aparam, nf: int, na: int):
+        """(fparam [nf, dim_fparam] or None, aparam [nf, na, dim_aparam] or None), checked
+        (``eval_args.param_inputs``; fparam left out: the model's default_fparam)."""
+        return param_inputs(fparam, aparam, nf, na, self.get_dim_fparam(), self.get_dim_aparam(),
+                            self.get_default_fparam())
+
     def _inputs(self, coords, cells, atom_types, **kwargs):
         """float64 coord [nf,na,3], box [nf,9] or None, int32 atype [nf,na]; clear errors (eval_args)."""
         return eval_inputs(coords, cells, atom_types, self.type_map, self.get_rcut(), **kwargs)
@@ -213,9 +227,15 @@ class DeepPot:
 
 # ----------------------------------------------------------------------------- helpers
 def _meta_of(model) -> dict:
-    d = model.descriptor
+    d, fit = model.descriptor, model.fitting.input_config()
     return {"type_map": list(model.type_map), "rcut": d.rcut, "sel": list(d.sel),
-            "dim_descriptor": d.get_dim_out(), "model_def_script": model.get_config()}
+            "dim_descriptor": d.get_dim_out(), "model_def_script": model.get_config(),
+            "dim_fparam": fit["numb_fparam"], "dim_aparam": fit["numb_aparam"], "default_fparam": fit["default_fparam"]}
+
+
+def _frames(f: slice, fparam, aparam) -> tuple:
+    """The frame and atomic parameters of the frames ``f`` (None stays None)."""
+    return (None if fparam is None else fparam[f]), (None if aparam is None else np.ascontiguousarray(aparam[f]))
 
 
 def _atom_budget(value) -> int:

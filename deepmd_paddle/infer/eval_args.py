@@ -114,3 +114,35 @@ def _cells(box: np.ndarray, nf: int) -> np.ndarray:
                          "(rows a, b, c: e.g. np.diag(lengths).reshape(9) for an orthorhombic cell)")
     raise ValueError(f"cells must have shape [nframes, 9] = [{nf}, 9] (or [{nf}, 3, 3], or one cell [9] or [3, 3] "
                      f"for every frame), got {shape}")
+
+
+def param_inputs(fparam, aparam, nf: int, na: int, dim_fparam: int, dim_aparam: int, default_fparam=None):
+    """(fparam float64 [nf, dim_fparam] or None, aparam float64 [nf, na, dim_aparam] or None) from
+    ``eval``'s arguments, with DeePMD-kit's accepted sizes: fparam of nf x dim_fparam values, or
+    dim_fparam for every frame; aparam of nf x na x dim_aparam values, na x dim_aparam for every
+    frame, or dim_aparam for every atom. A model without them refuses them; a model with them
+    needs them (fparam: unless the model has a ``default_fparam``)."""
+    out = []
+    # name, value, width, the shapes its values may fill (broadcast to the full shape, the first)
+    for name, value, dim, forms in (("fparam", fparam, dim_fparam, ([nf, dim_fparam], [1, dim_fparam])),
+                                    ("aparam", aparam, dim_aparam, ([nf, na, dim_aparam], [1, na, dim_aparam],
+                                                                    [1, 1, dim_aparam]))):
+        if dim == 0:
+            if value is not None:
+                raise ValueError(f"this model takes no {name} (get_dim_{name}() = 0); leave {name} out")
+            out.append(None)
+            continue
+        if value is None and name == "fparam" and default_fparam is not None:
+            value = default_fparam
+        elif value is None:
+            raise ValueError(f"this model takes {name} (get_dim_{name}() = {dim}): give {name} of shape {forms[0]}")
+        arr = _numbers(name, value)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} holds NaN or inf values")
+        form = next((f for f in forms if arr.size == int(np.prod(f))), None)
+        if form is None:
+            sizes = " or ".join(f"{f} ({int(np.prod(f))} values)" for f in forms)
+            raise ValueError(f"{name} of shape {list(arr.shape)} ({arr.size} values) does not fit {nf} frame(s) of "
+                             f"{na} atoms with get_dim_{name}() = {dim}; expected {sizes}")
+        out.append(np.ascontiguousarray(np.broadcast_to(arr.reshape(form), forms[0])))
+    return out[0], out[1]

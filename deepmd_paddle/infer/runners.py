@@ -1,12 +1,16 @@
 """The three ways ``DeepPot`` runs a model, behind one interface. Each runner has
 
-- ``full(coord, atype, box, atomic)``: whole frames -> {energy, force, virial, atom_energy,
-  atom_virial (when ``atomic``), nmax, mindist (None where the model checked itself)};
-- ``lower(coord, atype, nlist, shift, centre)``: a block of centre atoms with a given neighbour
-  list -> {atom_energy, force, virial, atom_virial} (``EnergyModel.forward_lower``);
+- ``full(coord, atype, box, atomic, fparam=None, aparam=None)``: whole frames -> {energy, force,
+  virial, atom_energy, atom_virial (when ``atomic``), nmax, mindist (None where the model checked
+  itself)};
+- ``lower(coord, atype, nlist, shift, centre, fparam=None, aparam=None)``: a block of centre atoms
+  with a given neighbour list -> {atom_energy, force, virial, atom_virial}
+  (``EnergyModel.forward_lower``; aparam: the centre atoms');
 - ``desc(coord, atype, nlist, shift, centre)``: their descriptor (``descriptor_lower``).
 
-Arrays in, NumPy out, named as the frozen programs name them (``io.frozen.PROGRAMS``).
+Arrays in, NumPy out, named as the frozen programs name them (``io.frozen.PROGRAMS``). The frame
+and atomic parameters are passed when the model takes them (DeepPot checks that), and None
+otherwise: the programs of a model take exactly the ones it has, as their last inputs.
 """
 from __future__ import annotations
 
@@ -18,6 +22,12 @@ from ..io.frozen_file import ModelFileError  # noqa: F401  (the package's API)
 
 def _named(program: str, outs) -> dict:
     return dict(zip(frozen.PROGRAMS[program][2], outs))
+
+
+def _with_params(names: list, arrays: list, fparam, aparam) -> tuple:
+    """The input names and arrays of a program, the parameters given appended."""
+    extra = [(k, a) for k, a in (("fparam", fparam), ("aparam", aparam)) if a is not None]
+    return list(names) + [k for k, _ in extra], list(arrays) + [a for _, a in extra]
 
 
 class DynamicRunner:
@@ -32,14 +42,17 @@ class DynamicRunner:
             for p in self.model.parameters():
                 p.stop_gradient = True
 
-    def full(self, coord, atype, box, atomic):
+    def full(self, coord, atype, box, atomic, fparam=None, aparam=None):
         t = paddle.to_tensor
-        out = self.model(t(coord), t(atype), None if box is None else t(box), do_atomic_virial=atomic)
+        out = self.model(t(coord), t(atype), None if box is None else t(box), do_atomic_virial=atomic,
+                         fparam=None if fparam is None else t(fparam), aparam=None if aparam is None else t(aparam))
         return {**{k: v.numpy() for k, v in out.items()}, "nmax": None, "mindist": None}
 
-    def lower(self, coord, atype, nlist, shift, centre):
+    def lower(self, coord, atype, nlist, shift, centre, fparam=None, aparam=None):
         t = paddle.to_tensor
-        out = self.model.forward_lower(t(coord), t(atype), t(nlist), t(shift), t(centre), do_atomic_virial=True)
+        out = self.model.forward_lower(t(coord), t(atype), t(nlist), t(shift), t(centre), do_atomic_virial=True,
+                                       fparam=None if fparam is None else t(fparam),
+                                       aparam=None if aparam is None else t(aparam))
         return {k: out[k].numpy() for k in frozen.PROGRAMS["lower"][2]}
 
     def desc(self, coord, atype, nlist, shift, centre):
@@ -57,7 +70,7 @@ class PredictorRunner:
         self.source, self.threads = source, threads
         self.predictors: dict = {}
 
-    def _run(self, name, arrays):
+    def _run(self, name, arrays, names=None):
         pred = self.predictors.get(name)
         if pred is None:
             suffix = frozen.PROGRAMS[name][0]
@@ -67,16 +80,20 @@ class PredictorRunner:
                 cfg.disable_glog_info()
                 cfg.set_cpu_math_library_num_threads(self.threads)
                 pred = self.predictors[name] = paddle.inference.create_predictor(cfg)
-        for key, a in zip(frozen.PROGRAMS[name][1], arrays):
+        for key, a in zip(names or frozen.PROGRAMS[name][1], arrays):
             pred.get_input_handle(key).copy_from_cpu(a)
         pred.run()
         return _named(name, [pred.get_output_handle(n).copy_to_cpu() for n in pred.get_output_names()])
 
-    def full(self, coord, atype, box, atomic):
-        return self._run("nopbc", [coord, atype]) if box is None else self._run("pbc", [coord, atype, box])
+    def full(self, coord, atype, box, atomic, fparam=None, aparam=None):
+        name = "nopbc" if box is None else "pbc"
+        base = [coord, atype] if box is None else [coord, atype, box]
+        names, arrays = _with_params(frozen.PROGRAMS[name][1], base, fparam, aparam)
+        return self._run(name, arrays, names)
 
-    def lower(self, *arrays):
-        return self._run("lower", arrays)
+    def lower(self, coord, atype, nlist, shift, centre, fparam=None, aparam=None):
+        names, arrays = _with_params(frozen.PROGRAMS["lower"][1], [coord, atype, nlist, shift, centre], fparam, aparam)
+        return self._run("lower", arrays, names)
 
     def desc(self, *arrays):
         return self._run("desc", arrays)["descriptor"]
@@ -97,13 +114,15 @@ class JitRunner:
             out = method(*[paddle.to_tensor(a) for a in arrays])
         return _named(name, [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])])
 
-    def full(self, coord, atype, box, atomic):
+    def full(self, coord, atype, box, atomic, fparam=None, aparam=None):
+        _, params = _with_params([], [], fparam, aparam)
         if box is None:
-            return self._run("nopbc", self.layer.nopbc, [coord, atype])
-        return self._run("pbc", self.layer.forward, [coord, atype, box])
+            return self._run("nopbc", self.layer.nopbc, [coord, atype] + params)
+        return self._run("pbc", self.layer.forward, [coord, atype, box] + params)
 
-    def lower(self, *arrays):
-        return self._run("lower", self.layer.lower, arrays)
+    def lower(self, coord, atype, nlist, shift, centre, fparam=None, aparam=None):
+        _, params = _with_params([], [], fparam, aparam)
+        return self._run("lower", self.layer.lower, [coord, atype, nlist, shift, centre] + params)
 
     def desc(self, *arrays):
         return self._run("desc", self.layer.desc, arrays)["descriptor"]

@@ -14,6 +14,8 @@ into ONE file at exactly ``path`` (default ``frozen_model.pb``; layout in ``io.f
         -> atom_energy [nf,nc,1], force [nf,na,3], virial [nf,9], atom_virial [nf,na,9]
            (the block's share: forces and virials of all blocks add up to the whole frame's)
     model.desc.json / .pdiparams    same inputs as lower -> descriptor [nf,nc,ndesc]
+    (a model with frame/atomic parameters: the pbc, nopbc and lower programs take fparam [nf,nfp]
+     and/or aparam [nf,na,nap] (lower: [nf,nc,nap], the centre atoms') as their last inputs)
     model.safetensors               weights and statistics (rebuild the model: convert, compress)
     deepmd_paddle_frozen.json       type_map, rcut, sel, precision, version, uses_custom_op,
                                     min_nbor_dist, model_def_script, sha256 of each member, ...
@@ -73,6 +75,7 @@ _SPECS = {
     "coord": ([None, None, 3], "float64"), "atype": ([None, None], "int32"), "box": ([None, 9], "float64"),
     "nlist": ([None, None, None], "int32"), "shift": ([None, None, None, 3], "float64"), "centre": ([None], "int64"),
 }
+PARAM_INPUTS = ("pbc", "nopbc", "lower")  # the programs that take fparam/aparam (the descriptor does not)
 
 
 # ----------------------------------------------------------------------------- programs
@@ -88,6 +91,19 @@ class _Hook:
         if self.seen is not None:
             _record(self.seen, out)
         return out
+
+
+@paddle.jit.not_to_static
+def _pick(slots: list, values: tuple) -> tuple:
+    """(box, fparam, aparam) from the optional inputs of a program, named by ``slots``."""
+    named = dict(zip(slots, values))
+    return named.get("box"), named.get("fparam"), named.get("aparam")
+
+
+def param_inputs(model) -> list:
+    """The frame/atomic parameter inputs of the model's programs: [] or ["fparam"], ["aparam"], both."""
+    cfg = model.fitting.input_config()
+    return [k for k in ("fparam", "aparam") if cfg[f"numb_{k}"]]
 
 
 @paddle.jit.not_to_static
@@ -129,13 +145,15 @@ def _tracing(model: EnergyModel, portable: bool):
 class FullProgram(paddle.nn.Layer):
     """The whole model on whole frames, atomic outputs included (see ``PROGRAMS``)."""
 
-    def __init__(self, model: EnergyModel, seen: dict):
+    def __init__(self, model: EnergyModel, seen: dict, slots: list):
         super().__init__()
         self.model = model
         self.seen = seen
+        self.slots = slots  # the names of the optional inputs: box (pbc), fparam, aparam
 
-    def forward(self, coord, atype, box=None):
-        out = self.model(coord, atype, box, do_atomic_virial=True, check=False)
+    def forward(self, coord, atype, x2=None, x3=None, x4=None):
+        box, fparam, aparam = _pick(self.slots, (x2, x3, x4))
+        out = self.model(coord, atype, box, do_atomic_virial=True, check=False, fparam=fparam, aparam=aparam)
         return (out["energy"], out["force"], out["virial"], out["atom_energy"], out["atom_virial"],
                 self.seen["nmax"], self.seen["mindist"])
 
@@ -143,12 +161,15 @@ class FullProgram(paddle.nn.Layer):
 class LowerProgram(paddle.nn.Layer):
     """A block of centre atoms with a given neighbour list: ``EnergyModel.forward_lower``."""
 
-    def __init__(self, model: EnergyModel):
+    def __init__(self, model: EnergyModel, slots: list):
         super().__init__()
         self.model = model
+        self.slots = slots  # fparam, aparam (those the model takes)
 
-    def forward(self, coord, atype, nlist, shift, centre):
-        out = self.model.forward_lower(coord, atype, nlist, shift, centre, do_atomic_virial=True)
+    def forward(self, coord, atype, nlist, shift, centre, x5=None, x6=None):
+        _, fparam, aparam = _pick(self.slots, (x5, x6))
+        out = self.model.forward_lower(coord, atype, nlist, shift, centre, do_atomic_virial=True, fparam=fparam,
+                                       aparam=aparam)
         return out["atom_energy"], out["force"], out["virial"], out["atom_virial"]
 
 
@@ -165,7 +186,9 @@ class DescriptorProgram(paddle.nn.Layer):
 
 def _save(layer: paddle.nn.Layer, name: str, prefix: str) -> None:
     suffix, inputs, _ = PROGRAMS[name]
+    params = [k for k in getattr(layer, "slots", []) if k != "box"]  # fparam, aparam: the model's last inputs
     spec = [InputSpec(_SPECS[k][0], _SPECS[k][1], k) for k in inputs]
+    spec += [InputSpec([None, None] if k == "fparam" else [None, None, None], "float64", k) for k in params]
     layer.eval()
     static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
     paddle.jit.save(static, prefix + suffix)
@@ -209,13 +232,14 @@ def freeze(source, output: str = DEFAULT_OUTPUT, portable: bool = False) -> dict
     staging = tempfile.mkdtemp(prefix="deepmd_paddle_freeze_")  # private; the programs are packed from here
     try:
         prefix = os.path.join(staging, STEM)
+        params = param_inputs(model)
         with _tracing(model, portable) as seen:
-            _save(FullProgram(model, seen), "pbc", prefix)
+            _save(FullProgram(model, seen, ["box"] + params), "pbc", prefix)
             if not seen:
                 raise RuntimeError("export: the model no longer calls descriptor.neighbor_list; "
                                    "update deepmd_paddle.io.frozen._tracing")
-            _save(FullProgram(model, seen), "nopbc", prefix)
-            _save(LowerProgram(model), "lower", prefix)
+            _save(FullProgram(model, seen, params), "nopbc", prefix)
+            _save(LowerProgram(model, params), "lower", prefix)
             _save(DescriptorProgram(model), "desc", prefix)
         for name in program_members():
             with open(os.path.join(staging, name), "rb") as f:
@@ -231,9 +255,11 @@ def freeze(source, output: str = DEFAULT_OUTPUT, portable: bool = False) -> dict
         "sel": list(d.sel), "nnei": d.nnei, "dim_descriptor": d.get_dim_out(),
         "precision": {"descriptor": d.precision, "fitting": model.fitting.precision, "io": "float64"},
         "uses_custom_op": not portable, "custom_ops": {} if portable else custom_op_signatures(),
-        "dim_fparam": 0, "dim_aparam": 0,
+        **{f"dim_{k}": model.fitting.input_config()[f"numb_{k}"] for k in ("fparam", "aparam")},
+        "default_fparam": model.fitting.input_config()["default_fparam"],
         "min_nbor_dist": model.min_nbor_dist,
-        "programs": {name: {"file": STEM + suffix + ".json", "inputs": inputs, "outputs": outputs}
+        "programs": {name: {"file": STEM + suffix + ".json",
+                            "inputs": inputs + (params if name in PARAM_INPUTS else []), "outputs": outputs}
                      for name, (suffix, inputs, outputs) in PROGRAMS.items()},
         "model_def_script": model.get_config(),
     }

@@ -186,6 +186,8 @@ class LammpsModel:
         keywords are refused at load for those)."""
         extra = {}
         fp = _view(fparam, nfparam, ctypes.c_double, [nfparam]).copy() if nfparam else self.fparam
+        if fp is None and _has_default(dp, "fparam"):  # a frozen program takes the default as an input
+            fp = np.asarray(dp.get_default_fparam(), dtype=np.float64)
         if fp is not None:
             extra["fparam"] = fp.reshape(1, -1)
         if self.aparam is not None:
