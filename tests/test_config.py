@@ -24,8 +24,8 @@ OUTCOME = {
     "nopbc.json": [],
     "v0_water_smth.json": [],
     "v1_water_se_a.json": [],
-    "fparam.json": ["model/fitting_net/numb_fparam"],
-    "fparam_aparam.json": ["model/fitting_net/numb_aparam"],
+    "fparam.json": [],
+    "fparam_aparam.json": [],
     "water_dplr_ener.json": ["model/modifier"],
     "water_se_e2_a_mixed_prec.json": ["training/mixed_precision"],
     "water_se_e2_a_tebd.json": [],
@@ -130,7 +130,8 @@ def test_deepmd_kit_examples_load_or_name_what_is_missing(tmp_path, name, form):
     if not expected:
         cfg = config.normalize(raw)
         assert cfg["training"]["training_data"]["systems"] == [_tiny_system(tmp_path, cfg["model"]["type_map"])]
-        assert cfg["model"]["type_map"] == (raw.get("model", {}).get("type_map") or ["O", "H"])  # v0: from the data
+        data_types = ["Be"] if "fparam" in name else ["O", "H"]  # v0, fparam examples: from the data
+        assert cfg["model"]["type_map"] == (raw.get("model", {}).get("type_map") or data_types)
         assert config.normalize(copy.deepcopy(cfg)) == cfg  # a normalised input is a fixed point
         return
     with pytest.raises(ConfigError) as err:
@@ -204,7 +205,7 @@ def _base(tmp_path, **sections):
 
 
 def test_every_unsupported_setting_is_named_in_one_message(tmp_path):
-    raw = _base(tmp_path, model__fitting_net__numb_fparam=2, model__pair_exclude_types=[[0, 1]],
+    raw = _base(tmp_path, model__fitting_net__dim_case_embd=2, model__pair_exclude_types=[[0, 1]],
                 model__descriptor__activation_function="silut", model__fitting_net__precision="bfloat16",
                 model__spin={"use_spin": [True, False]}, loss__start_pref_gf=1.0,
                 learning_rate__type="cosine", training__mixed_precision={"compute_prec": "float16"},
@@ -214,7 +215,7 @@ def test_every_unsupported_setting_is_named_in_one_message(tmp_path):
     with pytest.raises(ConfigError) as err:
         config.normalize(raw)
     msg = str(err.value)
-    for key, asked in [("model/fitting_net/numb_fparam", "2"), ("model/pair_exclude_types", "[[0, 1]]"),
+    for key, asked in [("model/fitting_net/dim_case_embd", "2"), ("model/pair_exclude_types", "[[0, 1]]"),
                        ("model/descriptor/activation_function", "'silut'"),
                        ("model/fitting_net/precision", "'bfloat16'"), ("model/spin", "{'use_spin'"),
                        ("loss/start_pref_gf", "1.0"), ("learning_rate/type", "'cosine'"),
@@ -231,12 +232,12 @@ NVNMD = {"version": 0, "max_nnei": 128, "net_size": 128, "map_file": "none", "co
 
 
 def test_unsupported_keys_at_their_defaults_are_accepted_and_dropped(tmp_path):
-    raw = _base(tmp_path, model__fitting_net__numb_fparam=0, model__fitting_net__trainable=[True, True],
+    raw = _base(tmp_path, model__fitting_net__dim_case_embd=0, model__fitting_net__trainable=[True, True],
                 model__fitting_net__atom_ener=[None, None], model__descriptor__trainable=True,
                 loss__relative_f=None, training__time_training=True, training__gradient_max_norm=0.0,
                 nvnmd=NVNMD)
     cfg = config.normalize(raw)
-    assert "numb_fparam" not in cfg["model"]["fitting_net"]
+    assert "dim_case_embd" not in cfg["model"]["fitting_net"]
     assert cfg["model"]["descriptor"]["trainable"] is True  # (built: kept, like atom_ener)
     assert "nvnmd" not in cfg and "optimizer" not in cfg and cfg["loss"]["relative_f"] is None
     assert set(cfg["loss"]) == {"type", "start_pref_e", "limit_pref_e", "start_pref_f", "limit_pref_f",

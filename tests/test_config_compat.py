@@ -125,7 +125,7 @@ def test_doc_train_input(capsys):
     rst = capsys.readouterr().out
     assert "argument path: ``model[standard]/descriptor[se_e2_a]/sel``" in rst
     assert "default: ``[10, 20, 40]``" in rst
-    assert "[deepmd_paddle: not supported yet; accepted only at its default (0).]" in rst  # numb_fparam
+    assert "[deepmd_paddle: not supported yet; accepted only at its default (0).]" in rst  # dim_case_embd
     assert cli.main(["doc-train-input", "--out-type", "json_schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert "model" in schema["properties"] and schema["properties"]["training"]["type"] == ["object"]

@@ -96,7 +96,7 @@ def test_unsupported_parts_are_named(tmp_path):
         data = json.loads(f.attrs["json"])
         arrays = {k: f[k][()] for k in f.keys()}
     for path, value, msg in [(("descriptor", "type"), "se_e2_r", "se_e2_r"),
-                             (("fitting", "numb_fparam"), 2, "numb_fparam"),
+                             (("fitting", "dim_case_embd"), 2, "dim_case_embd"),
                              (("type",), "spin", "spin")]:
         d = json.loads(json.dumps(data))
         node = d["model"]

@@ -93,9 +93,9 @@ def test_constants_as_tensorflow_reads_them(case):
 
 
 def test_fparam_model():
-    """Evaluated once the package takes frame parameters; until then refused by name, and its
-    descriptor and atomic energies are checked from the imported weights with NumPy."""
-    from deepmd_paddle.infer import DeepPot, ModelFileError
+    """A model with a frame parameter: its descriptor and atomic energies from the imported weights
+    with NumPy (the fitting input is [D, normalised fparam]), then DeepPot on it."""
+    from deepmd_paddle.infer import DeepPot
     from deepmd_paddle.model import EnergyModel
     from deepmd_paddle.model.descriptor import DescrptSeA
     from deepmd_paddle.model.fitting import EnergyFitting
@@ -122,14 +122,14 @@ def test_fparam_model():
             y = y + z if layer["resnet"] else z
         atom_e[rows] = y[:, 0] + fit["@variables"]["bias_atom_e"][t, 0]
     _close(atom_e, ref["atom_energy"][0].ravel())
-    try:
-        dp = DeepPot(str(FIX / "fparam.pb"))
-    except ModelFileError as e:
-        assert "fparam.pb" in str(e) and "numb_fparam = 1" in str(e), str(e)
-        pytest.skip("frame-parameter models are refused until the model takes fparam (refusal checked)")
+    dp = DeepPot(str(FIX / "fparam.pb"))
+    assert dp.get_dim_fparam() == 1 and dp.get_dim_aparam() == 0 and not dp.has_default_fparam()
     got = dict(zip(KEYS, dp.eval(ref["coord"], ref["cell"], ref["atype"], atomic=True, fparam=ref["fparam"])))
     for key in KEYS:
         _close(got[key], ref[key])
+    e, f, v = dp.eval(ref["nopbc_coord"], None, ref["nopbc_atype"], fparam=ref["fparam"][0])  # [nfp]: every frame
+    for got_k, key in ((e, "nopbc_energy"), (f, "nopbc_force"), (v, "nopbc_virial")):
+        _close(got_k, ref[key])
 
 
 def test_convert_to_dp_round_trip(tmp_path):
