@@ -6,6 +6,7 @@ when the output folder is known (before step 0).
 - a boolean is not a number (dargs, like Python, takes ``true`` for an int);
 - net widths, ``sel``, ``axis_neuron``, ``rcut`` are positive, ``0 <= rcut_smth < rcut``;
 - the loss prefactors are >= 0 and at least one of them is positive;
+- ``numb_fparam``, ``numb_aparam`` >= 0, ``default_fparam`` of ``numb_fparam`` values;
 - ``start_lr``, ``stop_lr`` (``stop_lr_ratio``), ``decay_steps`` are positive, ``decay_rate`` is in
   (0, 1]; the step counts and frequencies are positive;
 - the folders training writes to (checkpoints, learning curve) exist or can be made, writable.
@@ -62,6 +63,7 @@ def check_meaning(cfg: dict, schema: Argument) -> None:
     except ValueError as e:
         raise ConfigError(f"model/descriptor: {e}") from None
     _positive(model, "model", ("data_stat_nbatch", "data_stat_protect"))
+    _check_fit_inputs(fit)
     prefs = {k: v for k, v in loss.items() if k.startswith(("start_pref_", "limit_pref_"))}
     negative = [f"{k}={v}" for k, v in prefs.items() if v < 0]
     if negative:
@@ -91,6 +93,16 @@ def _check_records(tr: dict) -> None:
         if importlib.util.find_spec("tensorboardX") is None:
             raise ConfigError("training/tensorboard is true but no TensorBoard writer is installed: install "
                               "tensorboardX (pip install tensorboardX) or set training/tensorboard to false")
+
+
+def _check_fit_inputs(fit: dict) -> None:
+    """numb_fparam, numb_aparam >= 0; default_fparam: numb_fparam values."""
+    for key in ("numb_fparam", "numb_aparam"):
+        if fit[key] < 0:
+            raise ConfigError(f"model/fitting_net/{key}: got {fit[key]}; need an integer >= 0")
+    if fit["default_fparam"] is not None and len(fit["default_fparam"]) != fit["numb_fparam"]:
+        raise ConfigError(f"model/fitting_net/default_fparam: got {fit['default_fparam']}; need numb_fparam = "
+                          f"{fit['numb_fparam']} values (or null)")
 
 
 def _check_learning_rate(lr: dict) -> None:

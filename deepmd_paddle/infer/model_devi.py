@@ -136,6 +136,7 @@ def make_model_devi(*, models: list, system: str, output: str, frequency: int = 
     """``dpp model-devi``: every system found under ``system``; returns the rows per system.
     ``output`` is replaced (not appended to, unlike DeePMD-kit) only when every model and system
     has been read and evaluated."""
+    from ..data.params import attach
     from ..data.system import expand_systems, load_system
     from ..utils.files import atomic_output, check_writable
     from .deeppot import DeepPot
@@ -149,6 +150,8 @@ def make_model_devi(*, models: list, system: str, output: str, frequency: int = 
     results = []
     for path in paths:
         s = load_system(path, type_map, fmt)
+        # fparam.npy / aparam.npy when the models take them (DeePMD-kit's dp model-devi reads them too)
+        attach([s], dps[0].get_dim_fparam(), dps[0].get_dim_aparam(), dps[0].get_default_fparam())
         real = None
         if real_error:
             missing = [k for k in ("energy", "force", "virial") if not s.found[k].all()]
@@ -157,7 +160,7 @@ def make_model_devi(*, models: list, system: str, output: str, frequency: int = 
             real = {"energy": s.labels["energy"].reshape(-1, 1) / s.natoms, "force": s.labels["force"],
                     "virial": s.labels["virial"].reshape(-1, 9) / s.natoms}
         results.append(calc_model_devi(s.coord, s.box, s.atype, dps, None, frequency, real_data=real,
-                                       atomic=atomic, relative=relative, relative_v=relative_v))
+                                       atomic=atomic, relative=relative, relative_v=relative_v, **s.params))
     with atomic_output(output) as tmp, open(tmp, "wb") as f:
         for path, rows in zip(paths, results):
             _write_rows(f, rows, system_label(path, system), atomic)

@@ -125,5 +125,5 @@ def check_fit_inputs(numb_fparam, numb_aparam, default_fparam) -> None:
         values = list(default_fparam) if isinstance(default_fparam, (list, tuple, np.ndarray)) else None
         if values is None or len(values) != numb_fparam or not all(
                 isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v) for v in values):
-            raise ValueError(f"fitting_net/default_fparam: got {default_fparam!r}; need a list of numb_fparam = "
-                             f"{numb_fparam} finite numbers (or null)")
+            raise ValueError(f"fitting_net/default_fparam: got {default_fparam!r}; need numb_fparam = {numb_fparam} "
+                             "values (finite numbers, or null)")
