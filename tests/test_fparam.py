@@ -2,9 +2,9 @@
 ``use_aparam_as_mask``): DeePMD-kit's models evaluate to its numbers, in every path.
 
 Fixtures (``tests/fixtures/deepmd_fparam``, made by ``make.py`` there with DeePMD-kit 3.2.0 TF):
-two small water models trained by ``dp --tf train`` on data with made-up fparam/aparam, frozen
-(``.pb``) and converted (``dp convert-backend``, ``.dp``), with DeePMD-kit's ``DeepPot`` outputs on
-two frames of data_3 and on an open cluster. Every output must agree to 1e-10 relative.
+small water models trained by ``dp --tf train`` on data with made-up fparam/aparam, frozen
+(``.pb``) and converted (``dp convert-backend``, ``.dp``; not the type-embedding one, which DeePMD-kit
+cannot convert), with DeePMD-kit's ``DeepPot`` outputs on two frames of data_3 and on an open cluster. Every output must agree to 1e-10 relative.
 """
 import json
 import pathlib
@@ -38,9 +38,9 @@ def _check_deeppot(dp, ref):
         _close(value, ref[key])
 
 
-@pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("ext", [".dp", ".pb"])
+@pytest.mark.parametrize("case, ext", [(c, e) for c in CASES for e in (".dp", ".pb")] + [("tebd", ".pb")])
 def test_deeppot_parity(case, ext):
+    """tebd: DeePMD-kit's type-embedding model, whose one fitting net takes [D, e(t_i), fparam, aparam]."""
     from deepmd_paddle.infer import DeepPot
 
     _check_deeppot(DeepPot(str(FIX / f"{case}{ext}")), _ref(case))

@@ -18,7 +18,8 @@ def _close(a, b, rtol=1e-10):
     np.testing.assert_allclose(np.reshape(a, np.shape(b)), b, rtol=rtol, atol=rtol * np.abs(b).max())
 
 
-def _fp_model(use_op, **fit):
+def _fp_model(use_op, tebd=None, **fit):
+    """The small test model with these fitting_net keys (``tebd``: a model-level type_embedding)."""
     from deepmd_paddle.kernels.build import load_library
     from deepmd_paddle.model import EnergyModel
     from conftest import kernels_for
@@ -27,6 +28,8 @@ def _fp_model(use_op, **fit):
         pytest.skip("the C++ operator is not available on this machine")
     cfg = small_model_config()
     cfg["fitting_net"].update(fit)
+    if tebd:
+        cfg["type_embedding"] = tebd
     model = EnergyModel.from_config(config.normalize_model(cfg))
     ref = make_small_model(use_op)
     model.descriptor.set_stat(ref.descriptor.davg.numpy(), ref.descriptor.dstd.numpy())
@@ -121,8 +124,10 @@ def test_default_fparam_and_mask():
         _fp_model(False, numb_fparam=2, default_fparam=[0.3])
 
 
-def test_fused_training_step_with_parameters():
-    """The fused C++ training step gives autograd's loss and gradients with fparam/aparam."""
+@pytest.mark.parametrize("tebd", [None, {"neuron": [4], "seed": 5}])
+def test_fused_training_step_with_parameters(tebd):
+    """The fused C++ training step gives autograd's loss and gradients with fparam/aparam (with
+    DeePMD-kit's type embedding too: one fitting net fed with [D, e(t_i), fparam, aparam])."""
     from deepmd_paddle.train import fused_step
 
     coord, atype, cell = random_system(14, 2, "triclinic", seed=21)
@@ -130,14 +135,14 @@ def test_fused_training_step_with_parameters():
     rng = np.random.default_rng(5)
     batch["fparam"] = paddle.to_tensor(rng.uniform(size=(2, 2)))
     batch["aparam"] = paddle.to_tensor(rng.uniform(size=(2, 14, 1)))
-    ref = _fp_model(True, numb_fparam=2, numb_aparam=1)
+    ref = _fp_model(True, tebd, numb_fparam=2, numb_aparam=1)
     ref.descriptor.prefer_fused_training = False
     out = ref(batch["coord"], batch["atype"], batch["box"], create_graph=True, fparam=batch["fparam"],
               aparam=batch["aparam"])
     loss_ref, _ = loss_fn(out, batch, 5e-4)
     loss_ref.backward()
-    m = _fp_model(True, numb_fparam=2, numb_aparam=1)
-    assert fused_step.supported(m)
+    m = _fp_model(True, tebd, numb_fparam=2, numb_aparam=1)
+    assert fused_step.supported(m) and m.fitting.mixed_types == bool(tebd)
     loss, _ = fused_step.step(m, loss_fn, batch, 5e-4)
     assert float(loss) == pytest.approx(float(loss_ref), rel=1e-12)
     for (name, p), q in zip(m.named_parameters(), ref.parameters()):
