@@ -145,11 +145,11 @@ def _tracing(model: EnergyModel, portable: bool):
 class FullProgram(paddle.nn.Layer):
     """The whole model on whole frames, atomic outputs included (see ``PROGRAMS``)."""
 
-    def __init__(self, model: EnergyModel, seen: dict, slots: list):
+    def __init__(self, model: EnergyModel, seen: dict, slots: list = ("box",)):
         super().__init__()
         self.model = model
         self.seen = seen
-        self.slots = slots  # the names of the optional inputs: box (pbc), fparam, aparam
+        self.slots = list(slots)  # the names of the optional inputs: box (pbc), fparam, aparam
 
     def forward(self, coord, atype, x2=None, x3=None, x4=None):
         box, fparam, aparam = _pick(self.slots, (x2, x3, x4))
@@ -161,10 +161,10 @@ class FullProgram(paddle.nn.Layer):
 class LowerProgram(paddle.nn.Layer):
     """A block of centre atoms with a given neighbour list: ``EnergyModel.forward_lower``."""
 
-    def __init__(self, model: EnergyModel, slots: list):
+    def __init__(self, model: EnergyModel, slots: list = ()):
         super().__init__()
         self.model = model
-        self.slots = slots  # fparam, aparam (those the model takes)
+        self.slots = list(slots)  # fparam, aparam (those the model takes)
 
     def forward(self, coord, atype, nlist, shift, centre, x5=None, x6=None):
         _, fparam, aparam = _pick(self.slots, (x5, x6))
