@@ -192,27 +192,6 @@ def test_training_with_parameters(tmp_path, monkeypatch, fused):
 
 
 
-def test_lammps_adapter_uses_default_fparam(tmp_path):
-    """The pair style's lower call gets the model's default_fparam (no LAMMPS needed: the adapter
-    is called with numpy arrays, an open cluster, every atom local)."""
-    from deepmd_paddle.infer import DeepPot
-    from deepmd_paddle.io import save_dp
-    from deepmd_paddle.lammps.adapter import LammpsModel
-
-    save_dp(_fp_model(False, numb_fparam=2, default_fparam=[0.3, 1.7]), str(tmp_path / "m.dp"))
-    lmp = LammpsModel(str(tmp_path / "m.dp"), "O H")
-    coord, atype, _ = random_system(10, 1, "open", seed=2)
-    x, types = np.ascontiguousarray(coord[0]), np.ascontiguousarray(atype[0], dtype=np.int32)
-    nlist, _ = lmp.dp._neighbor_list(coord, atype, None)
-    nlist = np.ascontiguousarray(nlist[0], dtype=np.int32)
-    force, out = np.zeros((10, 3)), np.zeros(7)
-    lmp.compute(10, 10, x.ctypes.data, types.ctypes.data, nlist.ctypes.data, nlist.shape[1], force.ctypes.data, 0, 0,
-                out.ctypes.data)
-    e, f, _ = DeepPot(str(tmp_path / "m.dp")).eval(coord, None, atype[0], fparam=[0.3, 1.7])
-    _close(out[0], e[0, 0], 1e-12)
-    _close(force, f[0], 1e-12)
-
-
 @pytest.mark.parametrize("fit, message", [
     ({"numb_aparam": -1}, r"model/fitting_net/numb_aparam: got -1; need an integer >= 0"),
     ({"numb_fparam": 2, "default_fparam": [1.0]}, r"model/fitting_net/default_fparam: got \[1.0\]; need numb_fparam = 2"),
