@@ -1,7 +1,7 @@
 """Frame and atomic parameters in models built here: forces and the force-loss weight gradient by
 finite differences, the fitting input's order, default_fparam and use_aparam_as_mask, the fused
-training step against autograd, training on data with fparam.npy/aparam.npy, the input checks,
-and the LAMMPS adapter's call (DeePMD-kit's own models: tests/test_fparam.py)."""
+training step against autograd, training on data with fparam.npy/aparam.npy, and the input
+checks (DeePMD-kit's own models: tests/test_fparam.py)."""
 import pathlib
 
 import numpy as np
