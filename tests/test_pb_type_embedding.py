@@ -140,3 +140,13 @@ def test_compress_refused_by_name():
     model = load_pb(str(FIX / "type_embedding.pb"))
     with pytest.raises(ValueError, match="type embedding are not compressed"):
         compress_model(model)
+
+
+def test_strip_descriptor_trainable_false_fixes_both_nets():
+    section = json.loads((FIX / "strip_init.input.json").read_text())["model"]
+    section["descriptor"]["trainable"] = False
+    model = EnergyModel.from_config(normalize_model(section))
+    fixed = sorted(n for n, p in model.named_parameters() if p.stop_gradient)
+    assert fixed == sorted(n for n, _ in model.descriptor.named_parameters(prefix="descriptor")
+                           if not n.startswith("descriptor.type_embedding"))
+    assert any(n.startswith("descriptor.type_net") for n in fixed)

@@ -22,7 +22,7 @@ import numpy as np
 import paddle
 
 from ..kernels.twins import const
-from . import init
+from . import init, options
 from .descriptor_te import LAYERS, DescrptSeATebd, TypeEmbedding
 from .network import EmbeddingNet, check_class
 
@@ -51,11 +51,18 @@ class DescrptSeAStrip(DescrptSeATebd):
                           init.shifted(seed, init.net_seed_shift(neuron)))])
         self.skip = None
         self.in_dim = 1
+        self.set_trainable()
+
+    def set_trainable(self) -> None:
+        """``trainable`` covers both nets of the descriptor (the type net N_t too)."""
+        super().set_trainable()
+        if hasattr(self, "type_net"):
+            options.set_trainable(self.type_net, self.trainable)
 
     def fused_ready(self) -> bool:
         return False  # trained by autograd through the layers
 
-    def embedding_path(self, second_order: bool) -> str:
+    def embedding_path(self, second_order: bool, graph: bool = False) -> str:
         return LAYERS
 
     def forward(self, env, ti, path: str = "layers", keep: list | None = None):
@@ -121,6 +128,7 @@ class DescrptSeAStrip(DescrptSeATebd):
         obj.type_net = EmbeddingNet.deserialize(d["type_net"], arrays, obj.precision, obj.type_net.in_dim)
         obj.type_embedding.load(te, arrays)
         obj.set_stat(arrays(d["@variables"]["davg"]), arrays(d["@variables"]["dstd"]))
+        obj.set_trainable()
         return obj
 
 
