@@ -67,6 +67,18 @@ def test_change_bias_values_output_and_errors(work, monkeypatch, capsys, tmp_pat
     from deepmd_paddle.cli.bias import default_output
 
     assert default_output("dir/m.pb") == "dir/m_updated.dp" and default_output("m.dp") == "m_updated.dp"
+    # a frozen model of this package (one file, named .pb as DeePMD-kit's default) stays a frozen model
+    from deepmd_paddle.io.frozen import freeze
+
+    frozen = str(tmp_path / "frozen_model.pb")
+    freeze(load_model(TWO), frozen)
+    assert default_output(frozen) == str(tmp_path / "frozen_model_updated.pb")
+    assert main(["change-bias", frozen, "-b", "-93.0", "-187.5"]) == 0
+    from deepmd_paddle.io.frozen_file import is_frozen_file
+
+    updated = tmp_path / "frozen_model_updated.pb"
+    assert is_frozen_file(str(updated))
+    np.testing.assert_allclose(constant(load_model(str(updated))), [-93.0, -187.5], rtol=1e-15)
     assert main(["change-bias", TWO, "-b", "1.0"]) == 1
     assert "1 values for the 2 types" in capsys.readouterr().err
     assert main(["change-bias", TWO, "-s", "nowhere"]) == 1

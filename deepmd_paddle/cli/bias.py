@@ -32,19 +32,23 @@ def args_change_bias(p):
                    help="change (default): least squares of the label-minus-prediction energies, added to the "
                         "bias; set: least squares of the label energies becomes the bias")
     p.add_argument("-o", "--output", help="the changed model (default: INPUT_updated with INPUT's extension; "
-                                          ".dp for a .pb input; a checkpoint OUT.ckpt, a .dp/.yaml or a frozen model)")
+                                          ".dp for a TensorFlow .pb; a checkpoint OUT.ckpt, a .dp/.yaml or a frozen model)")
     p.add_argument("--fmt", help="dpdata format of the systems (default: DeePMD npy folders)")
 
 
 def default_output(path: str) -> str:
-    """DeePMD-kit's ``<input>_updated<ext>``; a .pb input gives .dp (this package writes no .pb), a
-    checkpoint a checkpoint named ``<base>_updated.ckpt``, a frozen model a frozen model."""
+    """DeePMD-kit's ``<input>_updated<ext>``: a frozen model (one file, whatever its extension) gives
+    a frozen model; a TensorFlow .pb gives .dp (this package writes no TensorFlow graph); a
+    checkpoint a checkpoint named ``<base>_updated.ckpt``."""
     from deepmd_paddle.io.frozen import frozen_prefix
+    from deepmd_paddle.io.frozen_file import is_frozen_file
 
+    stem, ext = os.path.splitext(os.path.normpath(path))
+    if is_frozen_file(path):
+        return stem + "_updated" + ext
     prefix = frozen_prefix(path)
     if prefix:
         return prefix + "_updated"
-    stem, ext = os.path.splitext(os.path.normpath(path))
     if ext.lower() in (".dp", ".yaml", ".yml"):
         return stem + "_updated" + ext
     if ext.lower() == ".pb":
