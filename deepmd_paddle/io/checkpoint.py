@@ -9,6 +9,8 @@ A checkpoint ``<prefix>-<step>`` is two files::
                                    "min_nbor_dist": the training data's smallest pair distance}
 
 and a pointer file ``checkpoint`` in the same folder holding the latest ``<prefix>-<step>``.
+The newest checkpoint is also under DeePMD-kit's names ``<prefix>.index``, ``.meta`` and
+``.data-00000-of-00001`` (``ckpt_names``), which workflows such as DP-GEN move between folders.
 Each file is written to a temporary name and moved into place with ``os.replace``, tensors
 first, JSON next, pointer last, so a crash never leaves a pointer to a half-written pair.
 Optimizer slots are keyed by the parameter's structured name (``model.named_parameters()``),
@@ -30,6 +32,8 @@ import re
 
 import numpy as np
 import paddle
+
+from . import ckpt_names
 
 FORMAT = "deepmd_paddle.checkpoint/1"
 POINTER = "checkpoint"
@@ -113,6 +117,7 @@ def save(prefix: str, step: int, model, opt, config: dict, state: dict, keep: in
     os.makedirs(folder, exist_ok=True)
     _atomic_write(base + ".safetensors", lambda tmp: save_file(tensors, tmp, metadata=header))
     _write_text(base + ".json", json.dumps(meta, indent=1))
+    ckpt_names.write(prefix, base, tensors, step, run, _write_text)
     _write_text(os.path.join(folder, POINTER), os.path.basename(base) + "\n")
     if run is not None and keep > 0:
         mine = [b for b in list_checkpoints(prefix) if run_of(b) == run and step_of(b) <= step]
@@ -130,7 +135,7 @@ def step_of(base: str) -> int:
 def run_of(base: str) -> str | None:
     """The run id stored in ``<base>.json`` (None: written before run ids, or unreadable)."""
     try:
-        with open(base + ".json", encoding="utf-8") as f:
+        with open(_files(base)[0], encoding="utf-8") as f:
             return json.load(f).get("run")
     except (OSError, ValueError, AttributeError):
         return None
@@ -147,9 +152,18 @@ def list_checkpoints(prefix: str) -> list[str]:
     return [b for _, b in sorted(found)]
 
 
+def _files(base: str) -> tuple[str, str]:
+    """(description, tensors) of checkpoint ``base``: ``base.json`` and ``base.safetensors``, or a
+    prefix's DeePMD-kit names (``ckpt_names``) when only those are there."""
+    if not os.path.isfile(base + ".json") and ckpt_names.present(base):
+        return ckpt_names.files(base)
+    return base + ".json", base + ".safetensors"
+
+
 def resolve(path: str) -> str:
     """The base ``<prefix>-<step>`` named by a folder (its pointer file), a base, either file, or
-    the prefix itself (``save_ckpt``, e.g. ``out/model.ckpt``: its newest checkpoint)."""
+    the prefix itself (``save_ckpt``, e.g. ``out/model.ckpt``: its newest checkpoint, or the one its
+    ``.index``/``.meta``/``.data-00000-of-00001`` files hold when no numbered one is there)."""
     if os.path.isdir(path):
         pointer = os.path.join(path, POINTER)
         if not os.path.isfile(pointer):
@@ -161,8 +175,9 @@ def resolve(path: str) -> str:
             path = path[: -len(ext)]
     if not os.path.isfile(path + ".json") and list_checkpoints(path):
         path = list_checkpoints(path)[-1]
-    if not (os.path.isfile(path + ".safetensors") and os.path.isfile(path + ".json")):
-        raise CheckpointError(f"checkpoint {path!r} not found (need {path}.safetensors and {path}.json)")
+    if not all(os.path.isfile(f) for f in _files(path)):
+        raise CheckpointError(f"checkpoint {path!r} not found (need {path}.safetensors and {path}.json, or "
+                              f"{path}.index, .meta and .data-00000-of-00001)")
     return path
 
 
@@ -172,28 +187,31 @@ def load(path: str) -> tuple[dict, dict]:
     from safetensors import SafetensorError, safe_open
 
     base = resolve(path)
+    desc, data = _files(base)
     try:
-        with open(base + ".json", encoding="utf-8") as f:
+        with open(desc, encoding="utf-8") as f:
             meta = json.load(f)
     except (ValueError, UnicodeDecodeError) as e:
-        raise CorruptCheckpoint(f"{base}.json: not a readable checkpoint description (expected the JSON "
-                              f"that `dpp train` writes next to {os.path.basename(base)}.safetensors: {e})") from None
+        raise CorruptCheckpoint(f"{desc}: not a readable checkpoint description (expected the JSON "
+                              f"that `dpp train` writes next to {os.path.basename(data)}: {e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise CheckpointError(f"{base}.json: format {got!r}, expected {FORMAT!r}")
+        raise CheckpointError(f"{desc}: format {got!r}, expected {FORMAT!r}")
     if not isinstance(meta.get("config"), dict) or not isinstance(meta["config"].get("model"), dict):
-        raise CheckpointError(f"{base}.json: no 'config.model' section; not a checkpoint description")
+        raise CheckpointError(f"{desc}: no 'config.model' section; not a checkpoint description")
     try:
-        with safe_open(base + ".safetensors", framework="np") as f:
+        with safe_open(data, framework="np") as f:
             header = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise CorruptCheckpoint(f"{base}.safetensors: not a readable safetensors file (truncated or corrupt?): "
+        raise CorruptCheckpoint(f"{data}: not a readable safetensors file (truncated or corrupt?): "
                               f"{e}") from None
     for key, want in (("step", str(meta.get("step"))), ("run", meta.get("run") or "")):
         if key in header and header[key] != want:
-            raise CorruptCheckpoint(f"{base}.safetensors was written with {key} {header[key]!r} but {base}.json "
+            raise CorruptCheckpoint(f"{data} was written with {key} {header[key]!r} but {desc} "
                                   f"says {want!r}: the two files come from different checkpoints")
+    if data != base + ".safetensors":
+        ckpt_names.check_index(base, meta, tensors, CorruptCheckpoint)
     meta["base"] = base
     return tensors, meta
 
