@@ -34,6 +34,8 @@ import shutil
 import tempfile
 import zipfile
 
+from . import ckpt_names
+
 FORMAT = "deepmd_paddle.frozen/2"        # one file
 FORMAT_PREFIX = "deepmd_paddle.frozen/1"  # PREFIX.json + PREFIX.meta + ...
 MANIFEST = "deepmd_paddle_frozen.json"
@@ -190,12 +192,15 @@ class FrozenFile:
 # ----------------------------------------------------------------------------- older layout
 def frozen_prefix(path) -> str | None:
     """The prefix of a multi-file frozen model named by ``path`` (prefix, ``.json``,
-    ``.pdiparams`` or ``.meta``), or None when no ``<prefix>.meta`` is there."""
+    ``.pdiparams`` or ``.meta``), or None when no ``<prefix>.meta`` is there or it belongs to a
+    checkpoint's ``.index``/``.meta``/``.data-00000-of-00001`` (``ckpt_names``)."""
     path = os.fspath(path)
     for suffix in MODEL_SUFFIXES:
         if path.endswith(suffix):
             path = path[: -len(suffix)]
             break
+    if ckpt_names.present(path):  # a checkpoint under DeePMD-kit's names: <prefix>.meta is its description
+        return None
     return path if os.path.isfile(path + META_SUFFIX) else None
 
 
