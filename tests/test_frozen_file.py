@@ -80,6 +80,29 @@ def test_freeze_writes_one_file_at_the_default_path(run):
     assert meta["min_nbor_dist"] == run["min_dist"] > 0  # stored by training, carried by the frozen model
 
 
+def test_members_are_read_when_needed_and_checked_again(run, tmp_path):
+    """FrozenFile keeps only the description in memory (a compressed model's tables would
+    otherwise stay resident twice); a file replaced after it was opened is refused by name."""
+    import shutil
+
+    from deepmd_paddle.io.frozen_file import FrozenFile
+
+    path = str(tmp_path / "m.pb")
+    shutil.copyfile(run["frozen"], path)
+    ff = FrozenFile(path)
+    assert set(vars(ff)) == {"path", "meta"}
+    with ff.programs([""]) as prefix:
+        assert os.path.getsize(prefix + ".pdiparams") > 0
+    other = FrozenFile(path).model()
+    other.out_bias.set_value(other.out_bias.numpy() + 1.0)
+    from deepmd_paddle.io.frozen import freeze
+
+    freeze(other, path)  # another model at the same path
+    with pytest.raises(ValueError, match="changed since the file was opened"):
+        with ff.programs([""]):
+            pass
+
+
 @pytest.mark.parametrize("nopbc", [False, True], ids=["pbc", "nopbc"])
 def test_frozen_file_equals_the_checkpoint(run, nopbc):
     """jit and paddle.inference within 1e-12 of the checkpoint; the model rebuilt from the file's

@@ -101,88 +101,143 @@ def _damaged(path: str, what: str) -> ModelFileError:
                           "or changed after `dpp freeze` wrote it): freeze the model again")
 
 
-def read_frozen_file(path: str) -> tuple[dict, dict]:
-    """(description, {member: bytes}) of the one-file frozen model at ``path``, every member checked."""
+_CHUNK = 1 << 22
+
+
+def _zip_digest(z: zipfile.ZipFile, name: str, out=None) -> str:
+    """sha256 of member ``name``, read in chunks (zipfile checks its CRC-32 at the end); the bytes
+    also go to the file object ``out`` when one is given. Nothing is kept in memory."""
+    h = hashlib.sha256()
+    with z.open(name) as f:
+        while True:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                break
+            h.update(chunk)
+            if out is not None:
+                out.write(chunk)
+    return h.hexdigest()
+
+
+def _open_zip(path: str):
+    """The checked zip of a one-file frozen model and its member names."""
     size = os.path.getsize(path)
+    z = zipfile.ZipFile(path)
     try:
-        with zipfile.ZipFile(path) as z:
-            infos = z.infolist()
-            names = [i.filename for i in infos]
-            allowed = {MANIFEST, WEIGHTS, *program_members()}
-            if not names or names[0] != MANIFEST or len(set(names)) != len(names) or set(names) - allowed:
-                raise _damaged(path, f"its members are {names[:12]} (allowed: {sorted(allowed)}, "
-                                     f"{MANIFEST} first, each once)")
-            for i in infos:
-                if i.compress_type != zipfile.ZIP_STORED or i.file_size != i.compress_size or i.file_size > size:
-                    raise _damaged(path, f"member {i.filename} is compressed or larger than the file")
-            data = {name: z.read(name) for name in names}  # zipfile checks each member's CRC-32
-    except ModelFileError:
+        infos = z.infolist()
+        names = [i.filename for i in infos]
+        allowed = {MANIFEST, WEIGHTS, *program_members()}
+        if not names or names[0] != MANIFEST or len(set(names)) != len(names) or set(names) - allowed:
+            raise _damaged(path, f"its members are {names[:12]} (allowed: {sorted(allowed)}, "
+                                 f"{MANIFEST} first, each once)")
+        for i in infos:
+            if i.compress_type != zipfile.ZIP_STORED or i.file_size != i.compress_size or i.file_size > size:
+                raise _damaged(path, f"member {i.filename} is compressed or larger than the file")
+    except BaseException:
+        z.close()
         raise
-    except (zipfile.BadZipFile, ValueError, NotImplementedError) as e:
-        raise _damaged(path, f"its zip structure is unreadable ({e})") from None
-    except (OSError, EOFError) as e:
-        raise _damaged(path, f"it cannot be read ({e})") from None
-    try:
-        meta = json.loads(data.pop(MANIFEST).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise _damaged(path, f"its description {MANIFEST} is not JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ModelFileError(f"{path}: frozen-model format {got!r}, expected {FORMAT!r} (freeze the model again "
-                             "with this version)")
-    if meta.get("checksum") != meta_checksum(meta):
-        raise _damaged(path, f"its description {MANIFEST} does not match its checksum")
-    files = meta.get("files") or {}
-    missing = sorted(set(files) - set(data)) + sorted(set(program_members()) - set(files))
-    if missing:
-        raise _damaged(path, f"members {missing} are missing")
-    changed = sorted(name for name, blob in data.items() if files.get(name) != sha256(blob))
-    if changed:
-        raise _damaged(path, f"members {changed} do not match the sha256 its description records")
-    return meta, data
+    return z, names
 
 
-@contextlib.contextmanager
-def _written(members: dict):
-    """A private temporary folder holding ``members`` (name -> bytes); yields the programs' prefix."""
-    folder = tempfile.mkdtemp(prefix="deepmd_paddle_frozen_")  # mode 0700
-    try:
-        for name, blob in members.items():
-            with open(os.path.join(folder, name), "wb") as f:
-                f.write(blob)
-        yield os.path.join(folder, STEM)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def _zip_errors(path: str):
+    """Context: zip and file errors named as damage of ``path``."""
+    @contextlib.contextmanager
+    def guard():
+        try:
+            yield
+        except ModelFileError:
+            raise
+        except (zipfile.BadZipFile, ValueError, NotImplementedError) as e:
+            raise _damaged(path, f"its zip structure is unreadable ({e})") from None
+        except (OSError, EOFError) as e:
+            raise _damaged(path, f"it cannot be read ({e})") from None
+    return guard()
+
+
+def read_frozen_file(path: str) -> dict:
+    """The description of the one-file frozen model at ``path``, every member checked against the
+    sha256 it records (read in chunks: the members are not kept; ``FrozenFile`` reads them again,
+    checked again, when they are needed)."""
+    with _zip_errors(path):
+        z, names = _open_zip(path)
+        with z:
+            text = z.read(MANIFEST)
+            try:
+                meta = json.loads(text.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError) as e:
+                raise _damaged(path, f"its description {MANIFEST} is not JSON ({e})") from None
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+                raise ModelFileError(f"{path}: frozen-model format {got!r}, expected {FORMAT!r} (freeze the model "
+                                     "again with this version)")
+            if meta.get("checksum") != meta_checksum(meta):
+                raise _damaged(path, f"its description {MANIFEST} does not match its checksum")
+            files = meta.get("files") or {}
+            members = [n for n in names if n != MANIFEST]
+            missing = sorted(set(files) - set(members)) + sorted(set(program_members()) - set(files))
+            if missing:
+                raise _damaged(path, f"members {missing} are missing")
+            changed = sorted(name for name in members if files.get(name) != _zip_digest(z, name))
+            if changed:
+                raise _damaged(path, f"members {changed} do not match the sha256 its description records")
+    return meta
 
 
 class FrozenFile:
-    """A one-file frozen model, read and checked once; its members stay in memory."""
+    """A one-file frozen model, checked once when opened; its members are read from the file
+    (and checked again) when they are needed, so none of them stays in memory."""
 
     def __init__(self, path: str):
         self.path = os.fspath(path)
-        self.meta, self._members = read_frozen_file(self.path)
+        self.meta = read_frozen_file(self.path)
 
+    def _extract(self, names: list, folder: str) -> None:
+        """Write members ``names`` into ``folder``, each checked against its recorded sha256."""
+        files = self.meta["files"]
+        with _zip_errors(self.path):
+            z, _ = _open_zip(self.path)
+            with z:
+                for name in names:
+                    with open(os.path.join(folder, name), "wb") as out:
+                        if _zip_digest(z, name, out) != files.get(name):
+                            raise _damaged(self.path, f"member {name} changed since the file was opened")
+
+    @contextlib.contextmanager
     def programs(self, names=None):
         """Context: a prefix whose ``<prefix><suffix>.json/.pdiparams`` files are the programs
-        (those of the PROGRAMS suffixes ``names``, default all), removed on exit."""
+        (those of the PROGRAMS suffixes ``names``, default all), in a private temporary folder
+        (mode 0700) removed on exit."""
         wanted = program_members() if names is None else [STEM + s + e for s in names for e in (".json", ".pdiparams")]
-        return _written({n: self._members[n] for n in wanted})
+        folder = tempfile.mkdtemp(prefix="deepmd_paddle_frozen_")
+        try:
+            self._extract(wanted, folder)
+            yield os.path.join(folder, STEM)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def model(self):
         """The ``EnergyModel`` the programs were traced from (weights member + model_def_script)."""
         from safetensors import SafetensorError
-        from safetensors.numpy import load
+        from safetensors.numpy import load_file
 
         from ..model import EnergyModel
         from .checkpoint import load_model_tensors
 
-        if WEIGHTS not in self._members:
+        if WEIGHTS not in self.meta.get("files", {}):
             raise ModelFileError(f"{self.path}: this frozen model carries no weights ({WEIGHTS}); freeze it again")
+        folder = tempfile.mkdtemp(prefix="deepmd_paddle_frozen_")
         try:
-            tensors = load(self._members[WEIGHTS])
+            self._extract([WEIGHTS], folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        try:
+            tensors = load_file(os.path.join(folder, WEIGHTS))
             model = EnergyModel.from_config(self.meta["model_def_script"])
         except (SafetensorError, KeyError, TypeError, ValueError) as e:
             raise _damaged(self.path, f"its weights or model_def_script do not rebuild a model ({e})") from None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         load_model_tensors(model, {"model." + k: v for k, v in tensors.items()}, f"{self.path}:{WEIGHTS}")
         if self.meta.get("min_nbor_dist") is not None:
             model.min_nbor_dist = float(self.meta["min_nbor_dist"])
