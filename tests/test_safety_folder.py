@@ -52,7 +52,8 @@ def test_new_run_refuses_folder_of_another_run(emt, tmp_path):
     Trainer(tiny(emt, numb_steps=6), str(tmp_path)).run()
     before = _snapshot(tmp_path)
     with pytest.raises(RunFolderError, match=r"holds the files of another training run \(model.ckpt-5, "
-                                             r"model.ckpt-6, lcurve.out\).*--restart.*--overwrite"):
+                                             r"model.ckpt-6, model.ckpt.index, model.ckpt.meta and 2 more\)"
+                                             r".*--restart.*--overwrite"):
         Trainer(tiny(emt, numb_steps=3), str(tmp_path))
     assert _snapshot(tmp_path) == before  # nothing touched, the lock released
     # --overwrite: the old run's files go, the new run's checkpoint is the one printed, and it exists
@@ -61,6 +62,25 @@ def test_new_run_refuses_folder_of_another_run(emt, tmp_path):
     assert _steps(tmp_path) == [2, 3] and (tmp_path / "checkpoint").read_text().strip() == "model.ckpt-3"
     assert np.loadtxt(tmp_path / "lcurve.out", ndmin=2)[:, 0].tolist() == [0, 1, 2, 3]
     assert not [p for p in os.listdir(tmp_path) if "tmp" in p or p == run_folder.LOCK_NAME]
+
+
+def test_checkpoint_under_deepmd_kit_names_alone_is_not_overwritten(emt, tmp_path):
+    """Another run's newest checkpoint under DeePMD-kit's names (model.ckpt.index/.meta/.data-*,
+    what DP-GEN forwards) without its numbered files: a new run refuses the folder; --overwrite
+    replaces them; --restart of that run continues it."""
+    Trainer(tiny(emt, numb_steps=2), str(tmp_path)).run()
+    for base in checkpoint.list_checkpoints(str(tmp_path / "model.ckpt")):
+        os.remove(base + ".safetensors")
+        os.remove(base + ".json")
+    os.remove(tmp_path / "lcurve.out")
+    before = _snapshot(tmp_path)
+    with pytest.raises(RunFolderError, match=r"model.ckpt.index, model.ckpt.meta, model.ckpt.data-00000-of-00001"):
+        Trainer(tiny(emt, numb_steps=3), str(tmp_path))
+    assert _snapshot(tmp_path) == before
+    Trainer(tiny(emt, numb_steps=4), str(tmp_path), restart=str(tmp_path / "model.ckpt")).run()  # its own run
+    assert json.loads((tmp_path / "model.ckpt.index").read_text())["step"] == 4
+    Trainer(tiny(emt, numb_steps=1), str(tmp_path), overwrite=True).run()
+    assert json.loads((tmp_path / "model.ckpt.index").read_text())["step"] == 1
 
 
 def test_cli_train_into_occupied_folder_is_one_line(emt, tmp_path, capsys):

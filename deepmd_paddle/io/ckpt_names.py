@@ -33,6 +33,15 @@ def present(prefix: str) -> bool:
     return all(os.path.isfile(prefix + ext) for ext in (INDEX, META, DATA))
 
 
+def run_of_index(index_path: str):
+    """The run id an index records (None when it records none or cannot be read)."""
+    try:
+        with open(index_path, encoding="utf-8") as f:
+            return json.load(f).get("run")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def files(prefix: str) -> tuple[str, str]:
     """(description, tensors) read for ``prefix``."""
     return prefix + META, prefix + DATA

@@ -23,7 +23,7 @@ import socket
 import time
 import uuid
 
-from deepmd_paddle.io import checkpoint
+from deepmd_paddle.io import checkpoint, ckpt_names
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".dpp_train.lock"
@@ -136,6 +136,10 @@ def find_conflicts(prefix: str, lcurve: str | None, source_run, restarting: bool
         if (os.path.isfile(target + ".json") and not target.startswith(os.path.abspath(prefix) + "-")
                 and (not restarting or checkpoint.run_of(target) != source_run)):
             found.append(pointer)  # another prefix's run: its pointer would be replaced
+    index = prefix + ckpt_names.INDEX  # the newest checkpoint under DeePMD-kit's names (io/ckpt_names.py)
+    if os.path.isfile(index) and not (restarting and ckpt_names.run_of_index(index) == source_run):
+        found += [prefix + ext for ext in (ckpt_names.INDEX, ckpt_names.META, ckpt_names.DATA)
+                  if os.path.isfile(prefix + ext)]  # another run's: a new save would replace them
     if lcurve and (not restarting or found) and os.path.isfile(lcurve) and os.path.getsize(lcurve) > 0:
         found.append(lcurve)  # a new run's, or beside another run's checkpoints: not the restarted run's
     return found
@@ -159,7 +163,8 @@ def remove_replaced(found: list[str], keep: str | None = None) -> None:
     """Remove the files ``check_folder`` found (checkpoint pairs and the learning curve), except
     the checkpoint ``keep`` (the one this run starts from: --restart or --init-model)."""
     for path in found:
-        if keep is not None and os.path.abspath(path) == os.path.abspath(keep):
+        if keep is not None and os.path.abspath(path) in [os.path.abspath(keep + ext) for ext in
+                                                         ("", ckpt_names.INDEX, ckpt_names.META, ckpt_names.DATA)]:
             log.warning("--overwrite: kept %s, the checkpoint this run starts from", path)
             continue
         exts = (".safetensors", ".json") if not os.path.isfile(path) else ("",)
