@@ -150,3 +150,19 @@ def test_strip_descriptor_trainable_false_fixes_both_nets():
     assert fixed == sorted(n for n, _ in model.descriptor.named_parameters(prefix="descriptor")
                            if not n.startswith("descriptor.type_embedding"))
     assert any(n.startswith("descriptor.type_net") for n in fixed)
+
+
+def test_strip_round_trip_keeps_exclude_types_and_trainable():
+    section = json.loads((FIX / "strip_init.input.json").read_text())["model"]
+    section["descriptor"].update(exclude_types=[[0, 1]], trainable=False)
+    model = EnergyModel.from_config(normalize_model(section))
+    d, arrays = model.serialize()
+    back = EnergyModel.deserialize(d, lambda k: arrays[k])
+    assert back.descriptor.serialize({})["exclude_types"] == [[0, 1]]
+    assert all(p.stop_gradient for n, p in back.named_parameters()
+               if n.startswith("descriptor.") and not n.startswith("descriptor.type_embedding"))
+    rng = np.random.default_rng(4)
+    coord = paddle.to_tensor(rng.uniform(0, 7.0, (1, 12, 3)))
+    atype = paddle.to_tensor(np.array([[0] * 4 + [1] * 8]))
+    box = paddle.to_tensor((np.eye(3) * 7.5).reshape(1, 9))
+    assert np.array_equal(model(coord, atype, box)["force"].numpy(), back(coord, atype, box)["force"].numpy())

@@ -24,7 +24,7 @@ import paddle
 from ..kernels.twins import const
 from . import init, options
 from .descriptor_te import LAYERS, DescrptSeATebd, TypeEmbedding
-from .network import EmbeddingNet, check_class
+from .network import EmbeddingNet
 
 SERIAL_TYPE = "se_a_ebd_v2"
 TYPES = ("se_a_ebd_v2", "se_a_tpe_v2")  # DeePMD-kit's names of this descriptor
@@ -35,6 +35,8 @@ DEFAULT_TYPE_EMBEDDING = {"neuron": [8], "activation_function": "linear", "resne
 
 class DescrptSeAStrip(DescrptSeATebd):
     """se_a_ebd_v2 (module docstring)."""
+
+    serial_type = SERIAL_TYPE
 
     def __init__(self, ntypes, sel, rcut, rcut_smth, neuron, axis_neuron, type_one_side, resnet_dt, precision,
                  seed=None, activation_function="tanh", exclude_types=(), env_protection=0.0, set_davg_zero=False,
@@ -107,27 +109,16 @@ class DescrptSeAStrip(DescrptSeATebd):
 
     # ---------------------------------------------------------------- serialization
     def serialize(self, arrays: dict) -> dict:
-        d = super().serialize(arrays)
-        d["type"] = SERIAL_TYPE
+        d = super().serialize(arrays)  # (type: serial_type)
         d["type_net"] = self.type_net.serialize(arrays)
         return d
 
     @classmethod
     def deserialize(cls, d: dict, arrays, ntypes: int) -> "DescrptSeAStrip":
-        check_class(d, "Descriptor", max_version=2)
-        if d.get("type") != SERIAL_TYPE:
-            raise NotImplementedError(f"expected a serialized {SERIAL_TYPE!r} descriptor, got {d.get('type')!r}")
-        te = d["type_embedding"]
-        kw = {k: d[k] for k in ("sel", "rcut", "rcut_smth", "neuron", "axis_neuron", "type_one_side", "resnet_dt",
-                                "precision", "activation_function", "set_davg_zero") if k in d}
-        obj = cls(ntypes, type_map=te["type_map"], type_embedding=te["config"], **kw)
-        nets = d["embeddings"]["networks"]
-        if len(nets) != 1:
-            raise ValueError(f"se_a_ebd_v2 has one embedding net of s, the file has {len(nets)}")
-        obj.embeddings = paddle.nn.LayerList([EmbeddingNet.deserialize(nets[0], arrays, obj.precision, 1)])
+        """DescrptSeATebd's reading (the embedding net of s, the type embedding, the statistics,
+        exclude_types, trainable), then the type net N_t."""
+        obj = super().deserialize(d, arrays, ntypes)
         obj.type_net = EmbeddingNet.deserialize(d["type_net"], arrays, obj.precision, obj.type_net.in_dim)
-        obj.type_embedding.load(te, arrays)
-        obj.set_stat(arrays(d["@variables"]["davg"]), arrays(d["@variables"]["dstd"]))
         obj.set_trainable()
         return obj
 

@@ -125,6 +125,7 @@ class DescrptSeATebd(DescrptSeA):
     """se_e2_a with one embedding net fed by the type embedding (module docstring)."""
 
     one_pass = True  # forward takes a frame's centre types at once (EnergyModel.atomic_energy)
+    serial_type = SERIAL_TYPE  # the "type" of its serialized dict (subclasses: their own)
 
     def __init__(self, ntypes, sel, rcut, rcut_smth, neuron, axis_neuron, type_one_side, resnet_dt, precision,
                  seed=None, activation_function="tanh", exclude_types=(), env_protection=0.0, set_davg_zero=False,
@@ -320,7 +321,7 @@ class DescrptSeATebd(DescrptSeA):
     # ---------------------------------------------------------------- serialization
     def serialize(self, arrays: dict) -> dict:
         d = super().serialize(arrays)
-        d["type"] = SERIAL_TYPE
+        d["type"] = self.serial_type
         d["type_one_side"] = self.type_one_side
         d["embeddings"]["ndim"] = 0  # one network for all types (DeePMD-kit's NetworkCollection ndim 0)
         d["type_embedding"] = self.type_embedding.serialize(arrays)
@@ -330,8 +331,8 @@ class DescrptSeATebd(DescrptSeA):
     @classmethod
     def deserialize(cls, d: dict, arrays, ntypes: int) -> "DescrptSeATebd":
         check_class(d, "Descriptor", max_version=2)
-        if d.get("type") != SERIAL_TYPE:
-            raise NotImplementedError(f"expected a serialized {SERIAL_TYPE!r} descriptor, got {d.get('type')!r}")
+        if d.get("type") != cls.serial_type:
+            raise NotImplementedError(f"expected a serialized {cls.serial_type!r} descriptor, got {d.get('type')!r}")
         te = d["type_embedding"]
         kw = {k: d[k] for k in ("sel", "rcut", "rcut_smth", "neuron", "axis_neuron", "type_one_side", "resnet_dt",
                                 "precision", "activation_function", "set_davg_zero", "concat_output_tebd",
