@@ -1,10 +1,11 @@
-"""Training speed on water (DeePMD-kit's examples/water/se_e2_a settings, batch 1, float64),
+"""Training speed on water (DeePMD-kit's examples/water/se_e2_a settings, batch 1, float64 or float32),
 side by side with DeePMD-kit when its ``dp`` is installed, and optionally the 2,000-step accuracy
 check of the training issue (decay_steps 200, test on all of data_3).
 
     python benchmarks/bench_train.py                  # speed; DeePMD-kit too if `dp` is found
     python benchmarks/bench_train.py --accuracy       # + 2,000 steps and `dpp test` on data_3
     python benchmarks/bench_train.py --dp /path/to/dp --steps 100 --warmup 20
+    python benchmarks/bench_train.py --precision float32   # both codes' nets in float32
 
 Prints a Markdown table and, with ``--write``, stores it in benchmarks/RESULTS_train.md.
 Absolute times drift between runs and machines: quote the ratio measured side by side.
@@ -27,10 +28,13 @@ CONFIG = os.path.join(REPO, "configs", "water_se_e2_a.json")
 WATER = os.path.join(os.path.dirname(REPO), "shared", "data", "water")
 
 
-def water_input(numb_steps: int, decay_steps: int = 5000, disp_freq: int = 100) -> dict:
-    """The water config as DeePMD-kit reads it (absolute data paths, no comments)."""
+def water_input(numb_steps: int, decay_steps: int = 5000, disp_freq: int = 100, precision: str = "float64") -> dict:
+    """The water config as DeePMD-kit reads it (absolute data paths, no comments), with the
+    descriptor's and fitting net's ``precision``."""
     with open(CONFIG) as f:
         raw = json.load(f)
+    for part in ("descriptor", "fitting_net"):
+        raw["model"][part]["precision"] = precision
     tr = raw["training"]
     for key in ("training_data", "validation_data"):
         tr[key]["systems"] = [os.path.normpath(os.path.join(os.path.dirname(CONFIG), p)) for p in tr[key]["systems"]]
@@ -39,13 +43,13 @@ def water_input(numb_steps: int, decay_steps: int = 5000, disp_freq: int = 100) 
     return raw
 
 
-def ours(steps: int, warmup: int) -> float:
+def ours(steps: int, warmup: int, precision: str = "float64") -> float:
     """Seconds per training step (forward with create_graph, loss, backward, Adam) after warm-up."""
     from deepmd_paddle import config
     from deepmd_paddle.train.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(config.normalize(water_input(warmup + steps)), tmp)
+        trainer = Trainer(config.normalize(water_input(warmup + steps, precision=precision)), tmp)
         for step in range(warmup):
             lr, _, loss, _ = trainer.forward_step(step)
             trainer.update(loss, lr)
@@ -56,10 +60,10 @@ def ours(steps: int, warmup: int) -> float:
         return (time.perf_counter() - t0) / steps
 
 
-def deepmd_kit(dp: str, steps: int, warmup: int) -> float | None:
+def deepmd_kit(dp: str, steps: int, warmup: int, precision: str = "float64") -> float | None:
     """DeePMD-kit's own "average training time" (it excludes its first disp_freq batches)."""
     with tempfile.TemporaryDirectory() as tmp:
-        raw = water_input(warmup + steps, disp_freq=warmup)
+        raw = water_input(warmup + steps, disp_freq=warmup, precision=precision)
         with open(os.path.join(tmp, "input.json"), "w") as f:
             json.dump(raw, f)
         r = subprocess.run([dp, "--tf", "train", "input.json"], cwd=tmp, capture_output=True, text=True)
@@ -89,6 +93,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first (default 10)")
     p.add_argument("--dp", default=shutil.which("dp") or ("/work/dpkit/bin/dp" if os.path.exists("/work/dpkit/bin/dp")
                                                          else None), help="DeePMD-kit's dp executable")
+    p.add_argument("--precision", choices=("float64", "float32"), default="float64",
+                   help="the nets' precision in both codes (default float64)")
     p.add_argument("--accuracy", action="store_true", help="also run the 2,000-step accuracy check")
     p.add_argument("--accuracy-dir", default=os.path.join(tempfile.gettempdir(), "dpp_water_2000"))
     p.add_argument("--write", action="store_true", help="write the table to benchmarks/RESULTS_train.md")
@@ -99,9 +105,9 @@ def main() -> None:
         p.error(f"--dp {args.dp}: not an executable file (DeePMD-kit's dp; without --dp and dp on PATH, "
                 "DeePMD-kit is skipped)")
 
-    ours_s = ours(args.steps, args.warmup)
-    dp_s = deepmd_kit(args.dp, args.steps, args.warmup) if args.dp else None
-    rows = ["| code | s/batch (water, 192 atoms, batch 1, float64) | ratio to ours |", "| --- | --- | --- |",
+    ours_s = ours(args.steps, args.warmup, args.precision)
+    dp_s = deepmd_kit(args.dp, args.steps, args.warmup, args.precision) if args.dp else None
+    rows = [f"| code | s/batch (water, 192 atoms, batch 1, {args.precision}) | ratio to ours |", "| --- | --- | --- |",
             f"| deepmd_paddle | {ours_s:.4f} | 1.00 |"]
     if dp_s is not None:
         rows.append(f"| DeePMD-kit TF ({args.dp}) | {dp_s:.4f} | {dp_s / ours_s:.2f} |")

@@ -30,11 +30,21 @@ template <typename T>
 using EmbedNet = std::vector<EmbedLayer<T>>;
 
 // ---------------------------------------------------------------- register-blocked layers
-// Activations are stored with a padded row length (a multiple of one 64-byte vector) and the
-// weights are packed to match, so that the GEMM below runs on whole vectors: 4 rows x one
-// vector of columns per step, each weight vector reused 4 (8 with tangents) times.
-typedef double VecD __attribute__((vector_size(64)));
-typedef float VecF __attribute__((vector_size(64)));
+// Activations are stored with a padded row length (a multiple of one vector) and the weights
+// are packed to match, so that the GEMM below runs on whole vectors: 4 rows x one vector of
+// columns per step, each weight vector reused 4 (8 with tangents) times. A vector is one machine
+// register (64 bytes with AVX-512, 32 with AVX/AVX2, 16 otherwise): wider generic vectors are
+// split by the compiler, and the blocks' 8-12 accumulators then no longer fit the 16 registers
+// of AVX2 (spills made every kernel ~6x slower on an AVX2-only machine).
+#if defined(__AVX512F__)
+#define DPP_VEC_BYTES 64
+#elif defined(__AVX__)
+#define DPP_VEC_BYTES 32
+#else
+#define DPP_VEC_BYTES 16
+#endif
+typedef double VecD __attribute__((vector_size(DPP_VEC_BYTES)));
+typedef float VecF __attribute__((vector_size(DPP_VEC_BYTES)));
 template <typename T>
 struct VecOf;
 template <>
@@ -44,7 +54,7 @@ struct VecOf<float> { typedef VecF type; };
 template <typename T>
 using Vec = typename VecOf<T>::type;  // (an attribute on an alias template would be dropped)
 template <typename T>
-constexpr int kLanes = int(64 / sizeof(T));
+constexpr int kLanes = int(DPP_VEC_BYTES / sizeof(T));
 
 inline int pad_to(int n, int lanes) { return (n + lanes - 1) / lanes * lanes; }
 
@@ -94,7 +104,7 @@ template <typename T>
 inline void vstore(T* p, const Vec<T>& v) {
   __builtin_memcpy(p, &v, sizeof(v));
 }
-static_assert(sizeof(Vec<double>) == 64 && sizeof(Vec<float>) == 64, "64-byte vectors");
+static_assert(sizeof(Vec<double>) == DPP_VEC_BYTES && sizeof(Vec<float>) == DPP_VEC_BYTES, "one register per vector");
 
 // Z = B + X W (and ZP = DX W when Tangent): X, DX rows x ni with row stride ldx; Z, ZP rows x nop.
 template <typename T, bool Tangent>
