@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "activation.h"
+#include "simd.h"
 
 namespace dpp {
 
@@ -30,19 +31,9 @@ template <typename T>
 using EmbedNet = std::vector<EmbedLayer<T>>;
 
 // ---------------------------------------------------------------- register-blocked layers
-// Activations are stored with a padded row length (a multiple of one vector) and the weights
-// are packed to match, so that the GEMM below runs on whole vectors: 4 rows x one vector of
-// columns per step, each weight vector reused 4 (8 with tangents) times. A vector is one machine
-// register (64 bytes with AVX-512, 32 with AVX/AVX2, 16 otherwise): wider generic vectors are
-// split by the compiler, and the blocks' 8-12 accumulators then no longer fit the 16 registers
-// of AVX2 (spills made every kernel ~6x slower on an AVX2-only machine).
-#if defined(__AVX512F__)
-#define DPP_VEC_BYTES 64
-#elif defined(__AVX__)
-#define DPP_VEC_BYTES 32
-#else
-#define DPP_VEC_BYTES 16
-#endif
+// Activations are stored with a padded row length (a multiple of one vector, simd.h) and the
+// weights are packed to match, so that the GEMM below runs on whole vectors: 4 rows x one vector
+// of columns per step, each weight vector reused 4 (8 with tangents) times.
 typedef double VecD __attribute__((vector_size(DPP_VEC_BYTES)));
 typedef float VecF __attribute__((vector_size(DPP_VEC_BYTES)));
 template <typename T>

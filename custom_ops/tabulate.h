@@ -17,17 +17,22 @@
 // they all hold -davg/dstd) are evaluated once and weighted by their number; any rows that are
 // equal give equal terms, so this is exact whatever the rows are.
 //
-// Table memory: coef[net][interval][K][ldg], ldg = ng padded to one 64-byte vector, so that a
-// neighbour reads one contiguous block of K * ldg values; per-thread scratch is O(nnei + ldg).
+// Table memory: coef[net][interval][K][ldg], ldg = ng padded to 8 values (a whole number of
+// vectors at every width of simd.h), so that a neighbour reads one contiguous block of K * ldg
+// values; per-thread scratch is O(nnei + ldg).
 #pragma once
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
+#include "simd.h"
+
 namespace dpp {
 
-typedef double TabVec __attribute__((vector_size(64)));
-constexpr int kTabLanes = 8;
+typedef double TabVec __attribute__((vector_size(DPP_VEC_BYTES)));
+constexpr int kTabLanes = DPP_VEC_BYTES / 8;
+// Column vectors per chunk of the forward contraction: 4 per vector, 16 (AVX-512) or 8 in all.
+constexpr int kTabChunk = kVecRegs / 8;
 
 inline TabVec tab_load(const double* p) {
   TabVec v;
@@ -136,7 +141,7 @@ inline int64_t gather_entries(const double* env_i, const std::vector<int>& sel, 
 }
 
 // T of one atom on NV vectors of channels starting at column `col`: 4 NV accumulators stay in
-// registers over all entries (NV <= 4: 16 accumulators + NV values of G).
+// registers over all entries (NV <= kTabChunk: 16 (AVX-512) or 8 accumulators + the values of G).
 template <int K, int NV>
 inline void contract_chunk(const std::vector<Entry>& ent, int ldg, int col, double* acc) {
   TabVec a[NV][4];
@@ -148,7 +153,7 @@ inline void contract_chunk(const std::vector<Entry>& ent, int ldg, int col, doub
     if (q + 2 < n) {
       const char* p = reinterpret_cast<const char*>(ent[q + 2].c + col);
       for (int k = 0; k < K; ++k)
-        for (int b = 0; b < NV * 64; b += 64) __builtin_prefetch(p + k * ldg * 8 + b);
+        for (int b = 0; b < NV * int(sizeof(TabVec)); b += 64) __builtin_prefetch(p + k * ldg * 8 + b);
     }
     const double r0 = en.r[0] * en.w, r1 = en.r[1] * en.w, r2 = en.r[2] * en.w, r3 = en.r[3] * en.w;
 #pragma GCC unroll 4
@@ -184,7 +189,7 @@ int64_t tabulate_forward(const double* env, int64_t nat, const std::vector<int>&
     for (int64_t i = 0; i < nat; ++i) {
       nout += gather_entries(env + i * nnei * 4, sel, tabs, K, ldg, scale, ent);
       int v = 0;
-      for (; v + 4 <= nv; v += 4) contract_chunk<K, 4>(ent, ldg, v * kTabLanes, acc.data());
+      for (; v + kTabChunk <= nv; v += kTabChunk) contract_chunk<K, kTabChunk>(ent, ldg, v * kTabLanes, acc.data());
       switch (nv - v) {
         case 3: contract_chunk<K, 3>(ent, ldg, v * kTabLanes, acc.data()); break;
         case 2: contract_chunk<K, 2>(ent, ldg, v * kTabLanes, acc.data()); break;
