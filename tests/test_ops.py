@@ -434,6 +434,14 @@ def test_bias_tanh_accuracy_and_derivatives():
     ulp = np.spacing(np.maximum(np.abs(ref), np.finfo(float).tiny))
     assert np.max(np.abs(y - ref) / ulp) <= 4
     assert np.array_equal(np.signbit(y), np.signbit(ref))
+    # float32 is computed in float32 (no float64 round trip), also within 4 ulp of the true tanh
+    z32, b32 = z.astype(np.float32), b.astype(np.float32)
+    y32 = op.bias_tanh(paddle.to_tensor(z32), paddle.to_tensor(b32)).numpy()
+    assert y32.dtype == np.float32
+    ref32 = np.tanh((z32 + b32).astype(float))  # the sum is rounded to float32 first, as in the kernel
+    ulp32 = np.spacing(np.maximum(np.abs(ref32), np.finfo(np.float32).tiny).astype(np.float32)).astype(float)
+    assert np.max(np.abs(y32 - ref32) / ulp32) <= 4
+    assert np.array_equal(np.signbit(y32), np.signbit(ref32))
     zt = paddle.to_tensor(rng.normal(size=(50, 7)) * 2)
     zt.stop_gradient = False
     bt = paddle.to_tensor(b)
