@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "activation.h"
+#include "round_prec.h"
 #include "simd.h"
 
 namespace dpp {
@@ -25,6 +26,7 @@ struct EmbedLayer {
   const T* b;    // n_out
   const T* idt;  // n_out or nullptr
   int n_in, n_out;
+  int round = kRoundNone;  // mixed precision: operands and results rounded (round_prec.h)
 };
 
 template <typename T>
@@ -52,26 +54,32 @@ inline int pad_to(int n, int lanes) { return (n + lanes - 1) / lanes * lanes; }
 template <typename T>
 struct PackedLayer {
   std::vector<T> w, b, idt;  // w: n_in x nop; b, idt: nop (zero padded)
+  std::vector<T> b_post;     // with rounding: the bias, added after the product is rounded (b = 0)
   int n_in = 0, n_out = 0, nop = 0;
   bool has_idt = false;
+  int round = kRoundNone;
 };
 
-// One layer packed: w(k, c) for k < n_in, c < n_out; b, idt may be null (0 and 1).
+// One layer packed: w(k, c) for k < n_in, c < n_out; b, idt may be null (0 and 1). With a
+// rounding mode, W, b and idt are rounded here once, and b moves to b_post (DeePMD-kit adds the
+// bias to the product in compute precision: two roundings).
 template <typename T, typename W>
-PackedLayer<T> pack_layer(int n_in, int n_out, W w, const T* b, const T* idt) {
+PackedLayer<T> pack_layer(int n_in, int n_out, W w, const T* b, const T* idt, int round = kRoundNone) {
   PackedLayer<T> P;
   P.n_in = n_in;
   P.n_out = n_out;
   P.nop = pad_to(n_out, kLanes<T>);
+  P.round = round;
   P.w.assign(size_t(n_in) * P.nop, T(0));
   P.b.assign(P.nop, T(0));
   P.idt.assign(P.nop, T(1));
   for (int k = 0; k < n_in; ++k)
-    for (int c = 0; c < n_out; ++c) P.w[size_t(k) * P.nop + c] = w(k, c);
+    for (int c = 0; c < n_out; ++c) P.w[size_t(k) * P.nop + c] = round_to(w(k, c), round);
   for (int c = 0; c < n_out; ++c) {
-    if (b) P.b[c] = b[c];
-    if (idt) P.idt[c] = idt[c];
+    if (b) P.b[c] = round_to(b[c], round);
+    if (idt) P.idt[c] = round_to(idt[c], round);
   }
+  if (round != kRoundNone) P.b_post.swap(P.b), P.b.assign(P.nop, T(0));
   P.has_idt = idt != nullptr;
   return P;
 }
@@ -81,7 +89,7 @@ std::vector<PackedLayer<T>> pack_net(const EmbedNet<T>& net) {
   std::vector<PackedLayer<T>> out;
   for (const auto& L : net)
     out.push_back(pack_layer<T>(L.n_in, L.n_out, [&](int k, int c) { return L.w[int64_t(k) * L.n_out + c]; }, L.b,
-                                L.idt));
+                                L.idt, L.round));
   return out;
 }
 
@@ -165,6 +173,33 @@ inline void add_skip_transposed(T* __restrict xb, const T* __restrict yb, int ni
   for (int c = 0; c < ni; ++c) xb[c] += no == 2 * ni ? yb[c] + yb[ni + c] : yb[c];
 }
 
+// The rest of a layer on one row in mixed precision, every step rounded as DeePMD-kit's
+// compute-precision ops round: z = r(r(x W) + b), t = r(tanh z), y = r(t idt) when idt,
+// y = r(y + skip). acc holds the accumulated x W (b was moved to b_post), dy the tangent dx W
+// (when dy, updated in place); tanh z (before its rounding) goes to th; acc, y, th may alias.
+// Derivatives are straight-through: those of the same ops with each rounding taken as the
+// identity (tanh's from tanh z itself), as autograd gives through the twin (kernels/twins.py).
+template <typename T>
+inline void round_epilogue(const PackedLayer<T>& P, const T* acc, T* y, T* th, T* dy, const T* x, const T* dx) {
+  const int nop = P.nop, ni = P.n_in, no = P.n_out, m = P.round;
+  const T* idt = P.idt.data();
+  const T* b = P.b_post.data();
+  const bool skip = no == ni || no == 2 * ni;
+  for (int c = 0; c < nop; ++c) {
+    const T z = round_to(round_to(acc[c], m) + b[c], m);
+    const T tu = tanh_fast(z), t = round_to(tu, m);
+    if (dy) dy[c] = (T(1) - tu * tu) * dy[c] * idt[c];
+    T v = P.has_idt ? round_to(t * idt[c], m) : t;
+    if (skip && c < no) {
+      const int k = c < ni ? c : c - ni;
+      v = round_to(v + x[k], m);
+      if (dy) dy[c] += dx[k];
+    }
+    th[c] = tu;
+    y[c] = c < no ? v : T(0);
+  }
+}
+
 // One layer on padded rows: y = tanh(x W + b) [* idt] (+ x or [x, x]); dy its s-derivative.
 template <typename T, bool Tangent>
 void embed_layer(const PackedLayer<T>& P, int rows, const T* x, const T* dx, int ldx, T* y, T* dy) {
@@ -174,6 +209,10 @@ void embed_layer(const PackedLayer<T>& P, int rows, const T* x, const T* dx, int
   for (int r = 0; r < rows; ++r) {
     T* yr = y + int64_t(r) * nop;
     T* dyr = Tangent ? dy + int64_t(r) * nop : nullptr;
+    if (P.round != kRoundNone) {
+      round_epilogue(P, yr, yr, yr, dyr, x + int64_t(r) * ldx, Tangent ? dx + int64_t(r) * ldx : nullptr);
+      continue;
+    }
 #pragma omp simd
     for (int c = 0; c < nop; ++c) {
       const T t = tanh_fast(yr[c]);
@@ -196,8 +235,9 @@ void embed_net(const std::vector<PackedLayer<T>>& net, int rows, const T* s, int
   T* da = work + wsize;
   T* b = work + 2 * wsize;
   T* db = work + 3 * wsize;
+  const int m = net.empty() ? kRoundNone : net[0].round;  // the input is rounded too
   for (int r = 0; r < rows; ++r) {
-    a[r] = s[int64_t(r) * s_stride];
+    a[r] = round_to(s[int64_t(r) * s_stride], m);
     da[r] = T(1);
   }
   int ld = 1;

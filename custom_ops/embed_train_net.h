@@ -21,8 +21,10 @@ namespace dpp {
 // W^T of a layer packed for gemm_bias: n_in = n_out(W), columns = n_in(W) padded, bias 0.
 template <typename T>
 PackedLayer<T> pack_transposed(const EmbedLayer<T>& L) {
-  return pack_layer<T>(L.n_out, L.n_in, [&](int k, int c) { return L.w[int64_t(c) * L.n_out + k]; }, nullptr,
-                       nullptr);
+  PackedLayer<T> P = pack_layer<T>(L.n_out, L.n_in, [&](int k, int c) { return L.w[int64_t(c) * L.n_out + k]; },
+                                   nullptr, nullptr, L.round);
+  P.round = kRoundNone;  // (the transposed product carries cotangents: rounded W, exact sums)
+  return P;
 }
 
 // GW (ni x ldz) += X^T Z (+ DX^T ZP when Tangent): X, DX rows x ni (stride ldx), Z, ZP rows x ldz.
@@ -153,8 +155,9 @@ struct NetGrads {
 // forward-mode pass over `rows` inputs s (stride 4), recording the tape; G = a[nl], G' = da[nl]
 template <typename T>
 void train_forward(const TrainNet<T>& net, int rows, const T* s, TrainTape<T>& tp) {
+  const int m = net.fwd.empty() ? kRoundNone : net.fwd[0].round;  // the input is rounded too
   for (int r = 0; r < rows; ++r) {
-    tp.a[0][r] = s[int64_t(r) * 4];
+    tp.a[0][r] = round_to(s[int64_t(r) * 4], m);
     tp.da[0][r] = T(1);
   }
   for (size_t l = 0; l < net.fwd.size(); ++l) {
@@ -170,6 +173,11 @@ void train_forward(const TrainNet<T>& net, int rows, const T* s, TrainTape<T>& t
       T* zr = zp + int64_t(r) * nop;
       T* y = tp.a[l + 1].data() + int64_t(r) * nop;
       T* dy = tp.da[l + 1].data() + int64_t(r) * nop;
+      if (P.round != kRoundNone) {  // mixed precision (embed_net.h); the tape keeps tanh z before rounding
+        std::copy(zr, zr + nop, dy);
+        round_epilogue(P, tr, y, tr, dy, tp.a[l].data() + int64_t(r) * ldx, tp.da[l].data() + int64_t(r) * ldx);
+        continue;
+      }
 #pragma omp simd
       for (int c = 0; c < nop; ++c) {
         const T v = tanh_fast(tr[c]);
@@ -207,7 +215,7 @@ void train_reverse(const TrainNet<T>& net, int rows, TrainTape<T>& tp, NetGrads<
       for (int c = 0; c < nop; ++c) {
         const T q = T(1) - t[c] * t[c];
         T tb = idt[c] * yb[c];
-        T gi = yb[c] * t[c];
+        T gi = yb[c] * (P.round == kRoundNone ? t[c] : round_to(t[c], P.round));  // d/didt of idt r(tanh z)
         if (Tangent) {
           zbp[c] = idt[c] * dyb[c] * q;
           tb -= T(2) * idt[c] * dyb[c] * zp[c] * t[c];

@@ -41,7 +41,7 @@ std::vector<std::vector<int64_t>> SeAEmbedShape(const std::vector<int64_t>& env,
                                                 const std::vector<int>& sel, int nlayer, bool timestep) {
   size_t idx = 0;
   int64_t ng = 0;
-  for (int l = 0; l < nlayer && idx < params.size(); ++l) {
+  for (int l = 0; l < dpp_op::layer_count(nlayer) && idx < params.size(); ++l) {
     const auto& w = params[idx];
     idx += 2;
     ng = w.size() == 2 ? w[1] : -1;

@@ -16,10 +16,19 @@ constexpr int64_t kEmbedSerialAtoms = 8;  // below this many centre atoms a call
 // Row length of se_a_embed_cached's cache: >= the padded ng of either precision.
 inline int cache_ld(int ng) { return (ng + 15) / 16 * 16; }
 
+// The operators' `nlayer` attribute: the layer count per net, plus 256 x the mixed-precision
+// rounding mode (round_prec.h: 1 bfloat16, 2 float16) when the nets compute in a narrower
+// precision. (A new attribute would change the operators' signature, and programs frozen
+// before could no longer be loaded.)
+inline int layer_count(int nlayer) { return nlayer & 255; }
+inline int round_mode(int nlayer) { return nlayer >> 8; }
+
 template <typename T>
-std::vector<dpp::EmbedNet<T>> make_nets(const std::vector<paddle::Tensor>& params, int ntypes, int nlayer,
+std::vector<dpp::EmbedNet<T>> make_nets(const std::vector<paddle::Tensor>& params, int ntypes, int nlayer_code,
                                         bool timestep, int* ng, int* width) {
   // with `timestep`, a layer has idt exactly when it has a skip connection (DeePMD-kit's rule)
+  const int nlayer = layer_count(nlayer_code), round = round_mode(nlayer_code);
+  PD_CHECK(round >= dpp::kRoundNone && round <= dpp::kRoundF16, "se_a_embed: unknown rounding mode ", round);
   std::vector<dpp::EmbedNet<T>> nets(ntypes);
   *width = 1;
   size_t idx = 0;
@@ -36,6 +45,7 @@ std::vector<dpp::EmbedNet<T>> make_nets(const std::vector<paddle::Tensor>& param
       L.n_in = int(w.shape()[0]);
       L.n_out = int(w.shape()[1]);
       L.idt = nullptr;
+      L.round = round;
       if (timestep && (L.n_out == L.n_in || L.n_out == 2 * L.n_in)) {
         PD_CHECK(idx < params.size(), "se_a_embed: missing idt");
         L.idt = params[idx++].data<T>();

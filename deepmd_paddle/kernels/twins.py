@@ -207,25 +207,48 @@ def descriptor(xyz, axis_neuron: int):
     return paddle.matmul(xyz, xyz[:, :axis_neuron, :], transpose_y=True)
 
 
+ROUND_MODES = {None: 0, "bfloat16": 1, "float16": 2}  # the nets' compute precision (custom_ops/round_prec.h)
+
+
+def nlayer_code(nlayer: int, compute_prec: str | None) -> int:
+    """The embedding operators' ``nlayer`` attribute: the layer count, plus 256 x the rounding
+    mode of a mixed-precision net (custom_ops/embedding_op.h)."""
+    return nlayer + 256 * ROUND_MODES[compute_prec]
+
+
+def round_to(x, mode: int):
+    """x rounded to bfloat16 (mode 1) or float16 (mode 2), round to nearest even, kept in x's
+    dtype; the derivative passes straight through (that of the identity)."""
+    if mode == 0:
+        return x
+    r = x.astype("bfloat16" if mode == 1 else "float16").astype(x.dtype)
+    return x + (r - x).detach()
+
+
 def embed(env, params, sel, nlayer: int, timestep: bool):
     """T = (1/nnei) sum_j G_j^T R~_j (nat x ng x 4) with the embedding nets given as the fused
     operators take them: per neighbour type, per layer W, b and, with ``timestep`` on a layer
     with a skip connection (width kept or doubled), idt. Layers are DeePMD-kit's:
-    ``y = idt * tanh(x W + b) + (x or [x, x])``."""
+    ``y = idt * tanh(x W + b) + (x or [x, x])``. With a rounding mode in ``nlayer``
+    (``nlayer_code``), every operand and result inside the nets is rounded where DeePMD-kit's
+    mixed precision casts and computes (as the C++ kernels do; their derivatives use the rounded
+    tanh where these use tanh's own output: equal to the rounding's precision)."""
     xyz, k, off = None, 0, 0
+    m, nlayer = nlayer // 256, nlayer % 256
     for n in sel:
         e = env[:, off:off + n, :]  # nat x n x 4
-        x = e[:, :, :1]
+        x = round_to(e[:, :, :1], m)
         for _ in range(nlayer):
-            w, b = params[k], params[k + 1]
+            w, b = round_to(params[k], m), round_to(params[k + 1], m)
             k += 2
             n_in, n_out = w.shape[0], w.shape[1]
-            y = paddle.tanh((x * w.reshape([-1]) if n_in == 1 else paddle.matmul(x, w)) + b)
+            y = round_to(paddle.tanh(round_to(round_to(
+                x * w.reshape([-1]) if n_in == 1 else paddle.matmul(x, w), m) + b, m)), m)
             if n_out in (n_in, 2 * n_in):
                 if timestep:
-                    y = y * params[k]
+                    y = round_to(y * round_to(params[k], m), m)
                     k += 1
-                y = y + (x if n_out == n_in else paddle.concat([x, x], axis=-1))
+                y = round_to(y + (x if n_out == n_in else paddle.concat([x, x], axis=-1)), m)
             x = y
         part = paddle.matmul(x, e, transpose_x=True)  # nat x ng x 4
         xyz = part if xyz is None else xyz + part

@@ -1,0 +1,58 @@
+// Rounding to a narrower floating-point format for mixed precision (DeePMD-kit's
+// training/mixed_precision): the nets' operands and results are rounded to compute_prec at the
+// points where DeePMD-kit casts, while storage and accumulation stay in the output precision.
+// A product of rounded operands accumulated in float32 (and then rounded) is what bfloat16
+// dot-product instructions compute. Plain C++ (no Paddle types).
+//
+// Round to nearest, ties to even, with the target's exponent range: bfloat16 (8-bit exponent,
+// 8-bit significand) and IEEE float16 (5-bit exponent, 11-bit significand, subnormals from
+// 2^-24, overflow to inf beyond 65504); NaN stays NaN.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+namespace dpp {
+
+enum RoundMode : int { kRoundNone = 0, kRoundBF16 = 1, kRoundF16 = 2 };
+
+inline float round_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return x;  // NaN
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+inline double round_bf16(double x) {
+  // within float's normal range the rounding is on the double's bits directly (one rounding);
+  // below it (bfloat16 subnormals) through float, whose subnormals have bfloat16's spacing and finer
+  const double ax = x < 0 ? -x : x;
+  if (!(ax >= 1.1754943508222875e-38) || ax > 3.4e38) return double(round_bf16(float(x)));
+  uint64_t u;
+  std::memcpy(&u, &x, 8);
+  u = (u + ((uint64_t(1) << 44) - 1) + ((u >> 45) & 1u)) & ~((uint64_t(1) << 45) - 1);
+  std::memcpy(&x, &u, 8);
+  return x;
+}
+
+// float16: scale so that the target's spacing becomes 1, round to an integer (ties to even,
+// exact in T for these magnitudes), scale back; exponent from the value itself.
+template <typename T>
+inline T round_f16(T x) {
+  const T ax = x < 0 ? -x : x;
+  if (!(ax == ax)) return x;                                     // NaN
+  if (ax >= T(65520)) return x < 0 ? -T(INFINITY) : T(INFINITY);  // rounds past 65504
+  int e;
+  (void)__builtin_frexp(double(ax), &e);  // ax = f 2^e, 0.5 <= f < 1
+  const int q = (e - 1 < -14 ? -14 : e - 1) - 10;  // exponent of the spacing: 2^(max(e-1, -14) - 10)
+  const T scale = T(__builtin_ldexp(1.0, -q)), inv = T(__builtin_ldexp(1.0, q));
+  return T(__builtin_nearbyint(double(x * scale))) * inv;
+}
+
+template <typename T>
+inline T round_to(T x, int mode) {
+  return mode == kRoundBF16 ? round_bf16(x) : mode == kRoundF16 ? round_f16(x) : x;
+}
+
+}  // namespace dpp
