@@ -17,7 +17,7 @@ constexpr int64_t kEmbedSerialAtoms = 8;  // below this many centre atoms a call
 inline int cache_ld(int ng) { return (ng + 15) / 16 * 16; }
 
 // The operators' `nlayer` attribute: the layer count per net, plus 256 x the mixed-precision
-// rounding mode (round_prec.h: 1 bfloat16, 2 float16) when the nets compute in a narrower
+// rounding mode (round_prec.h: 1 bfloat16, 2 float16, 3 float32) when the nets compute in a narrower
 // precision. (A new attribute would change the operators' signature, and programs frozen
 // before could no longer be loaded.)
 inline int layer_count(int nlayer) { return nlayer & 255; }
@@ -28,7 +28,7 @@ std::vector<dpp::EmbedNet<T>> make_nets(const std::vector<paddle::Tensor>& param
                                         bool timestep, int* ng, int* width) {
   // with `timestep`, a layer has idt exactly when it has a skip connection (DeePMD-kit's rule)
   const int nlayer = layer_count(nlayer_code), round = round_mode(nlayer_code);
-  PD_CHECK(round >= dpp::kRoundNone && round <= dpp::kRoundF16, "se_a_embed: unknown rounding mode ", round);
+  PD_CHECK(round >= dpp::kRoundNone && round <= dpp::kRoundF32, "se_a_embed: unknown rounding mode ", round);
   std::vector<dpp::EmbedNet<T>> nets(ntypes);
   *width = 1;
   size_t idx = 0;

@@ -5,15 +5,15 @@
 // dot-product instructions compute. Plain C++ (no Paddle types).
 //
 // Round to nearest, ties to even, with the target's exponent range: bfloat16 (8-bit exponent,
-// 8-bit significand) and IEEE float16 (5-bit exponent, 11-bit significand, subnormals from
-// 2^-24, overflow to inf beyond 65504); NaN stays NaN.
+// 8-bit significand), IEEE float16 (5-bit exponent, 11-bit significand, subnormals from
+// 2^-24, overflow to inf beyond 65504) and float32 (for float64 storage); NaN stays NaN.
 #pragma once
 #include <cstdint>
 #include <cstring>
 
 namespace dpp {
 
-enum RoundMode : int { kRoundNone = 0, kRoundBF16 = 1, kRoundF16 = 2 };
+enum RoundMode : int { kRoundNone = 0, kRoundBF16 = 1, kRoundF16 = 2, kRoundF32 = 3 };
 
 inline float round_bf16(float x) {
   uint32_t u;
@@ -52,7 +52,7 @@ inline T round_f16(T x) {
 
 template <typename T>
 inline T round_to(T x, int mode) {
-  return mode == kRoundBF16 ? round_bf16(x) : mode == kRoundF16 ? round_f16(x) : x;
+  return mode == kRoundBF16 ? round_bf16(x) : mode == kRoundF16 ? round_f16(x) : mode == kRoundF32 ? T(float(x)) : x;
 }
 
 }  // namespace dpp

@@ -22,7 +22,8 @@ def bf16(x):
 
 
 def rnd(x, mode, dt):
-    return (bf16(x) if mode == 1 else np.asarray(x, dt).astype(np.float16)).astype(dt)
+    narrow = {1: bf16, 2: lambda v: np.asarray(v, dt).astype(np.float16), 3: lambda v: np.asarray(v, np.float32)}
+    return narrow[mode](x).astype(dt)
 
 
 def _nets(dt, seed=0):
@@ -65,8 +66,8 @@ def reference(nets, env, mode, dt):
     return out / sum(SEL)
 
 
-@pytest.mark.parametrize("dt", ["float32", "float64"])
-@pytest.mark.parametrize("prec", ["bfloat16", "float16"])
+@pytest.mark.parametrize("dt,prec", [(d, p) for d in ("float32", "float64") for p in ("bfloat16", "float16")]
+                         + [("float64", "float32")])
 def test_rounded_nets_equal_their_definition(dt, prec):
     nets, params, env = _nets(dt)
     mode = twins.ROUND_MODES[prec]
@@ -79,7 +80,7 @@ def test_rounded_nets_equal_their_definition(dt, prec):
         got = fn(*args, code, True).numpy()
         assert np.abs(got - want).max() <= tol * scale
     unrounded = backend("cpp").embed(*args, len(NEURON), True).numpy()
-    assert np.abs(unrounded - want).max() > 1e-4 * scale  # the rounding is there and matters
+    assert np.abs(unrounded - want).max() > (1e-4 if prec != "float32" else 1e-9) * scale  # the rounding matters
 
 
 @pytest.mark.parametrize("prec", ["bfloat16", "float16"])

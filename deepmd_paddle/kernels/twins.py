@@ -207,7 +207,7 @@ def descriptor(xyz, axis_neuron: int):
     return paddle.matmul(xyz, xyz[:, :axis_neuron, :], transpose_y=True)
 
 
-ROUND_MODES = {None: 0, "bfloat16": 1, "float16": 2}  # the nets' compute precision (custom_ops/round_prec.h)
+ROUND_MODES = {None: 0, "bfloat16": 1, "float16": 2, "float32": 3}  # the nets' compute precision (custom_ops/round_prec.h)
 
 
 def nlayer_code(nlayer: int, compute_prec: str | None) -> int:
@@ -217,11 +217,11 @@ def nlayer_code(nlayer: int, compute_prec: str | None) -> int:
 
 
 def round_to(x, mode: int):
-    """x rounded to bfloat16 (mode 1) or float16 (mode 2), round to nearest even, kept in x's
+    """x rounded to bfloat16 (mode 1), float16 (mode 2) or float32 (3), round to nearest even, kept in x's
     dtype; the derivative passes straight through (that of the identity)."""
     if mode == 0:
         return x
-    r = x.astype("bfloat16" if mode == 1 else "float16").astype(x.dtype)
+    r = x.astype({1: "bfloat16", 2: "float16", 3: "float32"}[mode]).astype(x.dtype)
     return x + (r - x).detach()
 
 
