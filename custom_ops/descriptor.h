@@ -1,5 +1,5 @@
 // The se_e2_a descriptor D = T T<^T of every atom, with its derivatives. Plain C++ (no Paddle
-// types), float64.
+// types), float64 or float32.
 //
 // From T (ng x 4, the contraction of the embedding with R~): D[g, a] = sum_c T[g, c] T[a, c],
 // a < A (axis_neuron). Paddle's batched matmul on these 100 x 4 x 16 products costs more than
@@ -15,19 +15,20 @@
 
 namespace dpp {
 
-inline void descriptor_forward(const double* T, int64_t nat, int ng, int na, double* D) {
+template <typename T>
+inline void descriptor_forward(const T* Tm, int64_t nat, int ng, int na, T* D) {
 #pragma omp parallel
   {
-    std::vector<double> tt(4 * size_t(na));  // T<^T: 4 x na
+    std::vector<T> tt(4 * size_t(na));  // T<^T: 4 x na
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < nat; ++i) {
-      const double* t = T + i * ng * 4;
+      const T* t = Tm + i * ng * 4;
       for (int a = 0; a < na; ++a)
         for (int c = 0; c < 4; ++c) tt[c * na + a] = t[a * 4 + c];
-      double* d = D + i * ng * na;
+      T* d = D + i * ng * na;
       for (int g = 0; g < ng; ++g) {
-        const double t0 = t[g * 4], t1 = t[g * 4 + 1], t2 = t[g * 4 + 2], t3 = t[g * 4 + 3];
-        double* dg = d + g * na;
+        const T t0 = t[g * 4], t1 = t[g * 4 + 1], t2 = t[g * 4 + 2], t3 = t[g * 4 + 3];
+        T* dg = d + g * na;
 #pragma omp simd
         for (int a = 0; a < na; ++a) dg[a] = t0 * tt[a] + t1 * tt[na + a] + t2 * tt[2 * na + a] + t3 * tt[3 * na + a];
       }
@@ -36,34 +37,35 @@ inline void descriptor_forward(const double* T, int64_t nat, int ng, int na, dou
 }
 
 // gT = sum_a G[x, a] U[a, c] + [x < A] sum_g G[g, x] U[g, c]  (the backward with (G, U) = (gD, T);
-// with (G, U) = (gD, A) it is the derivative along T of the double backward)
-inline void descriptor_backward(const double* U, const double* G, int64_t nat, int ng, int na, double* gT) {
+// with (G, U) = (gD, A) it is the derivative along T of the T backward)
+template <typename T>
+inline void descriptor_backward(const T* U, const T* G, int64_t nat, int ng, int na, T* gT) {
 #pragma omp parallel
   {
-    std::vector<double> ut(4 * size_t(na)), acc(4 * size_t(na));  // U<^T and sum_g G[g, a] U[g, c]: c x na
+    std::vector<T> ut(4 * size_t(na)), acc(4 * size_t(na));  // U<^T and sum_g G[g, a] U[g, c]: c x na
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < nat; ++i) {
-      const double* u = U + i * ng * 4;
-      const double* gd = G + i * ng * na;
-      double* o = gT + i * ng * 4;
+      const T* u = U + i * ng * 4;
+      const T* gd = G + i * ng * na;
+      T* o = gT + i * ng * 4;
       for (int a = 0; a < na; ++a)
         for (int c = 0; c < 4; ++c) ut[c * na + a] = u[a * 4 + c];
-      std::fill(acc.begin(), acc.end(), 0.0);
-      double* __restrict a0 = acc.data();
-      double* __restrict a1 = a0 + na;
-      double* __restrict a2 = a1 + na;
-      double* __restrict a3 = a2 + na;
-      const double* __restrict t0 = ut.data();
-      const double* __restrict t1 = t0 + na;
-      const double* __restrict t2 = t1 + na;
-      const double* __restrict t3 = t2 + na;
+      std::fill(acc.begin(), acc.end(), T(0));
+      T* __restrict a0 = acc.data();
+      T* __restrict a1 = a0 + na;
+      T* __restrict a2 = a1 + na;
+      T* __restrict a3 = a2 + na;
+      const T* __restrict t0 = ut.data();
+      const T* __restrict t1 = t0 + na;
+      const T* __restrict t2 = t1 + na;
+      const T* __restrict t3 = t2 + na;
       for (int g = 0; g < ng; ++g) {
-        const double* __restrict row = gd + g * na;
-        const double u0 = u[g * 4], u1 = u[g * 4 + 1], u2 = u[g * 4 + 2], u3 = u[g * 4 + 3];
-        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        const T* __restrict row = gd + g * na;
+        const T u0 = u[g * 4], u1 = u[g * 4 + 1], u2 = u[g * 4 + 2], u3 = u[g * 4 + 3];
+        T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
 #pragma omp simd reduction(+ : s0, s1, s2, s3)
         for (int a = 0; a < na; ++a) {
-          const double r = row[a];
+          const T r = row[a];
           s0 += r * t0[a];
           s1 += r * t1[a];
           s2 += r * t2[a];
@@ -85,15 +87,16 @@ inline void descriptor_backward(const double* U, const double* G, int64_t nat, i
 }
 
 // ggD[g, a] = sum_c A[g, c] T[a, c] + A[a, c] T[g, c]
-inline void descriptor_double_backward(const double* T, const double* A, int64_t nat, int ng, int na, double* ggD) {
+template <typename T>
+inline void descriptor_double_backward(const T* Tm, const T* A, int64_t nat, int ng, int na, T* ggD) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < nat; ++i) {
-    const double* t = T + i * ng * 4;
-    const double* a4 = A + i * ng * 4;
-    double* o = ggD + i * ng * na;
+    const T* t = Tm + i * ng * 4;
+    const T* a4 = A + i * ng * 4;
+    T* o = ggD + i * ng * na;
     for (int g = 0; g < ng; ++g)
       for (int a = 0; a < na; ++a) {
-        double s = 0;
+        T s = 0;
         for (int c = 0; c < 4; ++c) s += a4[g * 4 + c] * t[a * 4 + c] + a4[a * 4 + c] * t[g * 4 + c];
         o[g * na + a] = s;
       }

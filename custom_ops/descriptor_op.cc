@@ -1,6 +1,6 @@
 // Paddle binding of descriptor.h:
 //   se_a_descriptor(T; axis) -> D: D[i, g, a] = sum_c T[i, g, c] T[i, a, c], a < axis (nat x ng x axis),
-// with gradient and double gradient (along Grad(D) and T). T: float64 nat x ng x 4.
+// with gradient and double gradient (along Grad(D) and T). T: float64 or float32, nat x ng x 4.
 #include <vector>
 
 #include "binding.h"
@@ -12,7 +12,8 @@ namespace {
 constexpr int64_t kSerialSlots = 4096;  // below this many atoms x 16 a call runs on one thread
 
 void check_t(const paddle::Tensor& t, int axis) {
-  PD_CHECK(t.dtype() == paddle::DataType::FLOAT64, "se_a_descriptor: T must be float64");
+  PD_CHECK(t.dtype() == paddle::DataType::FLOAT64 || t.dtype() == paddle::DataType::FLOAT32,
+           "se_a_descriptor: T must be float64 or float32");
   PD_CHECK(t.shape().size() == 3 && t.shape()[2] == 4 && axis >= 1 && axis <= t.shape()[1],
            "se_a_descriptor: T must be nat x ng x 4 with 1 <= axis <= ng");
 }
@@ -25,7 +26,8 @@ std::vector<paddle::Tensor> DescriptorForward(const paddle::Tensor& t, int axis)
   const int ng = int(t.shape()[1]);
   auto d = paddle::empty({nat, ng, axis}, t.dtype(), t.place());
   dpp::KernelThreads threads(nat * 16, kSerialSlots);
-  dpp::descriptor_forward(t.data<double>(), nat, ng, axis, d.data<double>());
+  if (t.dtype() == paddle::DataType::FLOAT64) dpp::descriptor_forward(t.data<double>(), nat, ng, axis, d.data<double>());
+  else dpp::descriptor_forward(t.data<float>(), nat, ng, axis, d.data<float>());
   return {d};
 }
 
@@ -36,7 +38,10 @@ std::vector<paddle::Tensor> DescriptorBackward(const paddle::Tensor& t, const pa
   PD_CHECK(gd.numel() == nat * ng * axis, "se_a_descriptor_grad: Grad(D) must be nat x ng x axis");
   auto gt = paddle::empty_like(t);
   dpp::KernelThreads threads(nat * 16, kSerialSlots);
-  dpp::descriptor_backward(t.data<double>(), gd.data<double>(), nat, ng, axis, gt.data<double>());
+  PD_CHECK(gd.dtype() == t.dtype(), "se_a_descriptor_grad: Grad(D) must have T's dtype");
+  if (t.dtype() == paddle::DataType::FLOAT64)
+    dpp::descriptor_backward(t.data<double>(), gd.data<double>(), nat, ng, axis, gt.data<double>());
+  else dpp::descriptor_backward(t.data<float>(), gd.data<float>(), nat, ng, axis, gt.data<float>());
   return {gt};
 }
 
@@ -48,8 +53,14 @@ std::vector<paddle::Tensor> DescriptorDoubleBackward(const paddle::Tensor& t, co
   auto ggd = paddle::empty_like(gd);
   auto gt2 = paddle::empty_like(t);
   dpp::KernelThreads threads(nat * 16, kSerialSlots);
-  dpp::descriptor_double_backward(t.data<double>(), ggt.data<double>(), nat, ng, axis, ggd.data<double>());
-  dpp::descriptor_backward(ggt.data<double>(), gd.data<double>(), nat, ng, axis, gt2.data<double>());
+  PD_CHECK(gd.dtype() == t.dtype() && ggt.dtype() == t.dtype(), "se_a_descriptor_grad_grad: inputs must have T's dtype");
+  if (t.dtype() == paddle::DataType::FLOAT64) {
+    dpp::descriptor_double_backward(t.data<double>(), ggt.data<double>(), nat, ng, axis, ggd.data<double>());
+    dpp::descriptor_backward(ggt.data<double>(), gd.data<double>(), nat, ng, axis, gt2.data<double>());
+  } else {
+    dpp::descriptor_double_backward(t.data<float>(), ggt.data<float>(), nat, ng, axis, ggd.data<float>());
+    dpp::descriptor_backward(ggt.data<float>(), gd.data<float>(), nat, ng, axis, gt2.data<float>());
+  }
   return {ggd, gt2};
 }
 

@@ -163,7 +163,30 @@ def test_backends_choose_once():
     cpp, pd, static = backend("cpp"), backend("paddle"), backend("static")
     assert not pd.native and pd.env_mat is twins.env_mat
     assert cpp.env_mat is TABLE["env_mat"].cpp and cpp.get("build_rij", order=1) is twins.build_rij
-    assert cpp.get("descriptor", dtype=paddle.float32) is twins.descriptor
+    assert cpp.get("tabulate", dtype=paddle.float32) is twins.tabulate  # (its tables are float64)
     assert {"embed_vjp", "embed_ggt", "embed_pgrad"} <= cpp.native and not static.native & {"embed_vjp", "embed_pgrad"}
     with pytest.raises(RuntimeError, match="no plain-Paddle twin"):
         pd.get("embed_vjp")
+
+
+def test_descriptor_in_float32_equals_float64():
+    """se_a_descriptor in float32 (no float64 round trip) equals float64 to float32's precision,
+    with its gradient and double gradient."""
+    k = backend("cpp")
+    assert k.has("descriptor")
+    t64 = paddle.to_tensor(RNG.normal(size=(6, 12, 4)))
+    gd, gg = RNG.normal(size=(6, 12, 5)), RNG.normal(size=(6, 12, 4))
+
+    def run(dt):
+        t = t64.astype(dt).detach()
+        t.stop_gradient = False
+        fn = k.get("descriptor", order=2, dtype=t.dtype)
+        assert fn is TABLE["descriptor"].cpp  # the operator itself, not its twin
+        d = fn(t, 5)
+        (g,) = paddle.grad(d, t, grad_outputs=paddle.to_tensor(gd, dtype=dt), create_graph=True)
+        (g2,) = paddle.grad((g * paddle.to_tensor(gg, dtype=dt)).sum(), t)
+        return [x.numpy() for x in (d, g, g2)]
+
+    for a, b in zip(run("float32"), run("float64")):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * np.abs(b).max())

@@ -44,7 +44,7 @@ TABLE = {
     "env_mat_excl": Kernel("deepmd_env_mat_excl", cpp.env_mat_excl, twins.env_mat_excl, True, 2),
     "prod_force_virial": Kernel("deepmd_prod_force_virial", cpp.prod_force_virial, twins.prod_force_virial, True, 0),
     "bias_tanh": Kernel("bias_tanh", cpp.bias_tanh, twins.bias_tanh, True, 2),
-    "descriptor": Kernel("se_a_descriptor", cpp.descriptor, twins.descriptor, True, 2, ("float64",)),
+    "descriptor": Kernel("se_a_descriptor", cpp.descriptor, twins.descriptor, True, 2, ("float64", "float32")),
     "tabulate": Kernel("se_a_tabulate", cpp.tabulate, twins.tabulate, True, 1, ("float64",)),
     "embed": Kernel("se_a_embed", cpp.embed, twins.embed, True, 1),
     "embed_cached": Kernel("se_a_embed_cached", cpp.embed_cached, twins.embed_cached, True, 1),
