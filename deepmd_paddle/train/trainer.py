@@ -155,8 +155,12 @@ class Trainer:
             log.info("learning rate x %.4g (%d workers, scale_by_worker %s)", self.lr_scale, par.size,
                      cfg["learning_rate"]["scale_by_worker"])
         self.loss = EnerLoss(cfg["learning_rate"]["start_lr"], **cfg["loss"])
-        self.opt = paddle.optimizer.Adam(learning_rate=self.lr.value(0) * self.lr_scale,
-                                         parameters=trained_parameters(self.model))  # trainable only
+        params = trained_parameters(self.model)  # trainable only
+        # Paddle's merged Adam (one kernel over all tensors) takes float32 only: for the water model's 44
+        # tensors it costs 9 instead of 32 ms of CPU a step; the slots keep their names (checkpoints)
+        merged = bool(params) and all(p.dtype == paddle.float32 for p in params)
+        self.opt = paddle.optimizer.Adam(learning_rate=self.lr.value(0) * self.lr_scale, parameters=params,
+                                         use_multi_tensor=merged)
         self.start_step = 0
         if restart:
             tensors, meta = ckpt
