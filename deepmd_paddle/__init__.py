@@ -7,12 +7,14 @@ with the kernels; ``config`` is the input schema.
 """
 from ._version import __version__  # noqa: F401
 
+from .runtime import mkl_on_amd as _mkl_on_amd
 from .runtime import quiet_framework as _quiet_framework
 from .runtime import quiet_openmp as _quiet_openmp
 from .runtime import tune_allocator as _tune_allocator
 
 _tune_allocator()
 _quiet_openmp()
+_mkl_on_amd()
 _quiet_framework()
 
 
