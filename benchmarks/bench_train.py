@@ -6,6 +6,7 @@ check of the training issue (decay_steps 200, test on all of data_3).
     python benchmarks/bench_train.py --accuracy       # + 2,000 steps and `dpp test` on data_3
     python benchmarks/bench_train.py --dp /path/to/dp --steps 100 --warmup 20
     python benchmarks/bench_train.py --precision float32   # both codes' nets in float32
+    python benchmarks/bench_train.py --precision mixed-bfloat16   # training/mixed_precision
 
 Prints a Markdown table and, with ``--write``, stores it in benchmarks/RESULTS_train.md.
 Absolute times drift between runs and machines: quote the ratio measured side by side.
@@ -25,16 +26,20 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 CONFIG = os.path.join(REPO, "configs", "water_se_e2_a.json")
+PRECISIONS = ("float64", "float32", "mixed-bfloat16", "mixed-float16")
 WATER = os.path.join(os.path.dirname(REPO), "shared", "data", "water")
 
 
 def water_input(numb_steps: int, decay_steps: int = 5000, disp_freq: int = 100, precision: str = "float64") -> dict:
     """The water config as DeePMD-kit reads it (absolute data paths, no comments), with the
-    descriptor's and fitting net's ``precision``."""
+    descriptor's and fitting net's ``precision`` (one of PRECISIONS)."""
     with open(CONFIG) as f:
         raw = json.load(f)
+    mixed = precision.startswith("mixed-")  # nets in float32, their products in bfloat16/float16
     for part in ("descriptor", "fitting_net"):
-        raw["model"][part]["precision"] = precision
+        raw["model"][part]["precision"] = "float32" if mixed else precision
+    if mixed:
+        raw["training"]["mixed_precision"] = {"output_prec": "float32", "compute_prec": precision[len("mixed-"):]}
     tr = raw["training"]
     for key in ("training_data", "validation_data"):
         tr[key]["systems"] = [os.path.normpath(os.path.join(os.path.dirname(CONFIG), p)) for p in tr[key]["systems"]]
@@ -93,8 +98,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first (default 10)")
     p.add_argument("--dp", default=shutil.which("dp") or ("/work/dpkit/bin/dp" if os.path.exists("/work/dpkit/bin/dp")
                                                          else None), help="DeePMD-kit's dp executable")
-    p.add_argument("--precision", choices=("float64", "float32"), default="float64",
-                   help="the nets' precision in both codes (default float64)")
+    p.add_argument("--precision", choices=PRECISIONS, default="float64",
+                   help="the nets' precision in both codes (default float64); mixed-bfloat16/mixed-float16: "
+                   "training/mixed_precision with output_prec float32 (what DeePMD-kit's TF backend allows)")
     p.add_argument("--accuracy", action="store_true", help="also run the 2,000-step accuracy check")
     p.add_argument("--accuracy-dir", default=os.path.join(tempfile.gettempdir(), "dpp_water_2000"))
     p.add_argument("--write", action="store_true", help="write the table to benchmarks/RESULTS_train.md")
