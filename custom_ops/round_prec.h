@@ -42,7 +42,7 @@ template <typename T>
 inline T round_f16(T x) {
   const T ax = x < 0 ? -x : x;
   if (!(ax == ax)) return x;                                     // NaN
-  if (ax >= T(65520)) return x < 0 ? -T(INFINITY) : T(INFINITY);  // rounds past 65504
+  if (ax >= T(65520)) return T(x < 0 ? -__builtin_inf() : __builtin_inf());  // rounds past 65504
   int e;
   (void)__builtin_frexp(double(ax), &e);  // ax = f 2^e, 0.5 <= f < 1
   const int q = (e - 1 < -14 ? -14 : e - 1) - 10;  // exponent of the spacing: 2^(max(e-1, -14) - 10)
