@@ -116,6 +116,7 @@ def run_show(args) -> int:
         raise ValueError("model-branch and serialization-tree describe DeePMD-kit's multi-task models and "
                          "serialization tree; this model is a single-task se_e2_a model")
     print("This is a singletask model")
+    _show_cast(args.INPUT)
     if "type-map" in args.ATTRIBUTES:
         print(f"The type_map is {list(model.type_map)}")
     if "descriptor" in args.ATTRIBUTES:
@@ -138,6 +139,18 @@ def run_show(args) -> int:
         print(f"Number of observed types: {len(observed)} ")
         print(f"Observed types: {observed} ")
     return 0
+
+
+def _show_cast(path: str) -> None:
+    """A frozen model evaluated in another precision than it was trained in says so (and what it costs)."""
+    from deepmd_paddle.io.frozen_file import open_frozen
+    from deepmd_paddle.io.precision import describe
+
+    frozen = open_frozen(path) if os.path.exists(path) else None
+    prec = getattr(frozen, "meta", {}).get("precision", {})
+    if "cast" in prec:
+        print(f"The model was frozen with --precision {prec['descriptor']}: "
+              f"{describe(prec['cast']['check'], prec['cast']['trained'], prec['descriptor'])}")
 
 
 def _atomic_number(symbol: str) -> float:

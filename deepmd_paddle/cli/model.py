@@ -21,16 +21,21 @@ def args_freeze(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help=f"the frozen model: {FROZEN_HELP} (default: {DEFAULT_OUTPUT})")
     parser.add_argument("--portable", action="store_true",
                         help="export the plain-Paddle graph: loads without the C++ operator, slower")
+    parser.add_argument("--precision", choices=("float64", "float32"),
+                        help="evaluate the nets in this precision whatever they were trained in (default: the "
+                             "model's own): the weights are cast once, and the difference from the model as trained "
+                             "on one frame is logged and recorded in the file (`dpp show MODEL descriptor`)")
     return parser
 
 
 def run_freeze(args: argparse.Namespace) -> int:
     from ..io.frozen import freeze
 
-    meta = freeze(args.checkpoint, args.output, portable=args.portable)
+    meta = freeze(args.checkpoint, args.output, portable=args.portable, precision=args.precision)
     kind = "portable plain-Paddle" if args.portable else "C++-operator"
+    prec = meta["precision"]
     print(f"froze {args.checkpoint} -> {args.output} ({kind} graph; type_map {meta['type_map']}, "
-          f"rcut {meta['rcut']}, sel {meta['sel']})")
+          f"rcut {meta['rcut']}, sel {meta['sel']}; nets in {prec['descriptor']})")
     return 0
 
 

@@ -214,14 +214,23 @@ def custom_op_signatures() -> dict:
     return out
 
 
-def freeze(source, output: str = DEFAULT_OUTPUT, portable: bool = False) -> dict:
+def freeze(source, output: str = DEFAULT_OUTPUT, portable: bool = False, precision: str | None = None) -> dict:
     """Write the frozen model to exactly ``output``, one file (``io.frozen_file``). ``source``: a
     checkpoint, a ``.dp``/``.yaml``/``.pb`` file, a frozen model of this format or an
     ``EnergyModel``. ``portable``: trace the plain-Paddle path (no C++ operator needed to load).
+    ``precision`` (float64, float32): evaluate the nets in it, whatever they were trained in
+    (``io.precision``: weights cast once, the error on one frame measured and recorded).
     Returns the description written into the file."""
     from safetensors.numpy import save
 
+    from .precision import PRECISIONS, in_precision
+
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"freeze: precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
     model = load_model(source)
+    cast = None
+    if precision is not None:
+        model, cast = in_precision(model, precision, source)
     output = os.fspath(output)
     if os.path.isdir(output):
         raise IsADirectoryError(f"dpp freeze: {output} is a folder; give the model's file name (e.g. {DEFAULT_OUTPUT})")
@@ -253,7 +262,8 @@ def freeze(source, output: str = DEFAULT_OUTPUT, portable: bool = False) -> dict
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "type_map": list(model.type_map), "ntypes": model.ntypes, "rcut": d.rcut, "rcut_smth": d.rcut_smth,
         "sel": list(d.sel), "nnei": d.nnei, "dim_descriptor": d.get_dim_out(),
-        "precision": {"descriptor": d.precision, "fitting": model.fitting.precision, "io": "float64"},
+        "precision": {"descriptor": d.precision, "fitting": model.fitting.precision, "io": "float64",
+                      **({"cast": cast} if cast else {})},
         "uses_custom_op": not portable, "custom_ops": {} if portable else custom_op_signatures(),
         **{f"dim_{k}": model.fitting.input_config()[f"numb_{k}"] for k in ("fparam", "aparam")},
         "default_fparam": model.fitting.input_config()["default_fparam"],
