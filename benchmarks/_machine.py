@@ -1,6 +1,7 @@
-"""The machine line the benchmark scripts print and write beside their tables."""
+"""The machine line the benchmark scripts print and write beside their tables; peak memory."""
 import os
 import platform
+import resource
 
 
 def machine(with_paddle: bool = True) -> str:
@@ -16,3 +17,15 @@ def machine(with_paddle: bool = True) -> str:
 
         text += f", paddle {paddle.__version__}"
     return text
+
+
+def peak_rss_mb() -> float:
+    """VmHWM of this process (ru_maxrss would include the parent's size from before exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,9 +1,12 @@
-"""Inference speed as in MD: one frame per call, energy + forces + virial, float64.
+"""Inference speed as in MD: one frame per call, energy + forces + virial; nets in float64 or float32.
 
 Water (frame 0 of ../shared/data/water/data_0, 192 atoms, box 12.44 A) replicated to 192,
 1,536, 12,288 and 98,304 atoms; the standard water model shape (examples/water/se_e2_a:
 sel [46, 92], rcut 6, embedding [25, 50, 100], axis 16, fitting [240, 240, 240]) with random
 weights, written as a DeePMD-kit .dp file so that DeePMD-kit evaluates the same model.
+``--precision float32`` sets both nets' ``precision`` in that file: our frozen model runs its nets
+in float32, and DeePMD-kit's ``dp convert-backend`` builds its TensorFlow graph with float32 nets
+from the same file (coordinates in, energies, forces and virials out in float64 in both codes).
 
 Methods, each (method, size) in its own process so that its peak RSS is its own:
   dynamic    DeepPot on the .dp file: the EnergyModel in dynamic mode
@@ -16,6 +19,7 @@ Methods, each (method, size) in its own process so that its peak RSS is its own:
     python benchmarks/bench_infer.py --reps 1 2 --methods predictor tf
     python benchmarks/bench_infer.py --profile               # where the time goes, per stage
     python benchmarks/bench_infer.py --write                 # also store RESULTS_infer.md
+    python benchmarks/bench_infer.py --precision float32     # both codes' nets in float32
 
 Frames above the atom budget ($DEEPMD_PADDLE_ATOM_BUDGET, DeepPot's default) are evaluated in
 blocks of centre atoms. Times: the median of the timed calls after one warm-up call. Quote
@@ -27,12 +31,11 @@ import argparse
 import datetime
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-from _machine import machine as _machine  # noqa: E402  (benchmarks/ is on sys.path)
+from _machine import machine as _machine, peak_rss_mb  # noqa: E402,F401  (benchmarks/ is on sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -48,18 +51,6 @@ WATER_MODEL = {
 }
 
 
-def peak_rss_mb() -> float:
-    """VmHWM of this process (ru_maxrss would include the parent's size from before exec)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def water(rep: int):
     """Frame 0 of data_0 replicated rep x rep x rep: coord [1, n, 3], box [1, 9], atype [n]."""
     import numpy as np
@@ -73,19 +64,24 @@ def water(rep: int):
 
 
 # ----------------------------------------------------------------------------- preparation
-def prepare(workdir: str, want_tf: bool) -> dict:
-    """water.dp (random weights, data statistics) and its .pb, reused if present; the frozen model."""
+def prepare(workdir: str, want_tf: bool, precision: str = "float64") -> dict:
+    """water.dp (random weights, data statistics) and its .pb, reused if present; the frozen model.
+    float32: water_float32.dp etc., the same weights rounded, both nets in float32."""
     import numpy as np
 
-    paths = {"dp": os.path.join(workdir, "water.dp"), "frozen": os.path.join(workdir, "water_frozen"),
-             "pb": os.path.join(workdir, "water.pb")}
+    tag = "" if precision == "float64" else "_" + precision
+    paths = {"dp": os.path.join(workdir, f"water{tag}.dp"), "frozen": os.path.join(workdir, f"water{tag}_frozen"),
+             "pb": os.path.join(workdir, f"water{tag}.pb")}
     if not os.path.exists(paths["dp"]):
         from deepmd_paddle.io.dp_format import save_dp
         from deepmd_paddle.model import EnergyModel
 
         from deepmd_paddle.config import normalize_model
 
-        model = EnergyModel.from_config(normalize_model(json.loads(json.dumps(WATER_MODEL))))
+        section = json.loads(json.dumps(WATER_MODEL))
+        for part in ("descriptor", "fitting_net"):
+            section[part]["precision"] = precision
+        model = EnergyModel.from_config(normalize_model(section))
         env, _, _, _ = model.descriptor.env_mat_raw(*_tensors(*water(1)))  # statistics of the real frame
         env = env.numpy().reshape(-1, model.descriptor.nnei, 4)
         davg, dstd = np.zeros([2, model.descriptor.nnei, 4]), np.ones([2, model.descriptor.nnei, 4])
@@ -101,6 +97,12 @@ def prepare(workdir: str, want_tf: bool) -> dict:
         out = subprocess.run([DPKIT_DP, "convert-backend", paths["dp"], paths["pb"]], capture_output=True, text=True)
         if out.returncode:
             sys.stderr.write(out.stderr[-1500:])
+    if want_tf and os.path.exists(paths["pb"]):  # DeePMD-kit's nets in `precision`: the dtype of their weights
+        from deepmd_paddle.io.tf_graph import load_pb
+
+        got = {str(p.dtype).replace("paddle.", "") for p in load_pb(paths["pb"]).parameters()}
+        if got != {precision}:
+            raise SystemExit(f"{paths['pb']}: DeePMD-kit's nets hold {sorted(got)} weights, not {precision}")
     return paths
 
 
@@ -255,6 +257,8 @@ def main():
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "deepmd_paddle_bench_infer"))
     ap.add_argument("--profile", action="store_true", help="time the dynamic model's stages instead")
     ap.add_argument("--write", action="store_true", help="store the table in benchmarks/RESULTS_infer.md")
+    ap.add_argument("--precision", choices=("float64", "float32"), default="float64",
+                    help="the nets' precision in both codes (default float64)")
     ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--profile-worker", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--predictor-profile-worker", nargs=2, help=argparse.SUPPRESS)
@@ -271,7 +275,7 @@ def main():
         return
     os.makedirs(args.workdir, exist_ok=True)
     have_tf = "tf" in args.methods and os.path.exists(DPKIT_PYTHON)
-    paths = prepare(args.workdir, have_tf)
+    paths = prepare(args.workdir, have_tf, args.precision)
     lines = []
     if args.profile:
         lines += profile_table(args.reps, paths)
@@ -282,7 +286,8 @@ def main():
 
         when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
         head = [f"`python benchmarks/bench_infer.py {' '.join(sys.argv[1:])}` on {when}; {machine()}; "
-                f"paddle {paddle.__version__}; {args.threads} threads per method; float64, one frame per call.", ""]
+                f"paddle {paddle.__version__}; {args.threads} threads per method; nets in {args.precision}, one frame "
+                "per call.", ""]
         path = os.path.join(REPO, "benchmarks", "RESULTS_infer.md")
         with open(path, "a") as f:
             f.write("\n".join(head + lines) + "\n\n")
@@ -291,7 +296,7 @@ def main():
 
 def timing_table(args, paths, have_tf) -> list[str]:
     methods = [m for m in args.methods if m != "tf" or have_tf]
-    lines = ["| atoms | method | us/atom/step | vs tf | peak RSS MB (base) | calls | first call s |",
+    lines = [f"| atoms | method ({args.precision}) | us/atom/step | vs tf | peak RSS MB (base) | calls | first call s |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     print("\n".join(lines), flush=True)
     results = {}
@@ -326,7 +331,7 @@ def timing_table(args, paths, have_tf) -> list[str]:
     for n in sorted({n for _, n in results}):
         es = {m: results[(m, n)]["energy"] for m in methods if (m, n) in results}
         spread = max(es.values()) - min(es.values()) if es else 0.0
-        if spread > 1e-8 * max(abs(e) for e in es.values()):
+        if spread > 1e-8 * max(abs(e) for e in es.values()):  # (float32 nets: ~1e-10 of these |E|)
             notes.append(f"- {n:,} atoms: energies differ between methods: {es}")
     print("\n".join(notes))
     return lines + [""] + notes
