@@ -14,7 +14,8 @@ frozen file can say what the cast costs (``io.frozen.freeze`` records it; ``dpp 
 The frame: the first frame of the first training system named by the checkpoint's own input,
 when the model comes from a checkpoint and that data is still there; otherwise a generated
 periodic frame (``synthetic_frame``): a jittered cubic lattice at the density that fills about
-60 % of ``sel`` within rcut, types in the proportions of ``sel``.
+60 % of ``sel`` within rcut (less when a type would overflow its slots), types in the
+proportions of ``sel``.
 """
 from __future__ import annotations
 
@@ -72,21 +73,27 @@ def cast_model(model: EnergyModel, precision: str) -> EnergyModel:
 # ----------------------------------------------------------------------------- the frame
 def synthetic_frame(model: EnergyModel, cells: int = 4, seed: int = 0) -> dict:
     """A periodic frame for any type_map: ``cells``^3 atoms on a cubic lattice, jittered by up to
-    15 % of the spacing, at the density that puts about 60 % of sum(sel) neighbours within rcut;
-    types in the proportions of ``sel`` (so no type overflows its slots)."""
+    15 % of the spacing, types in the proportions of ``sel``, at the density that puts about 60 %
+    of sum(sel) neighbours within rcut; lower (x0.75 a try) until no type overflows its slots."""
     d = model.descriptor
     sel = np.asarray(d.sel, dtype=float)
-    density = 0.6 * sel.sum() / (4.0 / 3.0 * np.pi * d.rcut ** 3)
-    a = density ** (-1.0 / 3.0)
     n = cells ** 3
     counts = np.floor(n * sel / sel.sum()).astype(int)
     counts[np.argmax(sel)] += n - counts.sum()
     rng = np.random.default_rng(seed)
     grid = np.stack(np.meshgrid(*[np.arange(cells)] * 3, indexing="ij"), -1).reshape(-1, 3).astype(float)
-    coord = (grid + rng.uniform(-0.15, 0.15, grid.shape)) * a
-    atype = rng.permutation(np.repeat(np.arange(len(sel)), counts)).astype(np.int32)
-    box = np.eye(3) * cells * a
-    return {"coord": coord[None], "atype": atype[None], "box": box.reshape(1, 9),
+    unit = grid + rng.uniform(-0.15, 0.15, grid.shape)
+    atype = rng.permutation(np.repeat(np.arange(len(sel)), counts)).astype(np.int32)[None]
+    fill = 0.6
+    for _ in range(8):
+        a = (fill * sel.sum() / (4.0 / 3.0 * np.pi * d.rcut ** 3)) ** (-1.0 / 3.0)  # lattice spacing
+        coord, box = unit[None] * a, (np.eye(3) * cells * a).reshape(1, 9)
+        with paddle.no_grad():
+            nmax = d.neighbor_list(paddle.to_tensor(coord), paddle.to_tensor(atype), paddle.to_tensor(box))[2]
+        if (nmax.numpy() <= sel).all():
+            break
+        fill *= 0.75
+    return {"coord": coord, "atype": atype, "box": box,
             "what": f"a generated periodic frame ({n} atoms, {a:.2f} A lattice)"}
 
 
