@@ -147,6 +147,9 @@ def test_precision_refused_and_unchanged(tmp_path):
         main(["freeze", "-c", str(DP), "-o", str(tmp_path / "y.pb"), "--precision", "bfloat16"])
     meta = freeze(str(DP), str(tmp_path / "z.pb"), precision="float64")  # already float64: nothing cast
     assert "cast" not in meta["precision"] and meta["precision"]["descriptor"] == "float64"
+    cast = freeze(str(DP), str(tmp_path / "c.pb"), precision="float32")["precision"]["cast"]
+    for again in (None, "float32"):  # freezing the cast model again keeps its record
+        assert freeze(str(tmp_path / "c.pb"), str(tmp_path / "d.pb"), precision=again)["precision"]["cast"] == cast
 
 
 def test_check_frame_from_the_training_data(water, tmp_path):

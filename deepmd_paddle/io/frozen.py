@@ -227,10 +227,7 @@ def freeze(source, output: str = DEFAULT_OUTPUT, portable: bool = False, precisi
 
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"freeze: precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
-    model = load_model(source)
-    cast = None
-    if precision is not None:
-        model, cast = in_precision(model, precision, source)
+    model, cast = in_precision(load_model(source), precision, source)
     output = os.fspath(output)
     if os.path.isdir(output):
         raise IsADirectoryError(f"dpp freeze: {output} is a folder; give the model's file name (e.g. {DEFAULT_OUTPUT})")

@@ -175,12 +175,28 @@ def describe(check: dict, trained: str, precision: str) -> str:
             f"{check['virial_per_atom']:.2e} eV (max |V|/atom {s['virial_per_atom']:.3g})")
 
 
-def in_precision(model: EnergyModel, precision: str, source=None) -> tuple[EnergyModel, dict | None]:
-    """(the model in ``precision``, the record for the frozen file's description or None when the
-    model is already there). ``source``: where the model came from (a checkpoint names its data)."""
+def recorded_cast(source, precision: str) -> dict | None:
+    """The cast record of ``source`` when it is a frozen model frozen in ``precision`` with
+    ``--precision`` (freezing it again keeps the record)."""
+    from .frozen_file import ModelFileError, open_frozen
+
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    try:
+        frozen = open_frozen(source)
+    except (ModelFileError, OSError, ValueError):
+        return None
+    prec = (getattr(frozen, "meta", None) or {}).get("precision") or {}
+    return prec.get("cast") if prec.get("descriptor") == precision else None
+
+
+def in_precision(model: EnergyModel, precision: str | None, source=None) -> tuple[EnergyModel, dict | None]:
+    """(the model in ``precision`` (None: its own), the record for the frozen file's description:
+    None when nothing was cast, unless ``source`` is a frozen model that was). ``source``: where
+    the model came from (a checkpoint names its data)."""
     trained = model_precision(model)
-    if trained == precision:
-        return model, None
+    if precision is None or trained == precision:
+        return model, recorded_cast(source, trained)
     cast = cast_model(model, precision)
     frame = training_frame(source, model.type_map) or synthetic_frame(model)
     check = cast_error(model, cast, frame)
