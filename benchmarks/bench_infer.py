@@ -296,7 +296,8 @@ def main():
 
 def timing_table(args, paths, have_tf) -> list[str]:
     methods = [m for m in args.methods if m != "tf" or have_tf]
-    lines = [f"| atoms | method ({args.precision}) | us/atom/step | vs tf | peak RSS MB (base) | calls | first call s |",
+    head = f"| atoms | method ({args.precision}) |"
+    lines = [head + " us/atom/step | vs tf | peak RSS MB (base) | calls | first call s |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     print("\n".join(lines), flush=True)
     results = {}
