@@ -96,6 +96,9 @@ def test_frozen_float32_equals_checkpoint(models, frames, dynamic, dynamic_twins
 
     got = _eval(DeepPot(models[which], backend=backend), *frames)
     _close(got, dynamic if which == "frozen" else dynamic_twins, f"{which} {backend}")
+    if which == "frozen":  # the same kernels on the same float32 weights and inputs: the same bits
+        for k in KEYS:
+            np.testing.assert_array_equal(got[k], dynamic[k], err_msg=f"{backend}: {k}")
     for k in KEYS:
         scale = np.abs(dynamic[k]).max()
         np.testing.assert_allclose(got[k], dynamic[k], rtol=0, atol=4 * RTOL * scale, err_msg=f"{which}: {k}")
