@@ -71,7 +71,6 @@ UNSUPPORTED = {
     f"{_TD}/min_pair_dist": 0.0,
     f"{_VD}/rglob_patterns": None,
     f"{_TR}/stat_file_mode": "update",
-    f"{_TR}/mixed_precision": ABSENT,
     f"{_TR}/save_dir": None,
     f"{_TR}/ckpt_keep_ratio": None,
     f"{_TR}/enable_ema": False,
@@ -138,6 +137,10 @@ VALUES = {
                                 "silut", "none", "linear"),
         lambda v: v.lower() in _BUILT_ACTIVATIONS, ", ".join(_BUILT_ACTIVATIONS))
        for p in (_DESC, _FIT, _TE_MODEL, _TE_DESC)},
+    # (model/mixed_precision.py; DeePMD-kit 3.2's TensorFlow backend takes output float32 with float16/bfloat16 only)
+    f"{_TR}/mixed_precision/output_prec": (lambda v: v in ("float32", "float64"), lambda v: True, "float32, float64"),
+    f"{_TR}/mixed_precision/compute_prec": (lambda v: v in ("float16", "bfloat16", "float32"), lambda v: True,
+                                            "float16, bfloat16, float32"),
     **{f"{p}/batch_size": (_batch_size_known, _batch_size_built,
                            "an int, a list of ints, 'auto', 'auto:N', 'max:N', 'filter:N'") for p in (_TD, _VD)},
 }

@@ -219,10 +219,11 @@ def load(path: str) -> tuple[dict, dict]:
 def load_model(path: str):
     """The ``EnergyModel`` stored in a checkpoint, weights loaded, in eval mode."""
     from deepmd_paddle.model import EnergyModel
+    from deepmd_paddle.model.mixed_precision import model_section
 
     tensors, meta = load(path)
     try:
-        model = EnergyModel.from_config(meta["config"]["model"])
+        model = EnergyModel.from_config(model_section(meta["config"]))  # (training/mixed_precision applies)
     except (KeyError, TypeError, ValueError) as e:
         raise CorruptCheckpoint(f"{meta['base']}.json: its model section does not build a model ({e})") from None
     load_model_tensors(model, tensors, meta["base"] + ".safetensors")

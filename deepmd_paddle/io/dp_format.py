@@ -7,6 +7,11 @@ Format (DeePMD-kit v3, ``deepmd/dpmodel/utils/serialization.py`` documents it):
 - ``.yaml``: the same dict, each array inline as
   ``{"@class": "np.ndarray", "@is_variable": true, "@version": 1, "dtype": ..., "value": [...]}``.
 
+A mixed-precision model (``training/mixed_precision``) is written with its setting as a top-level
+``"mixed_precision": {"output_prec", "compute_prec"}`` entry, read back here (the nets round again);
+DeePMD-kit does not read that entry: it evaluates such a file's nets in output_prec without rounding,
+as it does for the .dp of its own mixed-precision TensorFlow models.
+
 Only ``standard`` energy models with an ``se_e2_a`` descriptor and an ``ener`` fitting are read;
 anything else raises ``NotImplementedError`` naming the part.
 """
@@ -19,7 +24,7 @@ import os
 import numpy as np
 
 from .._version import __version__
-from ..model import EnergyModel
+from ..model import EnergyModel, mixed_precision
 from ..utils.files import atomic_output
 
 
@@ -33,6 +38,7 @@ def load_dp(path: str) -> EnergyModel:
         raise ValueError(f"{path}: no 'model' entry; is this a DeePMD-kit model file?")
     try:
         model = EnergyModel.deserialize(data["model"], arrays)
+        mixed_precision.enable(model, data.get("mixed_precision"))  # deepmd_paddle's record (save_dp)
         reference = EnergyModel.from_config(model.get_config())
     except (KeyError, TypeError, IndexError, AttributeError, AssertionError) as e:  # Paddle asserts on shapes
         raise ValueError(f"{path}: the model description and its arrays are incomplete or inconsistent "
@@ -103,11 +109,14 @@ def save_dp(model: EnergyModel, path: str):
         key = f"/variable_{len(arrays):04d}"
         arrays[key] = np.asarray(model.min_nbor_dist, dtype="float64")
         top_vars["min_nbor_dist"] = key
+    script = {k: v for k, v in model.get_config().items() if k != "mixed_precision"}  # DeePMD-kit's model section
     data = {
         "software": "deepmd_paddle", "version": __version__, "backend": "Paddle",
         "time": str(datetime.datetime.now(datetime.timezone.utc)),
-        "model": mdict, "model_def_script": model.get_config(), "@variables": top_vars,
+        "model": mdict, "model_def_script": script, "@variables": top_vars,
     }
+    if model.mixed_precision is not None:  # ours, beside DeePMD-kit's keys (module docstring)
+        data["mixed_precision"] = dict(model.mixed_precision)
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".dp", ".yaml", ".yml"):
         raise ValueError(f"{path}: unknown model file extension {ext!r}; allowed: .dp, .yaml, .yml")

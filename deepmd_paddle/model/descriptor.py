@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from ..kernels import default_backend
+from ..kernels import default_backend, rounding
 from ..kernels.checks import check_cutoffs
 from ..kernels.twins import const
 from . import init, options
@@ -140,7 +140,10 @@ class DescrptSeA(paddle.nn.Layer):
 
     # ---------------------------------------------------------------- descriptor
     def fused_ready(self) -> bool:
-        """The nets can run in the fused C++ operators: tanh nets and kernels that have them."""
+        """The nets can run in the fused C++ operators: tanh nets and kernels that have them, and
+        no mixed precision unless those kernels round (kernels/rounding.FUSED_KERNELS_ROUND)."""
+        if self.embeddings[0].layers[0].rounding is not None and not rounding.FUSED_KERNELS_ROUND:
+            return False
         return self.activation_function == "tanh" and self.kernels.has("embed") and self.kernels.has("embed_train")
 
     def embedding_path(self, second_order: bool, graph: bool = False) -> str:

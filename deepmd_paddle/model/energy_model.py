@@ -25,6 +25,7 @@ from ..kernels import check_frames, check_neighbors, default_backend
 from .descriptor import DescrptSeA
 from .descriptors import descriptor_class, make_descriptor, mixed_types
 from .fitting import EnergyFitting
+from . import mixed_precision
 from .network import check_class
 
 # the keys from_config needs (the schema fills them: config.normalize_model)
@@ -48,6 +49,7 @@ class EnergyModel(paddle.nn.Layer):
         self._config = None
         self.srtab = None  # a tabulated short-range pair potential blended in (model/srtab.py: use_srtab)
         self.min_nbor_dist = None  # the training data's smallest pair distance (compression)
+        self.mixed_precision = None  # {"output_prec", "compute_prec"} when the nets round (model/mixed_precision.py)
         self.set_kernels(kernels or default_backend())
 
     def set_kernels(self, kernels) -> None:
@@ -62,7 +64,11 @@ class EnergyModel(paddle.nn.Layer):
     @classmethod
     def from_config(cls, cfg: dict, kernels=None) -> "EnergyModel":
         """Build from DeePMD-kit's ``model`` section (``type_map``, ``descriptor``, ``fitting_net``) as
-        the schema normalises it (``deepmd_paddle.config.normalize_model`` fills the defaults)."""
+        the schema normalises it (``deepmd_paddle.config.normalize_model`` fills the defaults).
+        ``mixed_precision`` (deepmd_paddle's record of ``training/mixed_precision``): the nets round
+        to its compute_prec, the descriptor and fitting net are in its output_prec."""
+        mixed = cfg.get("mixed_precision")
+        cfg = mixed_precision.apply_to_section(cfg, mixed)  # (also checks it)
         type_map = list(cfg["type_map"])
         dcfg = dict(cfg["descriptor"])
         fcfg = dict(cfg.get("fitting_net", {}))
@@ -81,6 +87,9 @@ class EnergyModel(paddle.nn.Layer):
         model._config = {"type_map": type_map, "descriptor": dcfg, "fitting_net": fcfg}
         if tebd is not None:
             model._config["type_embedding"] = tebd
+        if mixed is not None:
+            mixed_precision.enable(model, mixed)
+            model._config["mixed_precision"] = model.mixed_precision
         if cfg.get("use_srtab") is not None or cfg.get("srtab_table") is not None:
             from .srtab import attach
             attach(model, cfg)
@@ -107,6 +116,8 @@ class EnergyModel(paddle.nn.Layer):
                 self._config["type_embedding"] = d.type_embedding.config
             elif hasattr(d, "type_embedding"):
                 self._config["descriptor"]["type_embedding"] = d.type_embedding.config
+            if self.mixed_precision is not None:
+                self._config["mixed_precision"] = dict(self.mixed_precision)
         return self._config
 
     def get_rcut(self):

@@ -15,6 +15,7 @@ import paddle
 
 from ..kernels import default_backend
 from . import init
+from .mixed_precision import layer_forward
 
 def _gelu(x):
     """DeePMD-kit's gelu and gelu_tf alike: the tanh approximation
@@ -78,6 +79,7 @@ class Dense(paddle.nn.Layer):
         self.idt = (self._param(init.normal((n_out,), init.shifted(seed, 2), idt_mean, 0.001))
                     if self.use_timestep else None)
         self.kernels = default_backend()  # the model's set_kernels fixes it for every layer
+        self.rounding = None  # mixed precision: the roundings to compute_prec (mixed_precision.enable)
 
     def _param(self, value):
         p = self.create_parameter(list(value.shape), dtype=self.precision)
@@ -85,6 +87,8 @@ class Dense(paddle.nn.Layer):
         return p
 
     def forward(self, x):
+        if self.rounding is not None:
+            return layer_forward(self, x, self.rounding)
         if self.w.shape[0] == 1:  # first embedding layer: an outer product, not a K=1 GEMM
             z = x * self.w.reshape([-1])
         else:

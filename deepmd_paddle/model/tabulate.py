@@ -226,6 +226,11 @@ def compress_model(model, stride: float = 0.01, extrapolate: float = 5.0, order:
     if hasattr(model.descriptor, "type_embedding"):
         raise ValueError("compress: models with a type embedding are not compressed here (their embedding net "
                          "takes the type vector as well as s); only se_e2_a with one net per type (pair) is")
+    mixed = getattr(model, "mixed_precision", None)
+    if mixed is not None:
+        raise ValueError(f"compress: the model was trained with training/mixed_precision {mixed}: its embedding nets "
+                         f"round to {mixed['compute_prec']} at every layer, which polynomial tables cannot reproduce "
+                         "(a compressed model would evaluate other nets); mixed-precision models are not compressed")
     mnd = min_nbor_dist if min_nbor_dist is not None else getattr(model, "min_nbor_dist", None)
     if mnd is None:
         raise ValueError("compress: the model stores no neighbour statistics (min_nbor_dist); give the training "

@@ -121,10 +121,11 @@ class Trainer:
             self._fill_model_config(cfg["model"], seed)
             cfg["model"] = par.broadcast(cfg["model"])
         from deepmd_paddle.model import EnergyModel
+        from deepmd_paddle.model.mixed_precision import model_section
 
-        self.model = EnergyModel.from_config(cfg["model"])
+        self.model = EnergyModel.from_config(model_section(cfg))  # (training/mixed_precision: model/mixed_precision.py)
         fit_params.attach([self.train_data, self.valid_data], self.model.fitting)  # fparam.npy, aparam.npy
-        self.dtype = cfg["model"]["descriptor"]["precision"]
+        self.dtype = self.model.descriptor.precision
         self.model.min_nbor_dist = ckpt[1].get("min_nbor_dist") if ckpt is not None else self._min_nbor_dist
         if ckpt is not None:
             checkpoint.load_model_tensors(self.model, ckpt[0], ckpt[1]["base"] + ("" if init_model else ".safetensors"))
@@ -137,7 +138,8 @@ class Trainer:
         # the loss gradient assembled around the fused C++ embedding (train/fused_step.py), or
         # autograd through the Paddle layers (DEEPMD_PADDLE_FUSED_TRAINING=0, or no operators)
         self.fused = os.environ.get(FUSED_ENV, "1") != "0" and fused_step.supported(self.model)
-        log.info("training step: %s", "fused C++ embedding" if self.fused else "autograd through Paddle layers")
+        log.info("training step: %s%s", "fused C++ embedding" if self.fused else "autograd through Paddle layers",
+                 "" if self.model.mixed_precision is None else f" (mixed precision {self.model.mixed_precision})")
         self._grads_ready = False
         if self.fused:  # data parallel: rank 0's weights everywhere, gradients averaged by hand
             self.ddp = self.model

@@ -1,0 +1,112 @@
+"""Rounding to a narrower floating-point format, for mixed precision (``training/mixed_precision``).
+
+DeePMD-kit's mixed precision casts a net layer's inputs, weights and biases to ``compute_prec``
+(float16 or bfloat16), runs the layer there and casts its output back to ``output_prec``. Paddle
+3.3's CPU ``matmul`` has no float16/bfloat16 kernel, so here the tensors stay in the output
+precision and are ROUNDED to the compute format at the points where DeePMD-kit casts and where
+each of its compute-precision operations rounds its result (``model/mixed_precision.py``). A
+product of two rounded operands accumulated in float32/float64 and then rounded equals a
+bfloat16 matrix product with float32 accumulation, which is what CPU bfloat16 dot-product
+instructions compute.
+
+``round_to(x, fmt)`` is IEEE round-to-nearest-even to ``fmt``, with its exponent range:
+
+======== ================= ============== =====================================
+format   significant bits  smallest normal largest finite (beyond it: +-inf)
+======== ================= ============== =====================================
+bfloat16 8                 2^-126          (2 - 2^-7) 2^127
+float16  11                2^-14           65504
+float32  24                2^-126          (2 - 2^-23) 2^127
+======== ================= ============== =====================================
+
+below the smallest normal the grid is the format's subnormal one (spacing 2^-133 for bfloat16,
+2^-24 for float16), as IEEE 754 has it; NaN stays NaN. It is written with Paddle operators (exact
+integer arithmetic on the bits of |x| in float64 to find the spacing, then one exact division,
+the round-to-nearest-even of float64 addition, and one exact product), so it runs in eager mode
+and in frozen static programs alike, on any device. tests/test_mixed_precision.py holds it equal
+to NumPy's float16 cast and to a bit-level bfloat16 reference.
+
+Nothing here differentiates: ``straight_through`` rounds in the forward pass and passes the
+gradient unchanged (see ``model/mixed_precision.py`` for why).
+
+The C++ kernels do not round yet: ``FUSED_KERNELS_ROUND`` is the one switch that says so (the
+descriptor's ``fused_ready`` reads it, so that the fused evaluation and training passes are not
+used for a mixed-precision model until they round as these functions do).
+"""
+from __future__ import annotations
+
+import paddle
+
+# the C++ embedding kernels (se_a_embed*, the fused training passes) round to compute_prec
+FUSED_KERNELS_ROUND = False
+
+# format -> (significant bits p, exponent of the smallest normal, largest finite value)
+FORMATS = {
+    "bfloat16": (8, -126, 3.3895313892515355e38),
+    "float16": (11, -14, 65504.0),
+    "float32": (24, -126, 3.4028234663852886e38),
+}
+_BITS = {"float32": 24, "float64": 53}  # significant bits of the storage formats
+_TWO52 = 4503599627370496.0  # 2^52: adding it rounds a float64 in [0, 2^52) to an integer, ties to even
+
+
+def _dtype_name(x) -> str:
+    return {paddle.float32: "float32", paddle.float64: "float64"}.get(x.dtype, str(x.dtype))
+
+
+def is_exact(fmt: str, storage: str) -> bool:
+    """Rounding to ``fmt`` changes nothing in ``storage`` (float32 in float32)."""
+    return FORMATS[fmt][0] >= _BITS[storage]
+
+
+def round_to(x, fmt: str):
+    """x (float32 or float64) rounded to the nearest ``fmt`` value, ties to even, in x's dtype;
+    no gradient (``straight_through`` adds one)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"cannot round to {fmt!r}; allowed: {sorted(FORMATS)}")
+    storage = _dtype_name(x)
+    if storage not in _BITS:
+        raise ValueError(f"round_to takes float32 or float64 tensors, got {x.dtype}")
+    x = x.detach()
+    if is_exact(fmt, storage):
+        return x
+    if fmt == "float32":  # float64 -> float32 -> float64: Paddle's cast is IEEE round-to-nearest-even
+        return x.astype("float32").astype("float64")
+    p, emin, top = FORMATS[fmt]
+    a = paddle.abs(x).astype("float64")  # exact
+    # the biased exponent of |x| (float64 bit pattern, sign bit 0): bits // 2^52
+    expo = paddle.floor_divide(a.view("int64"), paddle.full([], 2 ** 52, "int64"))
+    # the grid spacing at |x|: 2^(e - p + 1), never below the format's subnormal spacing 2^(emin - p + 1)
+    k = paddle.maximum(expo - 1023, paddle.full([], emin, "int64")) - (p - 1)
+    ulp = ((k + 1023) * paddle.full([], 2 ** 52, "int64")).view("float64")  # 2^k from its bit pattern
+    two52 = paddle.full([], _TWO52, "float64")
+    t = a / ulp  # exact (a power of two), below 2^p
+    r = ((t + two52) - two52) * ulp  # round-to-nearest-even to an integer, back to scale (exact)
+    r = paddle.where(r > paddle.full([], top, "float64"), paddle.full([], float("inf"), "float64"), r)
+    r = paddle.where(x < 0, -r, r)  # (NaN: every step keeps it)
+    return r if storage == "float64" else r.astype("float32")
+
+
+def straight_through(x, fmt: str):
+    """``round_to(x, fmt)`` in the forward pass, the identity in every derivative (any order):
+    ``x + (round(x) - x)`` with the bracket a constant. The bracket is exact (Sterbenz: both
+    are within a factor 2, or the rounded value is 0 or inf), so the sum is the rounded value."""
+    if is_exact(fmt, _dtype_name(x)):
+        return x
+    return x + (round_to(x, fmt) - x.detach())
+
+
+@paddle.jit.not_to_static
+def check_finite(rounded, source, fmt: str, where: str) -> None:
+    """Eager mode: refuse a value that overflowed ``fmt`` (finite before rounding, +-inf after),
+    naming the format, its largest value and ``where``. (A frozen program cannot raise: there
+    the infinity propagates to the outputs, which DeepPot reports as not finite.)"""
+    if not paddle.in_dynamic_mode():
+        return
+    bad = paddle.isinf(rounded) & paddle.isfinite(source)
+    if bool(bad.any()):
+        worst = float(paddle.abs(paddle.where(bad, source, paddle.zeros_like(source))).max())
+        raise FloatingPointError(
+            f"mixed precision: {where} reached |x| = {worst:.6g}, beyond {fmt}'s largest value {FORMATS[fmt][2]:.6g}: "
+            f"it would become infinite (training/mixed_precision/compute_prec = {fmt!r}; bfloat16 has float32's "
+            f"range)")
