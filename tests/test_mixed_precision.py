@@ -51,7 +51,10 @@ def _values(dtype):
     ties = (np.arange(1, 2000) + 0.5) * 2.0 ** -7  # exact bfloat16 ties at 1..16
     x = np.concatenate([x, ties, ties * 2.0 ** -3, EDGES, -EDGES])
     with np.errstate(over="ignore"):
-        return x.astype(dtype)
+        x = x.astype(dtype)
+    p2 = np.ldexp(np.ones(1, dtype), np.arange(-149 if dtype == "float32" else -1074, 128))  # binade edges
+    p2 = p2[p2 > 0]
+    return np.concatenate([x, p2, np.nextafter(p2, 0), np.nextafter(p2, np.inf), -np.nextafter(p2, 0)])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

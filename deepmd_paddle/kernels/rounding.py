@@ -20,9 +20,9 @@ float32  24                2^-126          (2 - 2^-23) 2^127
 ======== ================= ============== =====================================
 
 below the smallest normal the grid is the format's subnormal one (spacing 2^-133 for bfloat16,
-2^-24 for float16), as IEEE 754 has it; NaN stays NaN. It is written with Paddle operators (exact
-integer arithmetic on the bits of |x| in float64 to find the spacing, then one exact division,
-the round-to-nearest-even of float64 addition, and one exact product), so it runs in eager mode
+2^-24 for float16), as IEEE 754 has it; NaN stays NaN. It is written with Paddle operators that static
+programs take (in float64: the binade of |x| from log2, corrected with exact powers of two, then
+one exact division, the round-to-nearest-even of float64 addition, and one exact product), so it runs in eager mode
 and in frozen static programs alike, on any device. tests/test_mixed_precision.py holds it equal
 to NumPy's float16 cast and to a bit-level bfloat16 reference.
 
@@ -74,11 +74,14 @@ def round_to(x, fmt: str):
         return x.astype("float32").astype("float64")
     p, emin, top = FORMATS[fmt]
     a = paddle.abs(x).astype("float64")  # exact
-    # the biased exponent of |x| (float64 bit pattern, sign bit 0): bits // 2^52
-    expo = paddle.floor_divide(a.view("int64"), paddle.full([], 2 ** 52, "int64"))
+    two = paddle.full([], 2.0, "float64")
+    # e = floor(log2 |x|) exactly: log2 can be off by one next to a power of two; 2^k is exact
+    e = paddle.floor(paddle.log2(a))
+    e = paddle.where(paddle.pow(two, e) > a, e - 1.0, e)
+    e = paddle.where(paddle.pow(two, e + 1.0) <= a, e + 1.0, e)
     # the grid spacing at |x|: 2^(e - p + 1), never below the format's subnormal spacing 2^(emin - p + 1)
-    k = paddle.maximum(expo - 1023, paddle.full([], emin, "int64")) - (p - 1)
-    ulp = ((k + 1023) * paddle.full([], 2 ** 52, "int64")).view("float64")  # 2^k from its bit pattern
+    # (0 -> emin; inf -> 1023, so that inf stays inf)
+    ulp = paddle.pow(two, paddle.clip(e, float(emin), 1023.0) - float(p - 1))
     two52 = paddle.full([], _TWO52, "float64")
     t = a / ulp  # exact (a power of two), below 2^p
     r = ((t + two52) - two52) * ulp  # round-to-nearest-even to an integer, back to scale (exact)
