@@ -82,6 +82,20 @@ def test_round_bfloat16_equals_bit_reference():
     np.testing.assert_array_equal(r, [1.0, 1 + 2 ** -6, 2.0 ** -133, np.inf])  # ties to even; subnormal; overflow
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("fmt", ["bfloat16", "float16"])
+def test_cpp_operator_equals_its_twin(dtype, fmt):
+    from deepmd_paddle.kernels import default_backend
+
+    kern = default_backend()
+    if not kern.has("round_delta"):
+        pytest.skip("the C++ operators are not built in this process")
+    x = paddle.to_tensor(_values(dtype))
+    got = (x + kern.round_delta(x, fmt)).numpy()
+    np.testing.assert_array_equal(got, rounding.round_to(x, fmt).numpy())
+    np.testing.assert_array_equal(kern.round_delta(x, fmt).numpy(), rounding.round_delta(x, fmt).numpy())
+
+
 def test_straight_through_derivatives_are_the_identity():
     x = paddle.to_tensor(np.array([1.001, -2.3, 0.7]), stop_gradient=False)
     y = rounding.straight_through(x, "bfloat16")

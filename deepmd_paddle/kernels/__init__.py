@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from . import cpp, twins
+from . import cpp, rounding, twins
 from .build import load_library
 from .checks import MIN_PAIR_DISTANCE, check_frames, check_neighbors
 
@@ -53,6 +53,8 @@ TABLE = {
     "embed_vjp": Kernel("se_a_embed_vjp", cpp.embed_vjp, None, False, 0),
     "embed_ggt": Kernel("se_a_embed_ggt", cpp.embed_ggt, None, False, 0),
     "embed_pgrad": Kernel("se_a_embed_pgrad", cpp.embed_pgrad, None, False, 0),
+    # mixed precision: round(x) - x to bfloat16/float16 (no gradient: added as a constant)
+    "round_delta": Kernel("deepmd_round_delta", cpp.round_delta, rounding.round_delta, True, 9),
 }
 BACKENDS = ("cpp", "paddle", "static")
 NO_CUSTOM_OP_ENV = "DEEPMD_PADDLE_NO_CUSTOM_OP"

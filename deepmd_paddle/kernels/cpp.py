@@ -199,3 +199,13 @@ def embed_ggt(env, params, a, cache, sel, nlayer: int, timestep: bool):
 def embed_pgrad(env, params, tbar, gt, a, sel, nlayer: int, timestep: bool):
     """The weights' gradient (flat, in ``params`` order) of <T, tbar> + <gT, dT/dR~ . a>."""
     return _lib().se_a_embed_pgrad(env, params, tbar, gt, a, sel, nlayer, timestep)
+
+
+_ROUND_FORMATS = {"bfloat16": 0, "float16": 1}  # deepmd_round_delta's fmt attribute
+
+
+def round_delta(x, fmt: str):
+    """round(x) - x to bfloat16 or float16 (kernels/rounding.py: its twin); no gradient."""
+    if fmt not in _ROUND_FORMATS:
+        raise ValueError(f"deepmd_round_delta rounds to {sorted(_ROUND_FORMATS)}, not {fmt!r}")
+    return _lib().deepmd_round_delta(x, _ROUND_FORMATS[fmt])

@@ -27,7 +27,9 @@ and in frozen static programs alike, on any device. tests/test_mixed_precision.p
 to NumPy's float16 cast and to a bit-level bfloat16 reference.
 
 Nothing here differentiates: ``straight_through`` rounds in the forward pass and passes the
-gradient unchanged (see ``model/mixed_precision.py`` for why).
+gradient unchanged (see ``model/mixed_precision.py`` for why). Its work is ``round_delta``, a C++
+operator (``deepmd_round_delta``, custom_ops/round_format.h: one pass) with this module's
+functions as its plain-Paddle twin (about fifteen element-wise operators).
 
 The C++ kernels do not round yet: ``FUSED_KERNELS_ROUND`` is the one switch that says so (the
 descriptor's ``fused_ready`` reads it, so that the fused evaluation and training passes are not
@@ -90,13 +92,27 @@ def round_to(x, fmt: str):
     return r if storage == "float64" else r.astype("float32")
 
 
-def straight_through(x, fmt: str):
+def round_delta(x, fmt: str):
+    """``round_to(x, fmt) - x`` (exact), 0 where x is NaN or +-inf; no gradient. The plain-Paddle
+    twin of the C++ operator ``deepmd_round_delta`` (custom_ops/round_format.h)."""
+    x = x.detach()
+    d = round_to(x, fmt) - x
+    return paddle.where(paddle.isfinite(x), d, paddle.zeros_like(d))
+
+
+def straight_through(x, fmt: str, kernels=None):
     """``round_to(x, fmt)`` in the forward pass, the identity in every derivative (any order):
-    ``x + (round(x) - x)`` with the bracket a constant. The bracket is exact (Sterbenz: both
-    are within a factor 2, or the rounded value is 0 or inf), so the sum is the rounded value."""
-    if is_exact(fmt, _dtype_name(x)):
+    ``x + delta`` with ``delta = round(x) - x`` a constant (``round_delta``: the C++ operator
+    when ``kernels``, a ``deepmd_paddle.kernels.Backend``, has it; float32 and the twin otherwise).
+    The difference is exact (Sterbenz: both are within a factor 2, or the rounded value is 0 or
+    inf), so the sum is the rounded value."""
+    storage = _dtype_name(x)
+    if is_exact(fmt, storage):
         return x
-    return x + (round_to(x, fmt) - x.detach())
+    if fmt == "float32":
+        return x + round_delta(x, fmt)
+    op = round_delta if kernels is None else kernels.get("round_delta")
+    return x + op(x.detach(), fmt)
 
 
 @paddle.jit.not_to_static

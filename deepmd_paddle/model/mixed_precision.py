@@ -80,16 +80,19 @@ class Rounding:
         self.fmt, self.embedding, self.name = fmt, embedding, name
         self.check = fmt == "float16"  # bfloat16 and float32 have float32's range
 
-    def __call__(self, x, what: str = "a value"):
-        y = rounding.straight_through(x, self.fmt)
+    def __call__(self, x, what: str = "a value", kernels=None):
+        y = rounding.straight_through(x, self.fmt, kernels)
         if self.check and paddle.in_dynamic_mode():
             rounding.check_finite(y, x, self.fmt, f"{self.name}: {what}")
         return y
 
 
-def layer_forward(layer, x, rnd: Rounding):
+def layer_forward(layer, x, rounder: Rounding):
     """One Dense layer (``model/network.py``) with the roundings of DeePMD-kit's casts.
     x is in the output precision (and on the compute grid already inside an embedding net)."""
+    def rnd(v, what):
+        return rounder(v, what, layer.kernels)
+
     w = rnd(layer.w, "W")
     xc = rnd(x, "layer input")
     if layer.w.shape[0] == 1:  # first embedding layer: an outer product (one exact product, then rounded)
@@ -104,12 +107,12 @@ def layer_forward(layer, x, rnd: Rounding):
         y = rnd(y * rnd(layer.idt, "idt"), "timestep product")
     if layer.resnet:
         n_in, n_out = layer.w.shape
-        skip = xc if rnd.embedding else x  # embedding: in compute_prec; fitting: in output_prec
+        skip = xc if rounder.embedding else x  # embedding: in compute_prec; fitting: in output_prec
         if n_out == n_in:
             y = y + skip
         elif n_out == 2 * n_in:
             y = y + paddle.concat([skip, skip], axis=-1)
-        if rnd.embedding and n_out in (n_in, 2 * n_in):
+        if rounder.embedding and n_out in (n_in, 2 * n_in):
             y = rnd(y, "skip connection")
     return y
 
