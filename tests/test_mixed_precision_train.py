@@ -109,14 +109,15 @@ def test_compress_refuses_mixed_precision(trained):
 @needs_shared
 def test_deepmd_kit_example_trains(tmp_path):
     """examples/water/se_e2_a_mixed_prec/input.json (compute float16, output float64, a setting
-    DeePMD-kit 3.2's TensorFlow backend refuses) on the shared water data, 20 steps."""
+    DeePMD-kit 3.2's TensorFlow backend refuses) on the shared water data, 20 steps (numb_steps and
+    disp_freq changed, nothing else)."""
     with open(REPO / "tests" / "fixtures" / "deepmd_examples" / "water_se_e2_a_mixed_prec.json") as f:
         raw = json.load(f)
     assert raw["training"]["mixed_precision"] == {"compute_prec": "float16", "output_prec": "float64"}
     tr = raw["training"]
     tr["training_data"]["systems"] = [str(WATER / os.path.basename(s.rstrip("/"))) for s in tr["training_data"]["systems"]]
     tr["validation_data"]["systems"] = [str(WATER / "data_3")]
-    tr["numb_steps"] = 20
+    tr["numb_steps"] = tr["disp_freq"] = 20  # (disp_freq: a line at the end too)
     Trainer(config.normalize(raw), str(tmp_path)).run()
     lc = np.loadtxt(tmp_path / "lcurve.out", ndmin=2)
     assert [int(s) for s in lc[:, 0]] == [0, 20] and np.isfinite(lc).all()
