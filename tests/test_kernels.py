@@ -73,6 +73,8 @@ def _inputs(name):
         return [_random(6, 5, 8), _random(8)], [0, 1], []
     if name == "descriptor":
         return [_random(9, 16, 4)], [0], [4]
+    if name == "round_delta":  # (no gradient: the caller adds it as a constant)
+        return [_random(40, 7) * 1e3], [], ["float16"]
     if name == "tabulate":
         from deepmd_paddle.model.tabulate import compress_model
 

@@ -8,7 +8,6 @@ import pytest
 
 from deepmd_paddle.infer.deeppot import DeepPot
 from deepmd_paddle.io.dp_format import load_dp
-from deepmd_paddle.model import mixed_precision as mp
 
 HERE = pathlib.Path(__file__).resolve().parent / "fixtures" / "deepmd_mixed"
 BF16 = {"output_prec": "float32", "compute_prec": "bfloat16"}
@@ -25,7 +24,7 @@ def test_deepmd_kit_bfloat16_model(ref):
     e0, f0, _ = DeepPot(plain).eval(ref["coord"], ref["cell"], ref["atype"])
     # the weights are DeePMD-kit's: without the roundings both codes agree to float64 rounding
     np.testing.assert_allclose(e0.ravel(), ref["plain_energy"].ravel(), rtol=1e-12)
-    mixed = mp.with_mixed_precision(plain, BF16)
+    mixed = plain.with_mixed_precision(BF16)
     assert mixed.descriptor.precision == "float32" and mixed.mixed_precision == BF16
     e1, f1, v1 = DeepPot(mixed).eval(ref["coord"], ref["cell"], ref["atype"])
     casts = np.abs(ref["energy"] - ref["plain_energy"]).ravel()  # what the bfloat16 nets change: ~0.23 eV

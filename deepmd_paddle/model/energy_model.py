@@ -120,6 +120,18 @@ class EnergyModel(paddle.nn.Layer):
                 self._config["mixed_precision"] = dict(self.mixed_precision)
         return self._config
 
+    def with_mixed_precision(self, spec) -> "EnergyModel":
+        """A copy that rounds as ``spec`` says (``training/mixed_precision``; None: a plain copy),
+        its weights cast to ``output_prec`` (as DeePMD-kit's ``enable_mixed_precision`` sets the nets'
+        precision): for a file that does not record the setting, e.g. DeePMD-kit's .dp of a model
+        it trained with mixed precision."""
+        out = EnergyModel.from_config(mixed_precision.apply_to_section(self.get_config(), spec))
+        own = out.state_dict()
+        out.set_state_dict({k: np.asarray(v.numpy()).astype(own[k].numpy().dtype) for k, v in self.state_dict().items()})
+        out.set_kernels(self.kernels)
+        out.min_nbor_dist = self.min_nbor_dist
+        return out
+
     def get_rcut(self):
         return self.descriptor.rcut
 

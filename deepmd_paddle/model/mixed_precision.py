@@ -152,19 +152,3 @@ def model_section(config: dict) -> dict:
     spec = tr.get("mixed_precision") if isinstance(tr, dict) else config["model"].get("mixed_precision")
     return apply_to_section(config["model"], spec)
 
-
-def with_mixed_precision(model, spec):
-    """A copy of ``model`` that rounds as ``spec`` says (None: a plain copy), its weights cast to
-    ``output_prec`` (DeePMD-kit's ``enable_mixed_precision`` sets the nets' precision so). For a
-    model whose file does not record the setting, e.g. DeePMD-kit's .dp of a model it trained
-    with mixed precision."""
-    import numpy as np
-
-    from .energy_model import EnergyModel
-
-    out = EnergyModel.from_config(apply_to_section(model.get_config(), spec))
-    own = out.state_dict()
-    out.set_state_dict({k: np.asarray(v.numpy()).astype(own[k].numpy().dtype) for k, v in model.state_dict().items()})
-    out.set_kernels(model.kernels)
-    out.min_nbor_dist = model.min_nbor_dist
-    return out
