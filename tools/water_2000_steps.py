@@ -9,9 +9,9 @@ runs deepmd_paddle's trainer and ``dpp test``'s evaluation in this process; ``tf
 DeePMD-kit (``dp --tf train``, ``freeze``, ``test -n 1000``) from ``--dp`` with the same input.
 For the same nets' seed both codes start from the same initial weights (deepmd_paddle/model/init.py
 draws them as DeePMD-kit's TensorFlow backend does); the training seeds give each code its own
-batch order. ``--precision``: float64 (the default), float32 (descriptor and fitting net), or
-mixed-bfloat16 (``training/mixed_precision`` {output_prec float32, compute_prec bfloat16}, the same
-section for both codes: DeePMD-kit 3.2's TensorFlow backend takes output_prec float32 only).
+batch order. ``--precision`` (bench_train's): float64 (the default), float32 (descriptor and fitting net), or
+mixed-bfloat16 / mixed-float16 (``training/mixed_precision`` {output_prec float32, compute_prec ...},
+the same section for both codes: DeePMD-kit 3.2's TensorFlow backend takes output_prec float32 only).
 ``--steps N`` shortens the run (a smoke test; the learning rate then decays over N steps as it
 does over 2,000). ``--init-model CKPT`` starts ours from a checkpoint instead. One JSON line per run
 is printed and appended to OUT/results.jsonl. Each run takes 4-8 minutes with OMP_NUM_THREADS=1 and another run beside it.
@@ -28,27 +28,17 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-from bench_train import WATER, water_input  # noqa: E402
-
-
-PRECISIONS = ("float64", "float32", "mixed-bfloat16")
-MIXED_BF16 = {"output_prec": "float32", "compute_prec": "bfloat16"}
+from bench_train import PRECISIONS, WATER, water_input  # noqa: E402
 
 
 def config_for(seed: int, netseed: int, precision: str = "float64", steps: int = 2000) -> dict:
-    inp = water_input(steps, decay_steps=max(1, steps // 10))
+    inp = water_input(steps, decay_steps=max(1, steps // 10), precision=precision)
     inp["training"]["seed"] = seed
     inp["training"]["save_freq"] = steps
     # (DeePMD-kit's TensorFlow trainer saves its checkpoint only on a display step)
     inp["training"]["disp_freq"] = min(inp["training"]["disp_freq"], steps)
     inp["model"]["descriptor"]["seed"] = netseed
     inp["model"]["fitting_net"]["seed"] = netseed
-    if precision == "float32":
-        inp["model"]["descriptor"]["precision"] = inp["model"]["fitting_net"]["precision"] = "float32"
-    elif precision == "mixed-bfloat16":
-        inp["training"]["mixed_precision"] = dict(MIXED_BF16)
-    elif precision != "float64":
-        raise ValueError(f"--precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
     return inp
 
 
@@ -85,7 +75,7 @@ def main(argv=None) -> int:
     p.add_argument("--dp", default="/work/dpkit/bin/dp", help="DeePMD-kit's dp (for --code tf)")
     p.add_argument("--init-model", help="ours only: start from this checkpoint")
     p.add_argument("--precision", default="float64", choices=PRECISIONS,
-                   help="float64, float32, or mixed-bfloat16 (output float32, nets in bfloat16)")
+                   help="float64, float32, or mixed-bfloat16/mixed-float16 (training/mixed_precision, output float32)")
     p.add_argument("--steps", type=int, default=2000, help="training steps (default 2000; fewer: a smoke test)")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
