@@ -37,3 +37,18 @@ def test_deepmd_kit_bfloat16_model(ref):
     scale = np.abs(ref["force"]).max()
     assert np.abs(f1 - ref["force"]).max() < 4 * 2.0 ** -8 * scale
     np.testing.assert_allclose(v1, ref["virial"], rtol=0, atol=4 * 2.0 ** -8 * np.abs(ref["virial"]).max())
+
+
+def test_deepmd_kit_frozen_graph_keeps_its_mixed_precision(ref):
+    """The .pb stores the training input: its training/mixed_precision is read back, so the graph
+    imports as the rounded model (the same numbers as the .dp with the setting applied)."""
+    from deepmd_paddle.io.tf_graph import load_pb
+
+    model = load_pb(str(HERE / "bf16.pb"))
+    assert model.mixed_precision == BF16 and model.descriptor.precision == "float32"
+    e, f, _ = DeepPot(model).eval(ref["coord"], ref["cell"], ref["atype"])
+    e1, f1, _ = DeepPot(load_dp(str(HERE / "bf16.dp")).with_mixed_precision(BF16)).eval(ref["coord"], ref["cell"],
+                                                                                          ref["atype"])
+    np.testing.assert_allclose(e, e1, rtol=1e-12)
+    np.testing.assert_allclose(f, f1, rtol=0, atol=1e-9)
+    assert np.abs(e - ref["energy"]).max() < np.abs(ref["plain_energy"] - ref["energy"]).min() / 2

@@ -95,6 +95,9 @@ def read_pb(path: str):
     mnd = g.get("train_attr/min_nbor_dist")
     if mnd is not None:
         data["@variables"]["min_nbor_dist"] = mnd.astype("float64")
+    mixed = _stored_mixed_precision(g)
+    if mixed is not None:  # (as deepmd_paddle's .dp files record it)
+        data["mixed_precision"] = mixed
     return data, np.asarray
 
 
@@ -112,7 +115,20 @@ def load_pb(path: str):
     mnd = data["@variables"].get("min_nbor_dist")
     if mnd is not None:
         model.min_nbor_dist = float(np.reshape(mnd, -1)[0])
+    mixed = data.get("mixed_precision")
+    if mixed is not None:  # trained with training/mixed_precision: the graph's nets cast to compute_prec
+        model = model.with_mixed_precision(mixed)
     return model
+
+
+def _stored_mixed_precision(g: Graph):
+    """``training/mixed_precision`` of the stored training input, or None."""
+    try:
+        script = json.loads(g.string("train_attr/training_script") or "{}")
+    except ValueError:
+        return None
+    tr = script.get("training") if isinstance(script, dict) else None
+    return tr.get("mixed_precision") if isinstance(tr, dict) else None
 
 
 # ----------------------------------------------------------------------------- what the graph is
