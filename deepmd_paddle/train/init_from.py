@@ -76,6 +76,8 @@ def prepare_config(config: dict, init: InitFrom | None) -> dict:
     if changed:
         log.warning("--%s: the model is %s's; the input's %s section(s) are not used", init.mode, init.path,
                     " and ".join(changed))
+    # (the source's mixed_precision record stays behind: the input's training/mixed_precision decides)
+    source = {k: v for k, v in source.items() if k != "mixed_precision"}
     return {**config, "model": {**config["model"], **source}}
 
 
