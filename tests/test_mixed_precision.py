@@ -144,7 +144,7 @@ def tf_fitting_net(x, layers, fmt):
     return layer @ last.w.numpy() + last.b.numpy()
 
 
-@pytest.mark.parametrize("fmt", ["bfloat16", "float16"])
+@pytest.mark.parametrize("fmt", ["bfloat16", "float16", "float32"])
 def test_nets_round_where_deepmd_kit_casts(fmt):
     model = make_small_model(precision="float64", resnet_dt=True)  # embedding 1 -> 4 -> 8 -> 16, fitting 16, 16
     mp.enable(model, {"output_prec": "float64", "compute_prec": fmt})
@@ -161,7 +161,7 @@ def test_nets_round_where_deepmd_kit_casts(fmt):
     # the rounding is real: without it the nets differ by about compute_prec's precision
     plain = make_small_model(precision="float64", resnet_dt=True)
     diff = np.abs(plain.fitting.nets[0](paddle.to_tensor(d)).numpy() - got).max() / np.abs(got).max()
-    assert 2.0 ** -16 < diff < 2.0 ** -4
+    assert 2.0 ** -(rounding.FORMATS[fmt][0] + 8) < diff < 2.0 ** -4
 
 
 def _eval(model, coord, atype, cell, dtype):
