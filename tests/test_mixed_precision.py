@@ -205,18 +205,46 @@ def test_float32_compute_in_float32_is_the_plain_model():
     assert mixed.mixed_precision == {"output_prec": "float32", "compute_prec": "float32"}
 
 
-def test_fused_kernels_step_aside_until_they_round():
+@pytest.mark.parametrize("fmt,out", [("bfloat16", "float32"), ("float16", "float64")])
+def test_fused_kernels_round_as_the_layers(fmt, out):
+    """The fused C++ evaluation (frozen weights) and training step round as the Paddle layers do
+    (rounding.FUSED_KERNELS_ROUND; custom_ops/round_prec.h), or step aside when the switch is off."""
     from deepmd_paddle.train import fused_step
+    from deepmd_paddle.train.loss import EnerLoss
 
-    plain = make_small_model(use_op=None)
-    mixed = make_small_model(use_op=None)
-    mp.enable(mixed, {"output_prec": "float64", "compute_prec": "bfloat16"})
-    assert not fused_step.supported(mixed) and not mixed.descriptor.fused_ready()
+    mixed = make_small_model(use_op=None, precision=out, type_one_side=True)
+    mp.enable(mixed, {"output_prec": out, "compute_prec": fmt})
+    if not mixed.kernels.has("embed_train"):
+        pytest.skip("the C++ operators are not built in this process")
+    assert rounding.FUSED_KERNELS_ROUND and fused_step.supported(mixed)
+    coord, atype, cell = random_system(24, seed=5)
+    e_layers, f_layers = _eval(mixed, coord, atype, cell, out)
     for p in mixed.parameters():
         p.stop_gradient = True
-    assert mixed.descriptor.embedding_path(False) == "layers"  # never the un-rounding fused evaluation
-    if plain.kernels.has("embed_train"):
-        assert fused_step.supported(plain)
+    assert mixed.descriptor.embedding_path(False) == "fused"
+    e_fused, f_fused = _eval(mixed, coord, atype, cell, out)
+    rtol = 1e-5 if out == "float32" else 1e-10  # (a value on a rounding boundary may still flip in float32)
+    np.testing.assert_allclose(e_fused, e_layers, rtol=rtol)
+    np.testing.assert_allclose(f_fused, f_layers, rtol=0, atol=50 * rtol * np.abs(f_layers).max())
+    for p in mixed.parameters():
+        p.stop_gradient = False
+    # the fused training step's gradient equals autograd through the rounding layers
+    loss_fn = EnerLoss(1e-3, start_pref_e=0.5, limit_pref_e=1.0, start_pref_f=10.0, limit_pref_f=1.0)
+    b = {"coord": paddle.to_tensor(coord.astype(out)), "atype": paddle.to_tensor(atype),
+         "box": paddle.to_tensor(cell.astype(out)), "natoms": 24,
+         "energy": paddle.to_tensor(e_layers.reshape(-1, 1) + 0.3), "find_energy": 1.0,
+         "force": paddle.to_tensor(f_layers.reshape(1, -1) * 0.9), "find_force": 1.0}
+    loss_fn(mixed(b["coord"], b["atype"], b["box"], create_graph=True), b, 1e-3)[0].backward()
+    want = [p.grad.numpy().copy() for p in mixed.parameters()]
+    mixed.clear_gradients()
+    fused_step.step(mixed, loss_fn, b, 1e-3)
+    for g, w in zip([p.grad.numpy() for p in mixed.parameters()], want):
+        np.testing.assert_allclose(g, w, rtol=0, atol=(1e-3 if out == "float32" else 1e-8) * max(1.0, np.abs(w).max()))
+    rounding.FUSED_KERNELS_ROUND = False
+    try:
+        assert not fused_step.supported(mixed) and not mixed.descriptor.fused_ready()
+    finally:
+        rounding.FUSED_KERNELS_ROUND = True
 
 
 # ----------------------------------------------------------------------------- config

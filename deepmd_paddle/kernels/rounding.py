@@ -31,16 +31,17 @@ gradient unchanged (see ``model/mixed_precision.py`` for why). Its work is ``rou
 operator (``deepmd_round_delta``, custom_ops/round_format.h: one pass) with this module's
 functions as its plain-Paddle twin (about fifteen element-wise operators).
 
-The C++ kernels do not round yet: ``FUSED_KERNELS_ROUND`` is the one switch that says so (the
-descriptor's ``fused_ready`` reads it, so that the fused evaluation and training passes are not
-used for a mixed-precision model until they round as these functions do).
+The fused C++ embedding kernels round the same way (custom_ops/round_prec.h): ``FUSED_KERNELS_ROUND``
+is the one switch that says so (the descriptor's ``fused_ready`` reads it: off, the fused evaluation
+and training passes step aside for a mixed-precision model and its nets run in the Paddle layers).
 """
 from __future__ import annotations
 
 import paddle
 
 # the C++ embedding kernels (se_a_embed*, the fused training passes) round to compute_prec
-FUSED_KERNELS_ROUND = False
+# (custom_ops/round_prec.h; the mode rides in their nlayer attribute: DescrptSeA.fused_attrs)
+FUSED_KERNELS_ROUND = True
 
 # format -> (significant bits p, exponent of the smallest normal, largest finite value)
 FORMATS = {

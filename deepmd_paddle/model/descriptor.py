@@ -19,7 +19,7 @@ import paddle
 
 from ..kernels import default_backend, rounding
 from ..kernels.checks import check_cutoffs
-from ..kernels.twins import const
+from ..kernels.twins import const, nlayer_code
 from . import init, options
 from .network import EmbeddingNet, check_class, resolve_precision
 
@@ -199,7 +199,10 @@ class DescrptSeA(paddle.nn.Layer):
                 for p in ((layer.w, layer.b) if layer.idt is None else (layer.w, layer.b, layer.idt))]
 
     def fused_attrs(self) -> tuple:
-        return self.sel, len(self.neuron), self.resnet_dt
+        """(sel, nlayer, timestep) of the fused operators; nlayer carries the nets' rounding mode
+        (mixed precision: ``kernels.twins.nlayer_code``)."""
+        first = self.embeddings[0].layers[0].rounding
+        return self.sel, nlayer_code(len(self.neuron), None if first is None else first.fmt), self.resnet_dt
 
     def _contract(self, env, ti, keep=None):
         """T = (1/nnei) sum_j G_j^T R~_j with the Paddle layers: nat x ng x 4.

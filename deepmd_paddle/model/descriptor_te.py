@@ -168,6 +168,8 @@ class DescrptSeATebd(DescrptSeA):
         first = self.embeddings[0].layers[0]
         if self.skip is not None or first.idt is not None or first.w.shape[1] <= 2:
             return False
+        if first.rounding is not None:  # mixed precision rounds x = [s, e] and W, not s W_s + (b + e W_e)
+            return False
         return super().fused_ready()
 
     def embedding_path(self, second_order: bool, graph: bool = False) -> str:
