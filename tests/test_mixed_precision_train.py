@@ -1,4 +1,4 @@
-"""Mixed precision in training and after it: the trainer takes the autograd path, the setting
+"""Mixed precision in training and after it: the trainer takes the fused C++ step (it rounds), the setting
 survives checkpoints, .dp and frozen files (the same rounded nets evaluate), compress refuses it,
 and DeePMD-kit's own example (examples/water/se_e2_a_mixed_prec: compute float16, output float64)
 trains unchanged but for numb_steps."""
@@ -34,7 +34,8 @@ def trained(tmp_path_factory):
                      "numb_steps": 4, "seed": 3, "disp_freq": 2, "save_freq": 4, "mixed_precision": MIXED},
     })
     trainer = Trainer(cfg, str(root / "run"))
-    assert not trainer.fused  # the fused C++ step does not round yet: autograd through the rounding layers
+    # the fused C++ training step rounds as the layers do (rounding.FUSED_KERNELS_ROUND): it is taken
+    assert trainer.fused == trainer.model.kernels.has("embed_train")
     assert trainer.dtype == "float64"  # output_prec wins over the descriptor's float32, as in DeePMD-kit
     trainer.run()
     frames = np.load(os.path.join(data["valid"], "set.000", "coord.npy"))[:2]
