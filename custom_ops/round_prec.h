@@ -25,15 +25,18 @@ inline float round_bf16(float x) {
 }
 
 inline double round_bf16(double x) {
-  // within float's normal range the rounding is on the double's bits directly (one rounding);
-  // below it (bfloat16 subnormals) through float, whose subnormals have bfloat16's spacing and finer
+  // one rounding of the double itself (through float would round twice: ties of the second
+  // rounding that the first one made); below float's normal range the bfloat16 subnormals,
+  // spacing 2^-133, by scaling (exact) and rounding to an integer (ties to even)
   const double ax = x < 0 ? -x : x;
-  if (!(ax >= 1.1754943508222875e-38) || ax > 3.4e38) return double(round_bf16(float(x)));
+  if (!(ax == ax)) return x;  // NaN
+  if (ax < 1.1754943508222875e-38) return __builtin_nearbyint(x * 0x1p133) * 0x1p-133;
   uint64_t u;
   std::memcpy(&u, &x, 8);
   u = (u + ((uint64_t(1) << 44) - 1) + ((u >> 45) & 1u)) & ~((uint64_t(1) << 45) - 1);
   std::memcpy(&x, &u, 8);
-  return x;
+  // beyond bfloat16's largest value (2 - 2^-7) 2^127 it is infinite (a double holds 2^128)
+  return (x < 0 ? -x : x) > 3.3895313892515355e38 ? (x < 0 ? -__builtin_inf() : __builtin_inf()) : x;
 }
 
 // float16: scale so that the target's spacing becomes 1, round to an integer (ties to even,

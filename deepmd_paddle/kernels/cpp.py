@@ -201,11 +201,11 @@ def embed_pgrad(env, params, tbar, gt, a, sel, nlayer: int, timestep: bool):
     return _lib().se_a_embed_pgrad(env, params, tbar, gt, a, sel, nlayer, timestep)
 
 
-_ROUND_FORMATS = {"bfloat16": 0, "float16": 1}  # deepmd_round_delta's fmt attribute
+_ROUND_MODES = {"bfloat16": 1, "float16": 2}  # deepmd_round_delta's mode (custom_ops/round_prec.h)
 
 
 def round_delta(x, fmt: str):
     """round(x) - x to bfloat16 or float16 (kernels/rounding.py: its twin); no gradient."""
-    if fmt not in _ROUND_FORMATS:
-        raise ValueError(f"deepmd_round_delta rounds to {sorted(_ROUND_FORMATS)}, not {fmt!r}")
-    return _lib().deepmd_round_delta(x, _ROUND_FORMATS[fmt])
+    if fmt not in _ROUND_MODES:
+        raise ValueError(f"deepmd_round_delta rounds to {sorted(_ROUND_MODES)}, not {fmt!r}")
+    return _lib().deepmd_round_delta(x, _ROUND_MODES[fmt])

@@ -28,7 +28,7 @@ to NumPy's float16 cast and to a bit-level bfloat16 reference.
 
 Nothing here differentiates: ``straight_through`` rounds in the forward pass and passes the
 gradient unchanged (see ``model/mixed_precision.py`` for why). Its work is ``round_delta``, a C++
-operator (``deepmd_round_delta``, custom_ops/round_format.h: one pass) with this module's
+operator (``deepmd_round_delta``: one pass of custom_ops/round_prec.h, the fused kernels' rounding) with this module's
 functions as its plain-Paddle twin (about fifteen element-wise operators).
 
 The fused C++ embedding kernels round the same way (custom_ops/round_prec.h): ``FUSED_KERNELS_ROUND``
@@ -95,7 +95,7 @@ def round_to(x, fmt: str):
 
 def round_delta(x, fmt: str):
     """``round_to(x, fmt) - x`` (exact), 0 where x is NaN or +-inf; no gradient. The plain-Paddle
-    twin of the C++ operator ``deepmd_round_delta`` (custom_ops/round_format.h)."""
+    twin of the C++ operator ``deepmd_round_delta`` (custom_ops/round_prec.h)."""
     x = x.detach()
     d = round_to(x, fmt) - x
     return paddle.where(paddle.isfinite(x), d, paddle.zeros_like(d))
