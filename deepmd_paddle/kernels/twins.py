@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import paddle
 
+from . import rounding
+
 
 def const(like: paddle.Tensor, value: float) -> paddle.Tensor:
     """A scalar constant in ``like``'s dtype. In static graphs ``x * 0.1`` becomes a ``scale``
@@ -221,8 +223,9 @@ def round_to(x, mode: int):
     dtype; the derivative passes straight through (that of the identity)."""
     if mode == 0:
         return x
-    r = x.astype({1: "bfloat16", 2: "float16", 3: "float32"}[mode]).astype(x.dtype)
-    return x + (r - x).detach()
+    # (rounding.py, not Paddle's cast: that turns inf into NaN here, rounds float64 twice through
+    # float32, and takes float32 values far below float16's subnormals to 2^-24)
+    return rounding.straight_through(x, {1: "bfloat16", 2: "float16", 3: "float32"}[mode])
 
 
 def embed(env, params, sel, nlayer: int, timestep: bool):
