@@ -46,6 +46,8 @@ def _set_precision(cfg: dict, precision: str) -> dict:
                  cfg["descriptor"].get("type_embedding")):
         if isinstance(part, dict):
             part["precision"] = precision
+    if cfg.get("mixed_precision"):  # (model/mixed_precision.py: output_prec is the nets' precision)
+        cfg["mixed_precision"] = dict(cfg["mixed_precision"], output_prec=precision)
     return cfg
 
 
