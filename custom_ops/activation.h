@@ -12,7 +12,9 @@ namespace dpp {
 // expm1(x) for x <= 0, vectorisable without -ffast-math: x = n ln2 + r with |r| <= ln2/2,
 // expm1(r) by its Taylor series to r^13 (truncation < 5e-18 relative), then
 // expm1(x) = 2^n expm1(r) + (2^n - 1), exact in the scaling. Arguments below -40 act as -40.
-inline double expm1_neg(double x) {
+// (always inlined, as tanh_fast below: called out of line from a loop body past GCC's inlining
+// budget, as the mixed-precision epilogue's is, it ran once per element and the loop stayed scalar)
+__attribute__((always_inline)) inline double expm1_neg(double x) {
   x = x < -40.0 ? -40.0 : x;
   const double n = __builtin_floor(x * 1.4426950408889634073599 + 0.5);
   const double r = (x - n * 6.93145751953125E-1) - n * 1.42860682030941723212E-6;
@@ -40,7 +42,7 @@ inline double expm1_neg(double x) {
 // tanh(x) = sign(x) |m| / (2 + m) with m = expm1(-2|x|): one division, no cancellation for
 // small |x|, branch-free so that the loops vectorise; within 3 ulp of tanh (checked against
 // long double over [-20, 20] and 1e-12 <= |x| <= 100 in tests/test_ops.py).
-inline double tanh_fast(double x) {
+__attribute__((always_inline)) inline double tanh_fast(double x) {
   const double ax = x < 0.0 ? -x : x;
   const double m = expm1_neg(-2.0 * ax);
   const double t = (m < 0.0 ? -m : m) / (2.0 + m);
@@ -52,7 +54,7 @@ inline double tanh_fast(double x) {
 // (truncation < 1e-9 relative for |r| <= ln2/2), 2^n from the exponent bits. Arguments below
 // -20 act as -20 (tanh is 1 in float32 from |x| = 9.1 on). Within 4 ulp of tanh in float32
 // (tests/test_ops.py).
-inline float expm1_neg(float x) {
+__attribute__((always_inline)) inline float expm1_neg(float x) {
   x = x < -20.0f ? -20.0f : x;
   const float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
   const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
@@ -65,7 +67,7 @@ inline float expm1_neg(float x) {
   return u.f * p + (u.f - 1.0f);
 }
 
-inline float tanh_fast(float x) {
+__attribute__((always_inline)) inline float tanh_fast(float x) {
   const float ax = x < 0.0f ? -x : x;
   const float m = expm1_neg(-2.0f * ax);
   const float t = (m < 0.0f ? -m : m) / (2.0f + m);

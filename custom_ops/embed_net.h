@@ -179,24 +179,51 @@ inline void add_skip_transposed(T* __restrict xb, const T* __restrict yb, int ni
 // (when dy, updated in place); tanh z (before its rounding) goes to th; acc, y, th may alias.
 // Derivatives are straight-through: those of the same ops with each rounding taken as the
 // identity (tanh's from tanh z itself), as autograd gives through the twin (kernels/twins.py).
+template <typename T, int M>
+inline void round_epilogue_m(const PackedLayer<T>& P, const T* acc, T* y, T* th, T* dy, const T* x, const T* dx) {
+  const int nop = P.nop, ni = P.n_in, no = P.n_out;
+  const T* idt = P.idt.data();  // (1 without idt: rounding t * 1 leaves t)
+  const T* b = P.b_post.data();
+  // (padded columns: W, b are 0 there, so z = t = y = 0; the skip adds to real columns only)
+  if (dy) {
+#pragma omp simd
+    for (int c = 0; c < nop; ++c) {
+      const T z = round_v<T, M>(round_v<T, M>(acc[c]) + b[c]);
+      const T tu = tanh_fast(z);
+      dy[c] = (T(1) - tu * tu) * dy[c] * idt[c];
+      th[c] = tu;
+      y[c] = round_v<T, M>(round_v<T, M>(tu) * idt[c]);
+    }
+  } else {
+#pragma omp simd
+    for (int c = 0; c < nop; ++c) {
+      const T z = round_v<T, M>(round_v<T, M>(acc[c]) + b[c]);
+      const T tu = tanh_fast(z);
+      th[c] = tu;
+      y[c] = round_v<T, M>(round_v<T, M>(tu) * idt[c]);
+    }
+  }
+  if (no == ni || no == 2 * ni) {
+    for (int rep = 0; rep < no / ni; ++rep) {
+      T* yr = y + rep * ni;
+#pragma omp simd
+      for (int c = 0; c < ni; ++c) yr[c] = round_v<T, M>(yr[c] + x[c]);
+      if (dy) {
+        T* dyr = dy + rep * ni;
+#pragma omp simd
+        for (int c = 0; c < ni; ++c) dyr[c] += dx[c];
+      }
+    }
+  }
+}
+
 template <typename T>
 inline void round_epilogue(const PackedLayer<T>& P, const T* acc, T* y, T* th, T* dy, const T* x, const T* dx) {
-  const int nop = P.nop, ni = P.n_in, no = P.n_out, m = P.round;
-  const T* idt = P.idt.data();
-  const T* b = P.b_post.data();
-  const bool skip = no == ni || no == 2 * ni;
-  for (int c = 0; c < nop; ++c) {
-    const T z = round_to(round_to(acc[c], m) + b[c], m);
-    const T tu = tanh_fast(z), t = round_to(tu, m);
-    if (dy) dy[c] = (T(1) - tu * tu) * dy[c] * idt[c];
-    T v = P.has_idt ? round_to(t * idt[c], m) : t;
-    if (skip && c < no) {
-      const int k = c < ni ? c : c - ni;
-      v = round_to(v + x[k], m);
-      if (dy) dy[c] += dx[k];
-    }
-    th[c] = tu;
-    y[c] = c < no ? v : T(0);
+  switch (P.round) {  // (the mode is a template argument: the loops above vectorise)
+    case kRoundBF16: round_epilogue_m<T, kRoundBF16>(P, acc, y, th, dy, x, dx); break;
+    case kRoundF16: round_epilogue_m<T, kRoundF16>(P, acc, y, th, dy, x, dx); break;
+    case kRoundF32: round_epilogue_m<T, kRoundF32>(P, acc, y, th, dy, x, dx); break;
+    default: round_epilogue_m<T, kRoundNone>(P, acc, y, th, dy, x, dx); break;
   }
 }
 

@@ -13,13 +13,22 @@ namespace {
 
 constexpr int64_t kSerialElements = 32768;
 
-template <typename T>
-void round_delta(const T* x, T* delta, int64_t n, int mode) {
-#pragma omp parallel for schedule(static) if (n > kSerialElements)
+// (the branch-free rounding the fused kernels use, round_prec.h's round_v: one definition tested here
+// against IEEE on edge cases; v - v is 0 exactly when v is finite)
+template <typename T, int M>
+void round_delta_m(const T* x, T* delta, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kSerialElements)
   for (int64_t i = 0; i < n; ++i) {
     const T v = x[i];
-    delta[i] = std::isfinite(v) ? T(dpp::round_to(v, mode) - v) : T(0);  // exact (Sterbenz)
+    const T r = dpp::round_v<T, M>(v);
+    delta[i] = v - v == T(0) ? T(r - v) : T(0);  // exact (Sterbenz)
   }
+}
+
+template <typename T>
+void round_delta(const T* x, T* delta, int64_t n, int mode) {
+  if (mode == dpp::kRoundBF16) round_delta_m<T, dpp::kRoundBF16>(x, delta, n);
+  else round_delta_m<T, dpp::kRoundF16>(x, delta, n);
 }
 
 }  // namespace
