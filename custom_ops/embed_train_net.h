@@ -193,6 +193,36 @@ void train_forward(const TrainNet<T>& net, int rows, const T* s, TrainTape<T>& t
   }
 }
 
+// The element-wise part of the reverse sweep through layer l for all rows: zb, zbp and the bias
+// and idt gradients. M: the layer's rounding mode (round_prec.h); idt multiplies the rounded tanh.
+template <typename T, bool Tangent, int M>
+void reverse_rows(const PackedLayer<T>& P, int rows, TrainTape<T>& tp, size_t l, T* gb, T* gidt) {
+  const int nop = P.nop;
+  const T* idt = P.idt.data();
+  for (int r = 0; r < rows; ++r) {
+    const T* t = tp.t[l].data() + int64_t(r) * nop;
+    const T* zp = tp.zp[l].data() + int64_t(r) * nop;
+    const T* yb = tp.yb.data() + int64_t(r) * nop;
+    const T* dyb = tp.dyb.data() + int64_t(r) * nop;
+    T* zb = tp.zb.data() + int64_t(r) * nop;
+    T* zbp = tp.zbp.data() + int64_t(r) * nop;
+#pragma omp simd
+    for (int c = 0; c < nop; ++c) {
+      const T q = T(1) - t[c] * t[c];
+      T tb = idt[c] * yb[c];
+      T gi = yb[c] * round_v<T, M>(t[c]);  // d/didt of idt r(tanh z)
+      if (Tangent) {
+        zbp[c] = idt[c] * dyb[c] * q;
+        tb -= T(2) * idt[c] * dyb[c] * zp[c] * t[c];
+        gi += dyb[c] * q * zp[c];
+      }
+      zb[c] = tb * q;
+      gb[c] += zb[c];
+      gidt[c] += gi;
+    }
+  }
+}
+
 // Reverse sweep from cotangents on G (tp.yb) and, when Tangent, on G' (tp.dyb), both rows x ldg;
 // accumulates the weight gradients into g.
 template <typename T, bool Tangent>
@@ -201,30 +231,13 @@ void train_reverse(const TrainNet<T>& net, int rows, TrainTape<T>& tp, NetGrads<
   for (int l = nl - 1; l >= 0; --l) {
     const auto& P = net.fwd[l];
     const int nop = P.nop, ni = P.n_in, no = P.n_out, ldx = net.ld_in(l);
-    const T* idt = P.idt.data();
     T* gb = g.b[l].data();
     T* gidt = g.idt[l].data();
-    for (int r = 0; r < rows; ++r) {
-      const T* t = tp.t[l].data() + int64_t(r) * nop;
-      const T* zp = tp.zp[l].data() + int64_t(r) * nop;
-      const T* yb = tp.yb.data() + int64_t(r) * nop;
-      const T* dyb = tp.dyb.data() + int64_t(r) * nop;
-      T* zb = tp.zb.data() + int64_t(r) * nop;
-      T* zbp = tp.zbp.data() + int64_t(r) * nop;
-#pragma omp simd
-      for (int c = 0; c < nop; ++c) {
-        const T q = T(1) - t[c] * t[c];
-        T tb = idt[c] * yb[c];
-        T gi = yb[c] * (P.round == kRoundNone ? t[c] : round_to(t[c], P.round));  // d/didt of idt r(tanh z)
-        if (Tangent) {
-          zbp[c] = idt[c] * dyb[c] * q;
-          tb -= T(2) * idt[c] * dyb[c] * zp[c] * t[c];
-          gi += dyb[c] * q * zp[c];
-        }
-        zb[c] = tb * q;
-        gb[c] += zb[c];
-        gidt[c] += gi;
-      }
+    switch (P.round) {  // (the mode a template argument: the loop vectorises)
+      case kRoundBF16: reverse_rows<T, Tangent, kRoundBF16>(P, rows, tp, l, gb, gidt); break;
+      case kRoundF16: reverse_rows<T, Tangent, kRoundF16>(P, rows, tp, l, gb, gidt); break;
+      case kRoundF32: reverse_rows<T, Tangent, kRoundF32>(P, rows, tp, l, gb, gidt); break;
+      default: reverse_rows<T, Tangent, kRoundNone>(P, rows, tp, l, gb, gidt); break;
     }
     weight_grad<T, Tangent>(tp.a[l].data(), tp.da[l].data(), ldx, tp.zb.data(), tp.zbp.data(), nop, rows, ni,
                             g.w[l].data());
