@@ -15,49 +15,11 @@ namespace dpp {
 
 enum RoundMode : int { kRoundNone = 0, kRoundBF16 = 1, kRoundF16 = 2, kRoundF32 = 3 };
 
-inline float round_bf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return x;  // NaN
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-
-inline double round_bf16(double x) {
-  // one rounding of the double itself (through float would round twice: ties of the second
-  // rounding that the first one made); below float's normal range the bfloat16 subnormals,
-  // spacing 2^-133, by scaling (exact) and rounding to an integer (ties to even)
-  const double ax = x < 0 ? -x : x;
-  if (!(ax == ax)) return x;  // NaN
-  if (ax < 1.1754943508222875e-38) return __builtin_nearbyint(x * 0x1p133) * 0x1p-133;
-  uint64_t u;
-  std::memcpy(&u, &x, 8);
-  u = (u + ((uint64_t(1) << 44) - 1) + ((u >> 45) & 1u)) & ~((uint64_t(1) << 45) - 1);
-  std::memcpy(&x, &u, 8);
-  // beyond bfloat16's largest value (2 - 2^-7) 2^127 it is infinite (a double holds 2^128)
-  return (x < 0 ? -x : x) > 3.3895313892515355e38 ? (x < 0 ? -__builtin_inf() : __builtin_inf()) : x;
-}
-
-// float16: scale so that the target's spacing becomes 1, round to an integer (ties to even,
-// exact in T for these magnitudes), scale back; exponent from the value itself.
-template <typename T>
-inline T round_f16(T x) {
-  const T ax = x < 0 ? -x : x;
-  if (!(ax == ax)) return x;                                     // NaN
-  if (ax >= T(65520)) return T(x < 0 ? -__builtin_inf() : __builtin_inf());  // rounds past 65504
-  int e;
-  (void)__builtin_frexp(double(ax), &e);  // ax = f 2^e, 0.5 <= f < 1
-  const int q = (e - 1 < -14 ? -14 : e - 1) - 10;  // exponent of the spacing: 2^(max(e-1, -14) - 10)
-  const T scale = T(__builtin_ldexp(1.0, -q)), inv = T(__builtin_ldexp(1.0, q));
-  return T(__builtin_nearbyint(double(x * scale))) * inv;
-}
-
-// The same roundings without branches, so that the kernels' loops over a layer's outputs
+// The roundings, without branches, so that the kernels' loops over a layer's outputs
 // vectorise (integer bit operations and selects; the exponent of a float16 spacing from the
-// value's exponent bits instead of frexp). Equal to the functions above on every input
+// value's exponent bits); round_to below dispatches to them: one definition for every rounding
 // (tests/test_mixed_kernels.py holds the fused kernels to a NumPy definition, and
-// tests/test_mixed_precision.py the operator built on round_to to IEEE on edge cases).
+// tests/test_mixed_precision.py the operator built on round_v to IEEE on edge cases).
 __attribute__((always_inline)) inline float bf16_v(float x) {
   uint32_t u;
   std::memcpy(&u, &x, 4);
@@ -114,8 +76,13 @@ __attribute__((always_inline)) inline T round_v(T x) {
 }
 
 template <typename T>
-inline T round_to(T x, int mode) {
-  return mode == kRoundBF16 ? round_bf16(x) : mode == kRoundF16 ? round_f16(x) : mode == kRoundF32 ? T(float(x)) : x;
+inline T round_to(T x, int mode) {  // (the mode at run time: packing weights, a net's inputs)
+  switch (mode) {
+    case kRoundBF16: return round_v<T, kRoundBF16>(x);
+    case kRoundF16: return round_v<T, kRoundF16>(x);
+    case kRoundF32: return round_v<T, kRoundF32>(x);
+    default: return x;
+  }
 }
 
 }  // namespace dpp
