@@ -95,7 +95,8 @@ def normalize(config: dict, base_dir: str | None = None) -> dict:
     if given:
         _check_type_map(model)
     _expand_data(tr, os.getcwd() if base_dir is None else base_dir)
-    for sec, key in ((tr, "stat_file"), (model, "use_srtab")):  # files relative to the input file, as the systems
+    for sec, key in ((tr, "stat_file"), (model, "use_srtab"),  # files relative to the input file, as the systems
+                     (model.get("modifier") or {}, "model_name")):
         if sec.get(key) is not None:
             sec[key] = os.path.normpath(os.path.join(os.getcwd() if base_dir is None else base_dir, sec[key]))
     if not given:

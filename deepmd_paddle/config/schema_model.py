@@ -151,6 +151,8 @@ def _modifier_args() -> Argument:
         Argument("sys_charge_map", list[float], doc="Charge of each atom type."),
         opt("ewald_beta", float, 0.4, "Ewald splitting parameter, 1/Angstrom."),
         opt("ewald_h", float, 1.0, "Ewald grid spacing, Angstrom."),
+        nodefault("dipole_model", dict, "deepmd_paddle's record of the dipole model's architecture (its weights go "
+                  "with the model's): written by `dpp train` when it reads model_name; leave it out."),
     ])
     return nodefault("modifier", dict, "A correction to the model's output (DPLR).",
                      sub_variants=[Variant("type", [dipole_charge])])

@@ -32,7 +32,6 @@ UNSUPPORTED = {
     "model/pair_exclude_types": [],
     "model/atom_exclude_types": [],
     "model/preset_out_bias": None,
-    "model/modifier": ABSENT,
     "model/compress": ABSENT,
     "model/spin": ABSENT,
     "model/finetune_head": ABSENT,

@@ -61,7 +61,7 @@ class DeepPot:
     """
 
     def __init__(self, model, backend: str | None = None, atom_budget: int | None = None,
-                 auto_batch_size=None, neighbor_list=None, **kwargs):
+                 auto_batch_size=None, neighbor_list=None, skip_modifier: bool = False, **kwargs):
         if neighbor_list is not None:
             raise NotImplementedError("an external neighbor_list is not supported; the model builds its own")
         if kwargs:
@@ -99,6 +99,10 @@ class DeepPot:
             self.backend = "dynamic"
             self._runner = DynamicRunner(m, owned=self.model_file is not None)
         self.type_map = list(self.meta["type_map"])
+        # DPLR (model/modifier): the long-range correction is added to the outputs, as DeePMD-kit's DeepPot does
+        self.modifier = None
+        if not skip_modifier and (self.meta.get("model_def_script") or {}).get("modifier"):
+            self.modifier = (source.model() if source is not None and self.backend != "dynamic" else m).modifier
 
     # ---------------------------------------------------------------- getters (DeePMD-kit's)
     def get_type_map(self) -> list[str]:
@@ -148,6 +152,11 @@ class DeepPot:
         """
         coord, box, atype = self._inputs(coords, cells, atom_types, atomic=atomic, **kwargs)
         nf, na = atype.shape
+        if self.modifier is not None and (atomic or box is None):
+            raise RuntimeError(f"{self.model_file or 'the model'} has a modifier (DPLR's dipole_charge): its "
+                               f"long-range correction has {'no atomic energies or virials' if atomic else 'no open-boundary form'}"
+                               "; evaluate without atomic=True and with a box, or load with skip_modifier=True for "
+                               "the short-range model alone")
         fparam, aparam = self.param_inputs(fparam, aparam, nf, na)
         out = {"energy": np.empty([nf, 1]), "force": np.empty([nf, na, 3]), "virial": np.empty([nf, 9])}
         if atomic:
@@ -165,6 +174,11 @@ class DeepPot:
                 self._check_neighbors(res["nmax"], res["mindist"], coord[f], b)
             for k in out:
                 out[k][f] = res[k].reshape(out[k][f].shape)
+        if self.modifier is not None:
+            e, f, v = self.modifier.correction(coord, box, atype)
+            out["energy"] += e.reshape(nf, 1)
+            out["force"] += f
+            out["virial"] += v
         keys = ("energy", "force", "virial") + (("atom_energy", "atom_virial") if atomic else ())
         return tuple(out[k] for k in keys)
 

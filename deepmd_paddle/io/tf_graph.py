@@ -53,7 +53,7 @@ COMPRESSED_OPS = ("TabulateFusion", "TabulateFusionSeA", "TabulateFusionSeAtten"
                   "TabulateFusionSeR")
 # graph nodes that mark a model this package does not evaluate -> what they mean
 REFUSED_NODES = {
-    "spin_attr/ntypes_spin": "a spin model", "modifier_attr/type": "a model with a modifier (dipole_charge)",
+    "spin_attr/ntypes_spin": "a spin model",
     "model_attr/t_tab_info": "a model with a pair table (use_srtab)",
 }
 
@@ -63,6 +63,12 @@ def read_pb(path: str):
     for a ``.dp`` file: ``{"model": ..., "model_def_script": ..., "@variables": {...}}``."""
     g = read_graph(path)
     script = _training_script(g)
+    modifier = _modifier(g)  # DPLR: the dipole model inside, under dipole_charge/
+    if modifier is not None:
+        g = g.without(DPLR_SCOPE)
+    elif script.get("modifier"):
+        raise UnsupportedGraphError(f"{path}: the stored training input has a modifier but the graph has no "
+                                    "modifier_attr/ nodes; freeze it again with DeePMD-kit")
     _refuse_kinds(g, script)
     ntypes = len(next(n for n in g.nodes.values() if n.op in SE_A_OPS).attr["sel_a"].list.i)
     tmap = g.string("model_attr/tmap", default="").split()
@@ -98,6 +104,8 @@ def read_pb(path: str):
     mixed = _stored_mixed_precision(g)
     if mixed is not None:  # (as deepmd_paddle's .dp files record it)
         data["mixed_precision"] = mixed
+    if modifier is not None:  # (a DipoleChargeModifier: load_pb attaches it)
+        data["modifier"] = modifier
     return data, np.asarray
 
 
@@ -118,7 +126,35 @@ def load_pb(path: str):
     mixed = data.get("mixed_precision")
     if mixed is not None:  # trained with training/mixed_precision: the graph's nets cast to compute_prec
         model = model.with_mixed_precision(mixed)
+    if data.get("modifier") is not None:
+        model.modifier = data["modifier"]
+        model.set_kernels(model.kernels)
     return model
+
+
+DPLR_SCOPE = "dipole_charge"
+
+
+def _modifier(g: Graph):
+    """DeePMD-kit's DPLR modifier of an energy graph (``modifier_attr/*``; the dipole model frozen
+    under ``dipole_charge/``) as a ``DipoleChargeModifier``, or None."""
+    kind = g.string("modifier_attr/type")
+    if kind is None:
+        return None
+    if kind != DPLR_SCOPE:
+        raise UnsupportedGraphError(f"{g.path}: a model with a modifier of type {kind!r}; only {DPLR_SCOPE!r} (DPLR) "
+                                    "is supported")
+    from ..model.dplr import DipoleChargeModifier
+    from .tf_dipole import read_dipole_graph
+
+    if not any(name.startswith(DPLR_SCOPE + "/") for name in g.nodes):
+        raise GraphFileError(f"{g.path}: modifier_attr/type is {DPLR_SCOPE!r} but the graph holds no dipole model "
+                             f"under {DPLR_SCOPE}/")
+    charges = {k: [float(q) for q in g.string(f"modifier_attr/{k}", default="").split()]
+               for k in ("mdl_charge_map", "sys_charge_map")}
+    return DipoleChargeModifier(read_dipole_graph(g.scope(DPLR_SCOPE)), g.string("modifier_attr/mdl_name", default=""),
+                                charges["mdl_charge_map"], charges["sys_charge_map"],
+                                float(g.scalar("modifier_attr/ewald_h")), float(g.scalar("modifier_attr/ewald_beta")))
 
 
 def _stored_mixed_precision(g: Graph):
@@ -182,7 +218,6 @@ def _refuse_kinds(g: Graph, script: dict):
         (desc.get("type", "se_e2_a") not in ("se_e2_a", "se_a", "se_a_ebd_v2", "se_a_tpe_v2"),
          f"descriptor type {desc.get('type')!r}"),
         (bool(script.get("spin")), "a spin model"), (bool(script.get("use_srtab")), "a pair table (use_srtab)"),
-        (bool(script.get("modifier")), "a modifier"),
         (bool(script.get("pair_exclude_types")), "model.pair_exclude_types"),
         (bool(script.get("atom_exclude_types")), "model.atom_exclude_types"),
         (fit.get("type", "ener") != "ener", f"fitting_net type {fit.get('type')!r}"),

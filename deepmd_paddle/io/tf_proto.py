@@ -183,6 +183,22 @@ class Graph:
     def __init__(self, path: str, graph_def):
         self.path = path
         self.nodes = {n.name: n for n in graph_def.node}
+        self.prefix = ""
+
+    def scope(self, prefix: str) -> "Graph":
+        """The nodes under ``prefix/`` named without it (a model frozen inside another one, as
+        DeePMD-kit's DPLR energy graph holds its dipole model under ``dipole_charge/``)."""
+        out = Graph.__new__(Graph)
+        out.path, out.prefix = f"{self.path} ({prefix}/)", prefix + "/"
+        out.nodes = {name[len(out.prefix):]: n for name, n in self.nodes.items() if name.startswith(out.prefix)}
+        return out
+
+    def without(self, prefix: str) -> "Graph":
+        """The graph minus the nodes under ``prefix/`` (the energy model of a DPLR graph)."""
+        out = Graph.__new__(Graph)
+        out.path, out.prefix = self.path, self.prefix
+        out.nodes = {name: n for name, n in self.nodes.items() if not name.startswith(prefix + "/")}
+        return out
 
     def op_types(self) -> set:
         return {n.op for n in self.nodes.values()}
@@ -195,7 +211,8 @@ class Graph:
         for _ in range(8):  # a frozen variable: Const, sometimes behind an Identity
             if node is None or node.op != "Identity" or not node.input:
                 break
-            node = self.nodes.get(node.input[0].lstrip("^").split(":")[0])
+            source = node.input[0].lstrip("^").split(":")[0]
+            node = self.nodes.get(source[len(self.prefix):] if self.prefix and source.startswith(self.prefix) else source)
         if node is None:
             raise GraphFileError(f"{self.path}: node {name!r} is missing (a truncated file, or not a DeePMD-kit "
                                  "frozen model?)")

@@ -171,19 +171,22 @@ class DescrptSeA(paddle.nn.Layer):
         false), ``path`` how the nets run (``embedding_path``). ``keep[t]``: the largest number
         of real type-t neighbours of any atom in the block (the Paddle layers then embed only
         those slots; see ``_contract``)."""
+        d = self.from_contraction(self.contraction(env, ti, path, keep))
+        return d if path not in (TABLES, TABLES_EXACT) or self.precision == "float64" else d.astype(self.precision)
+
+    def contraction(self, env, ti: int | None = None, path: str = "layers", keep: list | None = None):
+        """T = (1/nnei) sum_j G_j^T R~_j (nat x ng x 4) of a block, arguments as ``forward``:
+        what D is made of, and (its columns 1..3) the rotation matrix of DeePMD-kit's tensor
+        fittings (model/dipole.py)."""
         if path in (TABLES, TABLES_EXACT):
-            xyz = self.tabulation(env, ti, self.kernels if path == TABLES else None)
-            d = self.from_contraction(xyz)
-            return d if self.precision == "float64" else d.astype(self.precision)
+            return self.tabulation(env, ti, self.kernels if path == TABLES else None)
         if self.precision != "float64":
             env = env.astype(self.precision)
         if path == FUSED_TRAIN:
-            xyz = self.kernels.embed_train(env, self.fused_params(ti), *self.fused_attrs())
-        elif path == FUSED:  # se_a_embed_cached keeps G, dG/ds for the force pass (small systems)
-            xyz, _ = self.kernels.embed_cached(env, self.fused_params(ti), *self.fused_attrs())
-        else:
-            xyz = self._contract(env, ti, keep if self.uniform_stats else None)
-        return self.from_contraction(xyz)
+            return self.kernels.embed_train(env, self.fused_params(ti), *self.fused_attrs())
+        if path == FUSED:  # se_a_embed_cached keeps G, dG/ds for the force pass (small systems)
+            return self.kernels.embed_cached(env, self.fused_params(ti), *self.fused_attrs())[0]
+        return self._contract(env, ti, keep if self.uniform_stats else None)
 
     def from_contraction(self, xyz):
         """D = T T<^T flattened (nat x ng*axis_neuron) from T = (1/nnei) sum_j G_j^T R~_j."""

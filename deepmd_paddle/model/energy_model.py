@@ -21,12 +21,13 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from ..kernels import check_frames, check_neighbors, default_backend
+from ..kernels import default_backend
 from .descriptor import DescrptSeA
 from .descriptors import descriptor_class, make_descriptor, mixed_types
 from .fitting import EnergyFitting
 from . import mixed_precision
 from .network import check_class
+from .stages import FrameStages
 
 # the keys from_config needs (the schema fills them: config.normalize_model)
 _DESCRIPTOR_KEYS = ("sel", "rcut", "rcut_smth", "neuron", "axis_neuron", "type_one_side", "resnet_dt", "precision")
@@ -36,7 +37,7 @@ OUTPUTS = {"energy": "nf x 1", "atom_energy": "nf x nc x 1", "force": "nf x nall
            "atom_virial": "nf x nall x 9"}
 
 
-class EnergyModel(paddle.nn.Layer):
+class EnergyModel(FrameStages, paddle.nn.Layer):
     def __init__(self, type_map, descriptor: DescrptSeA, fitting: EnergyFitting, kernels=None):
         super().__init__()
         self.type_map = list(type_map)
@@ -50,15 +51,8 @@ class EnergyModel(paddle.nn.Layer):
         self.srtab = None  # a tabulated short-range pair potential blended in (model/srtab.py: use_srtab)
         self.min_nbor_dist = None  # the training data's smallest pair distance (compression)
         self.mixed_precision = None  # {"output_prec", "compute_prec"} when the nets round (model/mixed_precision.py)
+        self.modifier = None  # DPLR's dipole_charge correction (model/dplr.py): added by DeepPot, not here
         self.set_kernels(kernels or default_backend())
-
-    def set_kernels(self, kernels) -> None:
-        """Fix the kernels (``deepmd_paddle.kernels.Backend``: C++, plain Paddle, or static export)
-        of the model and all its layers: the one switch between C++ and plain Paddle."""
-        self.kernels = kernels
-        for layer in self.sublayers():
-            if "kernels" in vars(layer):
-                layer.kernels = kernels
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -93,6 +87,10 @@ class EnergyModel(paddle.nn.Layer):
         if cfg.get("use_srtab") is not None or cfg.get("srtab_table") is not None:
             from .srtab import attach
             attach(model, cfg)
+        if cfg.get("modifier"):  # DPLR: the dipole model as a sublayer, built from its record (weights to be set)
+            from .dplr import DipoleChargeModifier
+            model.modifier = DipoleChargeModifier.from_config(cfg["modifier"], type_map)
+            model._config["modifier"] = model.modifier.config()
         if cfg.get("compress"):  # a compressed model's checkpoint: empty tables, filled on loading
             from .tabulate import attach
             attach(model, cfg["compress"])
@@ -118,6 +116,8 @@ class EnergyModel(paddle.nn.Layer):
                 self._config["descriptor"]["type_embedding"] = d.type_embedding.config
             if self.mixed_precision is not None:
                 self._config["mixed_precision"] = dict(self.mixed_precision)
+            if self.modifier is not None:
+                self._config["modifier"] = self.modifier.config()
         return self._config
 
     def with_mixed_precision(self, spec) -> "EnergyModel":
@@ -178,47 +178,6 @@ class EnergyModel(paddle.nn.Layer):
             out["atom_virial"] = atom_virial
         return out
 
-    def centre_env(self, coord, atype, nlist, shift, centre=None, order: int = 0):
-        """(r_ij nf x nc x nnei x 3, a leaf of the derivatives; the centre types nf x nc; R~ nf x nc
-        x nnei x 4) of the centre atoms; ``order``: derivatives in ``coord`` the caller takes."""
-        build_rij = self.kernels.get("build_rij", order)  # (named before the call: see forward_lower)
-        rij = build_rij(coord, nlist, shift, centre)
-        if rij.stop_gradient:
-            rij.stop_gradient = False
-        tc = atype if centre is None else paddle.gather(atype, centre, axis=1)
-        return rij, tc, self.descriptor.env_mat(rij, nlist, tc)
-
-    def prepare(self, coord, atype, box, check: bool = True):
-        """Checked float64 coordinates and box, int32 types, the neighbour list with its image
-        shifts, and ``keep`` (per neighbour type, the largest real neighbour count: padded slots
-        past it need no net; None in static graphs)."""
-        if check and paddle.in_dynamic_mode():
-            check_frames(coord, atype, box, self.ntypes, self.type_map, self.descriptor.rcut)
-        coord = coord.astype("float64")
-        box = None if box is None else box.astype("float64")
-        atype = atype.astype("int32")
-        with paddle.no_grad():
-            # validated above (or the caller asked for no checks): the search need not re-check
-            nlist, shift, nmax, mindist = self.descriptor.neighbor_list(coord, atype, box, check=False)
-        if check and paddle.in_dynamic_mode():
-            check_neighbors(nmax, mindist, self.descriptor.sel, coord, box, self.type_map)
-        keep = None
-        if paddle.in_dynamic_mode():  # the largest real neighbour counts: padded slots need no net
-            keep = np.minimum(nmax.numpy().max(axis=0), self.descriptor.sel).tolist()
-        return coord, atype, box, nlist, shift, keep
-
-    def centre_blocks(self, atype_flat) -> list:
-        """[(ti, indices of the atoms of centre type ti)]: the one loop over centre types (empty
-        types skipped in dynamic mode). Per-type fitting nets, and per-pair embedding nets, run
-        block by block; ``in_atom_order`` puts the rows back."""
-        blocks = []
-        for ti in range(self.ntypes):
-            idx = paddle.nonzero(atype_flat == ti).reshape([-1])  # atoms of centre type ti
-            if paddle.in_dynamic_mode() and idx.shape[0] == 0:
-                continue
-            blocks.append((ti, idx))
-        return blocks
-
     def atom_energy_of(self, d, ti: int, extra=None):
         """E_i of a block of atoms of centre type ti from their descriptor rows (nat x 1, float64);
         ``extra``: their rows of ``fitting.param_rows`` (frame/atomic parameters)."""
@@ -267,14 +226,12 @@ class EnergyModel(paddle.nn.Layer):
             nlist, shift, _, _ = self.descriptor.neighbor_list(coord, atype, box)
             return self.descriptor_lower(coord, atype, nlist, shift).numpy()
 
-    @staticmethod
-    def in_atom_order(parts: list, index: list):
-        """The rows of ``parts`` (block k holds the atoms ``index[k]``) back in atom order."""
-        return paddle.gather(paddle.concat(parts), paddle.argsort(paddle.concat(index)))
-
     # ---------------------------------------------------------------- serialization
     def serialize(self) -> tuple[dict, dict]:
         """(DeePMD-kit's model dict, arrays by '/variable_NNNN' key)."""
+        if self.modifier is not None:
+            raise NotImplementedError("a model with a modifier (DPLR's dipole_charge) has no DeePMD-kit .dp form here: "
+                                      "the modifier and its dipole model would be lost; keep the frozen model")
         if self.srtab is not None:
             raise NotImplementedError("a model with use_srtab (a tabulated pair potential) has no DeePMD-kit .dp form "
                                       "(DeePMD-kit's TensorFlow backend does not serialize it either)")

@@ -192,33 +192,37 @@ class EmbeddingNet(_Stack):
 class FittingNet(_Stack):
     """D_i -> E_i: hidden tanh layers (residual on equal widths) and a linear output layer."""
 
-    def __init__(self, n_in, neuron, activation="tanh", resnet_dt=False, precision="float64", seed=None):
-        """``seed``: the net's seed; layer i (0-based, output layer last) starts at op seed ``seed + 3 i``."""
+    def __init__(self, n_in, neuron, activation="tanh", resnet_dt=False, precision="float64", seed=None,
+                 out_dim: int = 1):
+        """``seed``: the net's seed; layer i (0-based, output layer last) starts at op seed ``seed + 3 i``.
+        ``out_dim``: width of the linear output (1 for energies; a dipole fitting's is the embedding width)."""
         super().__init__()
         seed = init.check_seed(seed)
         dims = [n_in] + list(neuron)
-        self.n_in, self.neuron = n_in, list(neuron)
+        self.n_in, self.neuron, self.out_dim = n_in, list(neuron), int(out_dim)
         self.activation_function, self.resnet_dt, self.precision = activation, resnet_dt, precision
         hidden = [Dense(dims[i], dims[i + 1], activation, True, resnet_dt, precision, init.shifted(seed, 3 * i))
                   for i in range(len(neuron))]
-        out = Dense(dims[-1], 1, "none", False, False, precision, init.shifted(seed, 3 * len(neuron)))
+        out = Dense(dims[-1], self.out_dim, "none", False, False, precision, init.shifted(seed, 3 * len(neuron)))
         self.layers = paddle.nn.LayerList(hidden + [out])
 
     def serialize(self, arrays):
         return {
-            "@class": "FittingNetwork", "@version": 1, "in_dim": self.n_in, "out_dim": 1,
+            "@class": "FittingNetwork", "@version": 1, "in_dim": self.n_in, "out_dim": self.out_dim,
             "neuron": self.neuron, "activation_function": self.activation_function,
             "resnet_dt": self.resnet_dt, "precision": self.precision, "bias_out": True,
             "layers": [l.serialize(arrays) for l in self.layers],
         }
 
     @classmethod
-    def deserialize(cls, d, arrays, precision=None):
+    def deserialize(cls, d, arrays, precision=None, out_dim: int = 1):
+        """``out_dim``: the width the caller expects (1: an energy)."""
         check_class(d, "FittingNetwork", max_version=1)
-        if d.get("out_dim", 1) != 1:
-            raise NotImplementedError(f"fitting nets with out_dim {d['out_dim']} are not supported")
+        if d.get("out_dim", 1) != out_dim:
+            raise NotImplementedError(f"fitting nets with out_dim {d['out_dim']} are not supported here "
+                                      f"({out_dim} expected)")
         net = cls(d["in_dim"], d["neuron"], d.get("activation_function", "tanh"), d.get("resnet_dt", False),
-                  precision or d.get("precision", "float64"))
+                  precision or d.get("precision", "float64"), out_dim=out_dim)
         net.layers = paddle.nn.LayerList([Dense.deserialize(l, arrays, net.precision) for l in d["layers"]])
         return net
 

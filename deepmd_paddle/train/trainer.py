@@ -35,7 +35,7 @@ from deepmd_paddle.data.system import load_system
 from deepmd_paddle import runtime
 from deepmd_paddle.io import checkpoint
 from deepmd_paddle.model.options import trained_parameters
-from deepmd_paddle.train import fit_params, fused_step, init_from, parallel, records, run_folder, stat_file
+from deepmd_paddle.train import dplr, fit_params, fused_step, init_from, parallel, records, run_folder, stat_file
 from deepmd_paddle.train.loss import EnerLoss
 from deepmd_paddle.train.lr import LearningRateExp
 
@@ -123,14 +123,18 @@ class Trainer:
         from deepmd_paddle.model import EnergyModel
         from deepmd_paddle.model.mixed_precision import model_section
 
+        dipole = dplr.read_dipole_model(cfg["model"])  # DPLR: model/modifier's dipole model, read once (train/dplr.py)
         self.model = EnergyModel.from_config(model_section(cfg))  # (training/mixed_precision: model/mixed_precision.py)
+        dplr.set_dipole_weights(self.model, dipole)
         fit_params.attach([self.train_data, self.valid_data], self.model.fitting)  # fparam.npy, aparam.npy
         self.dtype = self.model.descriptor.precision
         self.model.min_nbor_dist = ckpt[1].get("min_nbor_dist") if ckpt is not None else self._min_nbor_dist
         if ckpt is not None:
             checkpoint.load_model_tensors(self.model, ckpt[0], ckpt[1]["base"] + ("" if init_model else ".safetensors"))
+            self._modify_labels()
             init_from.after_load(self.model, None if restart else init_model, self.train_data.systems)
         else:
+            self._modify_labels()
             stat_seed = seed if seed is not None or par.size == 1 else par.broadcast(
                 int(np.random.default_rng().integers(2 ** 62)))  # the same frames on every rank
             self._set_statistics(*par.broadcast(self._statistics(stat_seed)))
@@ -175,6 +179,11 @@ class Trainer:
             checkpoint.write_text(self.out_json, json.dumps(cfg, indent=1))  # DeePMD-kit's record
 
     # ----------------------------------------------------------------- set-up
+    def _modify_labels(self) -> None:
+        """DPLR: the long-range correction out of the labels, before anything reads them (train/dplr.py)."""
+        for name, data in (("training", self.train_data), ("validation", self.valid_data)):
+            dplr.modify_systems(self.model.modifier, [] if data is None else data.systems, name)
+
     def _dataset(self, data: dict, type_map, seed, rcut: float) -> DataSet:
         need = EnerLoss(1.0, **self.config["loss"]).atom_data  # per-atom data of the loss terms (data.atom_data)
         systems = [atom_data.attach(load_system(p, type_map, data["fmt"]), need) for p in data["systems"]]
