@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -52,7 +53,12 @@ def _load(path: str, backend: str | None) -> DeepPot:
     if frozen_prefix(path) is None and not os.path.exists(path):
         raise FileNotFoundError(f"model file {path!r} does not exist (a frozen model from `dpp freeze`, "
                                 "a checkpoint, or a DeePMD-kit .dp/.yaml/.pb file)")
-    return DeepPot(path, backend=backend)
+    dp = DeepPot(path, backend=backend, skip_modifier=True)  # (the pair style evaluates the model itself)
+    if dp.get_model_def_script().get("modifier"):
+        warnings.warn(f"{path}: a DPLR model (model/modifier dipole_charge). pair_style deepmd evaluates its "
+                      "short-range part, as DeePMD-kit's pair style does; the long-range part needs DeePMD-kit's "
+                      "fix dplr and kspace_style pppm/dplr, which deepmd_paddle does not provide", stacklevel=2)
+    return dp
 
 
 class LammpsModel:
