@@ -38,6 +38,7 @@ from deepmd_paddle.data.system import LABELS, DataError, System, _remap, check_v
 
 FIELDS = {"coords": "coord", "cells": "box", "energies": "energy", "forces": "force", "atom_types": "atype",
           "virials": "virial"}  # DeePMD-kit's _KEY_REMAP: the database's names -> DeePMD-kit's
+_DB_NAME = {v: k for k, v in FIELDS.items()}  # for messages: the names the database uses
 IGNORED = {"atom_numbs", "atom_names", "orig"}  # dropped by DeePMD-kit's decoder too
 _INDEX: dict = {}  # (real path, data.mdb mtime and size) -> index: grouping frames reads each of them once
 
@@ -142,9 +143,10 @@ class _Database:
         for name, value in self._unpack(raw, f"frame {key}").items():
             if name in IGNORED:
                 continue
+            value = self._decode(value, key, name)
             name = FIELDS.get(name, name)
             name = "find_atom_" + name[12:] if name.startswith("find_atomic_") else name
-            out["atom_" + name[7:] if name.startswith("atomic_") else name] = self._decode(value, key, name)
+            out["atom_" + name[7:] if name.startswith("atomic_") else name] = value
         return out
 
     def _decode(self, value, key: str, name: str):
@@ -174,8 +176,8 @@ def _array(frame: dict, name: str, where: str):
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return np.asarray(value, dtype=np.float64)
     if not isinstance(value, np.ndarray):
-        raise DataError(f"{where}, field {name}: a msgpack {type(value).__name__}; expected an array "
-                        "encoded as {type, shape, data} or a number")
+        raise DataError(f"{where}, field {_DB_NAME.get(name, name)}: a msgpack {type(value).__name__}; expected an "
+                        "array encoded as {type, shape, data} or a number")
     return value
 
 
@@ -263,12 +265,12 @@ def load(path: str, type_map: list[str]) -> LmdbSystem:
             frame, key = d.frame(i), d.key(i)
             where = f"{db}, frame {key}"
             keys.append(key)
-            coords.append(_checked(frame, "coord", where, natoms * 3, "coords"))
+            coords.append(_checked(frame, "coord", where, natoms * 3))
             if group["pbc"]:
-                boxes.append(_checked(frame, "box", where, 9, "cells"))
+                boxes.append(_checked(frame, "box", where, 9))
             for name in labels:
                 width = natoms * 3 if name == "force" else LABELS[name]
-                labels[name].append(_checked(frame, name, where, width, _DB_NAME[name]))
+                labels[name].append(_checked(frame, name, where, width))
     nf = len(keys)
     box = np.concatenate(boxes) if group["pbc"] else None
     sys = LmdbSystem(path=path, atype=atype, coord=np.concatenate(coords).reshape(nf, natoms, 3), box=box,
@@ -283,10 +285,10 @@ def load(path: str, type_map: list[str]) -> LmdbSystem:
     return sys
 
 
-_DB_NAME = {v: k for k, v in FIELDS.items()}
 
-
-def _checked(frame: dict, name: str, where: str, width: int, shown: str) -> np.ndarray:
+def _checked(frame: dict, name: str, where: str, width: int) -> np.ndarray:
+    """Field ``name`` of a frame as 1 x width float64: present, of ``width`` values, finite numbers."""
+    shown = _DB_NAME[name]
     arr = _array(frame, name, where)
     if arr is None:
         raise DataError(f"{where}: no {shown} field")
