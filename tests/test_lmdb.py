@@ -103,7 +103,7 @@ def test_one_group_is_the_database_itself(tmp_path):
     s = load_system(db, ["O", "H"])
     np.testing.assert_array_equal(s.coord, d["coord"])
     np.testing.assert_array_equal(s.labels["force"], d["force"])
-    assert s.where(2) == f"{db}, frame 000000000002, field cells"
+    assert s.where(2) == f"{db}, frame 000000000002"
 
 
 def test_a_database_written_by_dpdata_equals_its_npy_system(tmp_path):
@@ -190,7 +190,7 @@ def _bad(tmp_path, frames=None, **kw):
     (lambda t: _bad(t, lambda f: [{**f[0], "forces": {"type": "float64", "shape": [7], "data": b"\0" * 8}}]),
      r"frame 000000000000, field forces: not an array encoded as \{type, shape, data\}"),
     (lambda t: _bad(t, lambda f: [{**f[0], "cells": np.zeros((3, 3))}] + f[1:]),
-     r"box of .*bad.lmdb, frame 000000000000, field cells has zero volume"),
+     r"box of .*bad.lmdb, frame 000000000000 has zero volume"),
     (lambda t: _bad(t, lambda f: [{k: v for k, v in f[0].items() if k != "atom_types"}]),
      r"bad.lmdb, frame 000000000000: no atom_types field"),
     (lambda t: _bad(t, type_map=["O", "C"]), r"element\(s\) \['C'\] are not in the model's type_map"),

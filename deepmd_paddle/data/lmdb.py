@@ -24,9 +24,10 @@ for all its frames, so a database becomes one System per distinct (atom types in
 present or not, labels present): group k (in the order of their first frames) is named
 ``<database>#<k>``, or just ``<database>`` when there is one group. Frame indices are converted
 to the model's ``type_map`` through the database's ``type_map`` as for a npy system's
-``type_map.raw``. Errors name the database, the frame key and the field (``DataError``).
+``type_map.raw``. Errors name the database, the frame key and the field.
 
-``lmdb`` and ``msgpack`` are imported only when a database is read.
+``lmdb`` and ``msgpack`` are imported only when a database is read. (Reading only: data.system
+makes the System; errors are ValueErrors that it turns into DataErrors.)
 """
 from __future__ import annotations
 
@@ -34,12 +35,13 @@ import os
 
 import numpy as np
 
-from deepmd_paddle.data.system import LABELS, DataError, System, _remap, check_volumes, validated
-
 FIELDS = {"coords": "coord", "cells": "box", "energies": "energy", "forces": "force", "atom_types": "atype",
           "virials": "virial"}  # DeePMD-kit's _KEY_REMAP: the database's names -> DeePMD-kit's
 _DB_NAME = {v: k for k, v in FIELDS.items()}  # for messages: the names the database uses
 IGNORED = {"atom_numbs", "atom_names", "orig"}  # dropped by DeePMD-kit's decoder too
+LABELS = ("energy", "force", "virial")  # optional frame by frame
+_SHAPES = {"coords": "natoms x 3", "cells": "3 x 3", "energies": "one number", "forces": "natoms x 3",
+           "virials": "3 x 3"}
 _INDEX: dict = {}  # (real path, data.mdb mtime and size) -> index: grouping frames reads each of them once
 
 
@@ -57,7 +59,7 @@ def split(path: str) -> tuple[str, int | None]:
     if not hash_:
         return db, None
     if not group.isdigit():
-        raise DataError(f"{path}: after '#' an LMDB system names the number of a group of its frames, got {group!r}")
+        raise ValueError(f"{path}: after '#' an LMDB system names the number of a group of its frames, got {group!r}")
     return db, int(group)
 
 
@@ -66,7 +68,7 @@ def _modules(db: str):
         import lmdb
         import msgpack
     except ImportError as e:
-        raise DataError(f"{db}: reading an LMDB database needs the Python packages lmdb and msgpack "
+        raise ValueError(f"{db}: reading an LMDB database needs the Python packages lmdb and msgpack "
                         f"(pip install lmdb msgpack): {e}") from None
     return lmdb, msgpack
 
@@ -78,14 +80,14 @@ class _Database:
         self.db = db
         self.lmdb, self.msgpack = _modules(db)
         if not os.path.isdir(db):
-            raise DataError(f"{db}: an LMDB database is a folder holding data.mdb; this is not a folder")
+            raise ValueError(f"{db}: an LMDB database is a folder holding data.mdb; this is not a folder")
         if not os.path.isfile(os.path.join(db, "data.mdb")):
-            raise DataError(f"{db}: not an LMDB database (no data.mdb in the folder)")
+            raise ValueError(f"{db}: not an LMDB database (no data.mdb in the folder)")
         try:
             self.env = self.lmdb.open(db, readonly=True, lock=False, readahead=False, meminit=False)
             self.txn = self.env.begin()
         except self.lmdb.Error as e:
-            raise DataError(f"{db}: not a readable LMDB database ({type(e).__name__}: {e})") from None
+            raise ValueError(f"{db}: not a readable LMDB database ({type(e).__name__}: {e})") from None
         try:
             self._metadata()
         except BaseException:
@@ -106,28 +108,28 @@ class _Database:
         try:
             value = self.msgpack.unpackb(raw, raw=False)
         except Exception as e:  # msgpack's ExtraData, FormatError, StackError, ValueError, UnicodeDecodeError ...
-            raise DataError(f"{self.db}: {what} is not a msgpack value ({type(e).__name__}: {e})") from None
+            raise ValueError(f"{self.db}: {what} is not a msgpack value ({type(e).__name__}: {e})") from None
         if not isinstance(value, dict):
-            raise DataError(f"{self.db}: {what} is a msgpack {type(value).__name__}; expected a map of fields")
+            raise ValueError(f"{self.db}: {what} is a msgpack {type(value).__name__}; expected a map of fields")
         return {k.decode() if isinstance(k, bytes) else str(k): v for k, v in value.items()}
 
     def _metadata(self) -> None:
         raw = self.txn.get(b"__metadata__")
         if raw is None:
-            raise DataError(f"{self.db}: no __metadata__ entry (DeePMD-kit's LMDB layout keeps nframes, "
+            raise ValueError(f"{self.db}: no __metadata__ entry (DeePMD-kit's LMDB layout keeps nframes, "
                             "frame_idx_fmt and type_map there)")
         meta = self._unpack(raw, "__metadata__")
         nframes, self.fmt = meta.get("nframes"), meta.get("frame_idx_fmt", "012d")
         if isinstance(nframes, bool) or not isinstance(nframes, int) or nframes < 1:
-            raise DataError(f"{self.db}: __metadata__ nframes = {nframes!r}; expected the number of frames (>= 1)")
+            raise ValueError(f"{self.db}: __metadata__ nframes = {nframes!r}; expected the number of frames (>= 1)")
         try:
             format(0, self.fmt)
         except (TypeError, ValueError):
-            raise DataError(f"{self.db}: __metadata__ frame_idx_fmt = {self.fmt!r} is not an integer format "
+            raise ValueError(f"{self.db}: __metadata__ frame_idx_fmt = {self.fmt!r} is not an integer format "
                             "such as '012d'") from None
         names = meta.get("type_map")
         if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-            raise DataError(f"{self.db}: __metadata__ type_map = {names!r}; expected a list of element names")
+            raise ValueError(f"{self.db}: __metadata__ type_map = {names!r}; expected a list of element names")
         self.nframes, self.names = nframes, names
 
     def key(self, i: int) -> str:
@@ -138,7 +140,7 @@ class _Database:
         key = self.key(i)
         raw = self.txn.get(key.encode())
         if raw is None:
-            raise DataError(f"{self.db}: frame {key} is missing (__metadata__ says nframes = {self.nframes})")
+            raise ValueError(f"{self.db}: frame {key} is missing (__metadata__ says nframes = {self.nframes})")
         out = {}
         for name, value in self._unpack(raw, f"frame {key}").items():
             if name in IGNORED:
@@ -165,7 +167,7 @@ class _Database:
             return np.frombuffer(data, dtype=dtype).reshape(
                 (len(data) // dtype.itemsize,) if shape is None else tuple(shape)).copy()
         except (TypeError, ValueError) as e:
-            raise DataError(f"{where}: not an array encoded as {{type, shape, data}} ({e})") from None
+            raise ValueError(f"{where}: not an array encoded as {{type, shape, data}} ({e})") from None
 
 
 def _array(frame: dict, name: str, where: str):
@@ -176,7 +178,7 @@ def _array(frame: dict, name: str, where: str):
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return np.asarray(value, dtype=np.float64)
     if not isinstance(value, np.ndarray):
-        raise DataError(f"{where}, field {_DB_NAME.get(name, name)}: a msgpack {type(value).__name__}; expected an "
+        raise ValueError(f"{where}, field {_DB_NAME.get(name, name)}: a msgpack {type(value).__name__}; expected an "
                         "array encoded as {type, shape, data} or a number")
     return value
 
@@ -192,9 +194,9 @@ def _available(frame: dict, name: str, where: str) -> bool:
 def _atom_types(frame: dict, where: str) -> np.ndarray:
     atype = _array(frame, "atype", where)
     if atype is None:
-        raise DataError(f"{where}: no atom_types field (one integer type per atom)")
+        raise ValueError(f"{where}: no atom_types field (one integer type per atom)")
     if atype.dtype.kind not in "iu" or atype.size == 0:
-        raise DataError(f"{where}, field atom_types: dtype {atype.dtype}, shape {atype.shape}; "
+        raise ValueError(f"{where}, field atom_types: dtype {atype.dtype}, shape {atype.shape}; "
                         "expected one integer type per atom")
     return atype.reshape(-1).astype(np.int64)
 
@@ -228,88 +230,67 @@ def expand(path: str) -> list[str]:
     n = len(index(db)["groups"])
     if k is not None:
         if k >= n:
-            raise DataError(f"{path}: the database has {n} group(s) of frames, numbered 0 to {n - 1}")
+            raise ValueError(f"{path}: the database has {n} group(s) of frames, numbered 0 to {n - 1}")
         return [path]
     return [db] if n == 1 else [f"{db}#{k}" for k in range(n)]
 
 
-class LmdbSystem(System):
-    """A ``System`` read from an LMDB database; ``keys`` holds each frame's key for messages."""
-
-    def __init__(self, *args, db: str = "", keys: list | None = None, **kw):
-        super().__init__(*args, **kw)
-        self.db, self.keys = db, list(keys or [])
-
-    def where(self, frame: int, name: str = "box.npy") -> str:
-        field = {"box.npy": "cells", "coord.npy": "coords"}.get(name, name)
-        return f"{self.db}, frame {self.keys[frame]}, field {field}"
-
-
-def load(path: str, type_map: list[str]) -> LmdbSystem:
-    """One group of frames of a database (``db`` or ``db#k``: module docstring) as a System."""
+def read(path: str, type_map: list[str]) -> dict:
+    """One group of frames of a database (``db`` or ``db#k``: module docstring) as float64 arrays of
+    finite numbers: {"db", "keys": frame keys, "types": the database's atom types, "names": its
+    type_map or None, "coord": nf x natoms x 3, "box": nf x 9 or None, "labels": {label: nf x
+    width} for the labels the frames carry}; ``type_map`` (the model's) checks the type indices."""
     db, k = split(path)
     ix = index(db)
     groups = ix["groups"]
     if k is None and len(groups) > 1:
-        raise DataError(f"{db}: its frames form {len(groups)} systems (different atom types, cells or labels); "
-                        f"name one as {db}#0 ... {db}#{len(groups) - 1}, or give the database to `systems`")
+        raise ValueError(f"{db}: its frames form {len(groups)} systems (different atom types, cells or labels); "
+                         f"name one as {db}#0 ... {db}#{len(groups) - 1}, or give the database to `systems`")
     if k is not None and k >= len(groups):
-        raise DataError(f"{path}: the database has {len(groups)} group(s) of frames, numbered 0 to {len(groups) - 1}")
+        raise ValueError(f"{path}: the database has {len(groups)} group(s) of frames, numbered 0 to "
+                         f"{len(groups) - 1}")
     group = groups[k or 0]
-    natoms = len(group["types"])
-    atype = _types(group["types"], ix["names"], type_map, db)
-    coords, boxes, keys = [], [], []
-    labels = {name: [] for name in group["labels"]}
+    types, natoms = group["types"], len(group["types"])
+    _check_types(types, ix["names"], type_map, db)
+    widths = {"coord": natoms * 3, "box": 9, "energy": 1, "force": natoms * 3, "virial": 9}
+    names = ["coord"] + ["box"] * group["pbc"] + list(group["labels"])
+    values, keys = {n: [] for n in names}, []
     with _Database(db) as d:
         for i in group["frames"]:
             frame, key = d.frame(i), d.key(i)
-            where = f"{db}, frame {key}"
             keys.append(key)
-            coords.append(_checked(frame, "coord", where, natoms * 3))
-            if group["pbc"]:
-                boxes.append(_checked(frame, "box", where, 9))
-            for name in labels:
-                width = natoms * 3 if name == "force" else LABELS[name]
-                labels[name].append(_checked(frame, name, where, width))
-    nf = len(keys)
-    box = np.concatenate(boxes) if group["pbc"] else None
-    sys = LmdbSystem(path=path, atype=atype, coord=np.concatenate(coords).reshape(nf, natoms, 3), box=box,
-                     labels={}, found={}, db=db, keys=keys)
-    if box is not None:
-        check_volumes(box, lambda f: sys.where(f, "cells"))
-    shapes = {"energy": (nf,), "force": (nf, natoms, 3), "virial": (nf, 9)}
-    for name in LABELS:
-        have = name in labels
-        sys.labels[name] = np.concatenate(labels[name]).reshape(shapes[name]) if have else np.zeros(shapes[name])
-        sys.found[name] = np.full(nf, have)
-    return sys
-
+            for n in names:
+                values[n].append(_checked(frame, n, f"{db}, frame {key}", widths[n]))
+    out = {n: np.stack(v) for n, v in values.items()}
+    return {"db": db, "keys": keys, "types": types, "names": ix["names"], "coord": out.pop("coord").reshape(
+        len(keys), natoms, 3), "box": out.pop("box", None), "labels": out}
 
 
 def _checked(frame: dict, name: str, where: str, width: int) -> np.ndarray:
-    """Field ``name`` of a frame as 1 x width float64: present, of ``width`` values, finite numbers."""
+    """Field ``name`` of a frame as ``width`` float64 values: present, of that size, finite numbers."""
     shown = _DB_NAME[name]
     arr = _array(frame, name, where)
     if arr is None:
-        raise DataError(f"{where}: no {shown} field")
+        raise ValueError(f"{where}: no {shown} field")
     if arr.size != width:
-        raise DataError(f"{where}, field {shown}: shape {list(arr.shape)} ({arr.size} values); expected {width} "
-                        f"values ({_SHAPES[shown]})")
-    return validated(arr.reshape(1, width), f"{where}, field {shown}", width, 1)
+        raise ValueError(f"{where}, field {shown}: shape {list(arr.shape)} ({arr.size} values); expected {width} "
+                         f"values ({_SHAPES[shown]})")
+    if arr.dtype.kind not in "fiu":  # booleans would become 0/1, complex numbers lose their imaginary part
+        raise ValueError(f"{where}, field {shown}: dtype {arr.dtype}; expected real numbers (float or int)")
+    arr = arr.reshape(width).astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(f"{where}, field {shown}: {bad.size} NaN/inf values; remove or fix the frame")
+    return arr
 
 
-_SHAPES = {"coords": "natoms x 3", "cells": "3 x 3", "energies": "one number", "forces": "natoms x 3",
-           "virials": "3 x 3"}
-
-
-def _types(raw: np.ndarray, names, type_map: list[str], db: str) -> np.ndarray:
-    """The database's type indices as the model's (``data.system._remap``, messages for a database)."""
+def _check_types(raw: np.ndarray, names, type_map: list[str], db: str) -> None:
+    """Type indices the database's type_map (or the model's, without one) can name."""
     if raw.min() < 0:
-        raise DataError(f"{db}: atom type {raw.min()} in atom_types; types are indices >= 0 "
-                        "(DeePMD-kit's virtual atoms, type -1, are not supported)")
+        raise ValueError(f"{db}: atom type {raw.min()} in atom_types; types are indices >= 0 "
+                         "(DeePMD-kit's virtual atoms, type -1, are not supported)")
     known = type_map if names is None else names
     if raw.max() >= len(known):
         whose = "the model's type_map" if names is None else "the database's __metadata__ type_map"
-        raise DataError(f"{db}: atom type {raw.max()} in atom_types but {whose} {known} has only {len(known)} "
-                        "types")
-    return _remap(raw, names, type_map, db)
+        raise ValueError(f"{db}: atom type {raw.max()} in atom_types but {whose} {known} has only {len(known)} "
+                         "types")

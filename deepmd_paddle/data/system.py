@@ -39,6 +39,7 @@ class System:
     found: dict = field(default_factory=dict)  # name -> nf bool: the frame has this label
     sources: list = field(default_factory=list)  # (set folder, its frame count) in frame order; [] for dpdata
     params: dict = field(default_factory=dict)  # fparam nf x nfp, aparam nf x natoms x nap (data.params.attach)
+    keys: list = field(default_factory=list)  # an LMDB database's key of each frame (data.lmdb); [] otherwise
 
     @property
     def nframes(self) -> int:
@@ -53,6 +54,8 @@ class System:
 
     def where(self, frame: int, name: str = "box.npy") -> str:
         """Frame ``frame`` of the system named for a message: its set's file and its index there."""
+        if self.keys:  # an LMDB database's frame
+            return f"{self.path.partition('#')[0]}, frame {self.keys[frame]}"
         start = 0
         for folder, n in self.sources:
             if frame < start + n:
@@ -64,9 +67,7 @@ class System:
 def load_system(path: str, type_map: list[str], fmt: str | None = None) -> System:
     """Read ``path`` (a DeePMD npy folder, or anything dpdata reads with ``fmt``)."""
     if _lmdb(path, fmt):  # DeePMD-kit's LMDB database, or one group of its frames (data.lmdb)
-        from deepmd_paddle.data import lmdb
-
-        return lmdb.load(path, type_map)
+        return _load_lmdb(path, type_map)
     if fmt in (None, "deepmd/hdf5") and _hdf5(path):  # file.hdf5#/group (data.hdf5)
         return _load_hdf5(path, type_map)
     if fmt is None or (fmt in ("deepmd", "deepmd/npy") and os.path.isfile(os.path.join(path, "type.raw"))):
@@ -157,6 +158,25 @@ def _load_hdf5(path: str, type_map: list[str]) -> System:
                   labels={k: _shape(k, np.concatenate(v), nf, natoms) for k, v in labels.items()},
                   found={k: np.concatenate(v) for k, v in found.items()}, sources=[(w, len(c)) for (w, _), c in
                                                                                   zip(raw["sets"], coords)])
+
+
+def _load_lmdb(path: str, type_map: list[str]) -> System:
+    """One group of alike frames of an LMDB database (data.lmdb reads and checks them)."""
+    from deepmd_paddle.data import lmdb
+
+    try:
+        raw = lmdb.read(path, type_map)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    nf, natoms = raw["coord"].shape[:2]
+    labels = {k: raw["labels"][k] if k in raw["labels"] else np.zeros((nf, per * natoms if k == "force" else per))
+              for k, per in LABELS.items()}  # (a label the frames lack: zeros, found False)
+    s = System(path=path, atype=_remap(raw["types"], raw["names"], type_map, raw["db"]), coord=raw["coord"],
+               box=raw["box"], labels={k: _shape(k, v, nf, natoms) for k, v in labels.items()},
+               found={k: np.full(nf, k in raw["labels"]) for k in LABELS}, keys=raw["keys"])
+    if s.box is not None:
+        check_volumes(s.box, s.where)
+    return s
 
 
 def _read(fname: str, width: int, required: bool = False, nframes: int | None = None):
@@ -285,7 +305,10 @@ def expand_systems(spec, base_dir: str, fmt: str | None, key: str) -> list[str]:
             if _lmdb(m, fmt):  # an LMDB database: one system per group of alike frames (data.lmdb)
                 from deepmd_paddle.data import lmdb
 
-                out.extend(lmdb.expand(m + hash_ + group))
+                try:
+                    out.extend(lmdb.expand(m + hash_ + group))
+                except ValueError as e:
+                    raise DataError(f"{key}: {e}") from None
                 continue
             if fmt in (None, "deepmd/hdf5") and _hdf5(m):
                 from deepmd_paddle.data import hdf5
