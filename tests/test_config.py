@@ -25,6 +25,7 @@ OUTCOME = {
     "v0_water_smth.json": [],
     "v1_water_se_a.json": [],
     "fparam.json": [],
+    "lmdb_input.json": [],
     "fparam_aparam.json": [],
     "water_dplr_ener.json": [],
     "water_se_e2_a_mixed_prec.json": [],
