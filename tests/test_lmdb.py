@@ -14,6 +14,7 @@ import pytest
 from conftest import REPO, random_system
 from deepmd_paddle import config
 from deepmd_paddle.cli import main
+from deepmd_paddle.data import atom_data, params
 from deepmd_paddle.data.batch import batch_sizes
 from deepmd_paddle.data.demo import write_system
 from deepmd_paddle.data.system import DataError, expand_systems, load_system
@@ -81,6 +82,32 @@ def test_frames_equal_deepmd_kits_reader():
                 np.testing.assert_array_equal(s.labels[name][j], REF[f"{i}/{name}"].reshape(s.labels[name][j].shape))
     assert sorted(seen) == list(range(7))
     assert load_system(paths[0], ["O", "H"]).atype.tolist() == [0, 1, 1, 0, 1, 1]  # H O remapped: not raw
+
+
+def test_frame_and_atom_parameters_and_atomic_energies_equal_deepmd_kits():
+    """fparam, aparam (numb_fparam 2, numb_aparam 1) and atomic_ener (the ae term's atom_ener) of
+    the six-atom frames; the three-atom frames have no fparam: refused as DeePMD-kit does (it
+    requires fparam without default_fparam), or filled with default_fparam."""
+    systems = [load_system(p, ["O", "H"]) for p in expand_systems(DB, str(FIX), None, "systems")]
+    checked = 0
+    for s in systems:
+        if s.natoms == 3:
+            with pytest.raises(DataError, match=r"mixed.lmdb, frame 000000000004: no fparam field: "
+                                                r"model/fitting_net/numb_fparam = 2 asks for 2 fparam value\(s\)"):
+                params.attach([s], 2, 0)
+            params.attach([s], 2, 0, default_fparam=[0.5, -1.0])
+            np.testing.assert_array_equal(s.params["fparam"], [[0.5, -1.0]] * 2)
+            continue
+        params.attach([s], 2, 1)
+        atom_data.attach(s, ["atom_ener"])
+        for j, key in enumerate(s.keys):
+            i = int(key)
+            np.testing.assert_array_equal(s.params["fparam"][j], REF[f"{i}/fparam"])
+            np.testing.assert_array_equal(s.params["aparam"][j], REF[f"{i}/aparam"])
+            np.testing.assert_array_equal(s.labels["atom_ener"][j], REF[f"{i}/atom_ener"].ravel())
+            assert float(s.found["atom_ener"][j]) == REF[f"{i}/find_atom_ener"]
+            checked += 1
+    assert checked == 5
 
 
 def test_systems_are_deepmd_kits_batches():

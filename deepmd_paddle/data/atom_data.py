@@ -4,7 +4,8 @@
 ``atom_pref`` (a weight per atom, the ``pf`` term), ``atom_ener_coeff`` (the energy as
 sum_i c_i E_i). A set without the file has the label's default value (0, or 1 for
 ``atom_ener_coeff``) and ``found`` False for its frames, so a batch that draws them leaves the
-term out (DeePMD-kit's ``must: false`` requirement). Systems read through dpdata have none.
+term out (DeePMD-kit's ``must: false`` requirement). Systems read through dpdata have none; an
+LMDB database's frames carry them as fields (data.lmdb).
 
 Sets are folders, or groups of an HDF5 file (``file.hdf5#/system/set.000``: data.hdf5).
 """
@@ -28,12 +29,21 @@ def attach(sys: System, names) -> System:
         per_atom, default = ATOM_DATA[name]
         if name in sys.labels:
             continue
+        shape = (sys.nframes, sys.natoms) + ((per_atom,) if per_atom > 1 else ())
+        if sys.keys:  # an LMDB database: a field of each frame (data.lmdb)
+            from deepmd_paddle.data.lmdb import stacked
+
+            try:
+                values, sys.found[name] = stacked(sys, name, sys.natoms * per_atom, float(default))
+            except ValueError as e:
+                raise DataError(str(e)) from None
+            sys.labels[name] = values.reshape(shape)
+            continue
         values, found = [], []
         for folder, nf in sys.sources or [(None, sys.nframes)]:
             arr = None if folder is None else read_set_array(folder, f"{name}.npy", sys.natoms * per_atom, nf)
             found.append(np.full(nf, arr is not None))
             values.append(np.full((nf, sys.natoms * per_atom), float(default)) if arr is None else arr)
-        shape = (sys.nframes, sys.natoms) + ((per_atom,) if per_atom > 1 else ())
         sys.labels[name] = np.concatenate(values).reshape(shape)
         sys.found[name] = np.concatenate(found)
     return sys

@@ -17,9 +17,13 @@ may stand as itself. Fields (DeePMD-kit's names in brackets)::
     find_<name>         0 marks the label <name> (energy, force, virial) as absent from the frame
     atomic_<x> -> atom_<x>; fparam, aparam pass through; atom_numbs, atom_names, orig are ignored
 
+fparam, aparam, atom_ener, atom_pref and atom_ener_coeff are read when the model or the loss asks
+for them (data.params, data.atom_data: ``stacked``), frame by frame with the npy rules.
+
 Labels are optional frame by frame, as in DeePMD-kit. DeePMD-kit batches frames of equal atom
 count together, keeps a batch's labels uniform (it splits the frames of an atom count by which
-labels they carry) and reads each frame's atom types. Here a ``System`` has one atom type per atom
+labels they carry: energy, force, virial, atom_ener, atom_pref, atom_ener_coeff) and reads each
+frame's atom types. Here a ``System`` has one atom type per atom
 for all its frames, so a database becomes one System per distinct (atom types in order, cells
 present or not, labels present): group k (in the order of their first frames) is named
 ``<database>#<k>``, or just ``<database>`` when there is one group. Frame indices are converted
@@ -40,6 +44,8 @@ FIELDS = {"coords": "coord", "cells": "box", "energies": "energy", "forces": "fo
 _DB_NAME = {v: k for k, v in FIELDS.items()}  # for messages: the names the database uses
 IGNORED = {"atom_numbs", "atom_names", "orig"}  # dropped by DeePMD-kit's decoder too
 LABELS = ("energy", "force", "virial")  # optional frame by frame
+OTHER = ("fparam", "aparam", "atom_ener", "atom_pref", "atom_ener_coeff")  # read when a model or loss asks for them
+TRACKED = LABELS + OTHER[2:]  # frames are grouped by which of these they carry (DeePMD-kit's optional labels)
 _SHAPES = {"coords": "natoms x 3", "cells": "3 x 3", "energies": "one number", "forces": "natoms x 3",
            "virials": "3 x 3"}
 _INDEX: dict = {}  # (real path, data.mdb mtime and size) -> index: grouping frames reads each of them once
@@ -69,7 +75,7 @@ def _modules(db: str):
         import msgpack
     except ImportError as e:
         raise ValueError(f"{db}: reading an LMDB database needs the Python packages lmdb and msgpack "
-                        f"(pip install lmdb msgpack): {e}") from None
+                         f"(pip install lmdb msgpack): {e}") from None
     return lmdb, msgpack
 
 
@@ -117,7 +123,7 @@ class _Database:
         raw = self.txn.get(b"__metadata__")
         if raw is None:
             raise ValueError(f"{self.db}: no __metadata__ entry (DeePMD-kit's LMDB layout keeps nframes, "
-                            "frame_idx_fmt and type_map there)")
+                             "frame_idx_fmt and type_map there)")
         meta = self._unpack(raw, "__metadata__")
         nframes, self.fmt = meta.get("nframes"), meta.get("frame_idx_fmt", "012d")
         if isinstance(nframes, bool) or not isinstance(nframes, int) or nframes < 1:
@@ -126,7 +132,7 @@ class _Database:
             format(0, self.fmt)
         except (TypeError, ValueError):
             raise ValueError(f"{self.db}: __metadata__ frame_idx_fmt = {self.fmt!r} is not an integer format "
-                            "such as '012d'") from None
+                             "such as '012d'") from None
         names = meta.get("type_map")
         if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise ValueError(f"{self.db}: __metadata__ type_map = {names!r}; expected a list of element names")
@@ -179,7 +185,7 @@ def _array(frame: dict, name: str, where: str):
         return np.asarray(value, dtype=np.float64)
     if not isinstance(value, np.ndarray):
         raise ValueError(f"{where}, field {_DB_NAME.get(name, name)}: a msgpack {type(value).__name__}; expected an "
-                        "array encoded as {type, shape, data} or a number")
+                         "array encoded as {type, shape, data} or a number")
     return value
 
 
@@ -197,7 +203,7 @@ def _atom_types(frame: dict, where: str) -> np.ndarray:
         raise ValueError(f"{where}: no atom_types field (one integer type per atom)")
     if atype.dtype.kind not in "iu" or atype.size == 0:
         raise ValueError(f"{where}, field atom_types: dtype {atype.dtype}, shape {atype.shape}; "
-                        "expected one integer type per atom")
+                         "expected one integer type per atom")
     return atype.reshape(-1).astype(np.int64)
 
 
@@ -214,7 +220,7 @@ def index(db: str) -> dict:
             frame, where = d.frame(i), f"{db}, frame {d.key(i)}"
             types = _atom_types(frame, where)
             pbc = frame.get("box") is not None
-            labels = tuple(k for k in LABELS if _available(frame, k, where))
+            labels = tuple(k for k in TRACKED if _available(frame, k, where))
             group = groups.setdefault((types.tobytes(), pbc, labels),
                                       {"types": types, "pbc": pbc, "labels": labels, "frames": []})
             group["frames"].append(i)
@@ -253,28 +259,48 @@ def read(path: str, type_map: list[str]) -> dict:
     types, natoms = group["types"], len(group["types"])
     _check_types(types, ix["names"], type_map, db)
     widths = {"coord": natoms * 3, "box": 9, "energy": 1, "force": natoms * 3, "virial": 9}
-    names = ["coord"] + ["box"] * group["pbc"] + list(group["labels"])
-    values, keys = {n: [] for n in names}, []
+    names = ["coord"] + ["box"] * group["pbc"] + [n for n in group["labels"] if n in LABELS]
+    values, keys, other = {n: [] for n in names}, [], {n: [] for n in OTHER}
     with _Database(db) as d:
         for i in group["frames"]:
             frame, key = d.frame(i), d.key(i)
             keys.append(key)
             for n in names:
                 values[n].append(_checked(frame, n, f"{db}, frame {key}", widths[n]))
+            for n in OTHER:
+                arr = _array(frame, n, f"{db}, frame {key}") if _available(frame, n, f"{db}, frame {key}") else None
+                other[n].append(None if arr is None else _checked(frame, n, f"{db}, frame {key}", arr.size))
     out = {n: np.stack(v) for n, v in values.items()}
     return {"db": db, "keys": keys, "types": types, "names": ix["names"], "coord": out.pop("coord").reshape(
-        len(keys), natoms, 3), "box": out.pop("box", None), "labels": out}
+        len(keys), natoms, 3), "box": out.pop("box", None), "labels": out,
+        "other": {n: v for n, v in other.items() if any(a is not None for a in v)}}
+
+
+def stacked(sys, name: str, width: int, default=None) -> tuple[np.ndarray, np.ndarray]:
+    """(nf x width values, nf found) of field ``name`` (one of ``OTHER``) over the frames of ``sys``
+    (a System read from a database: its ``keys`` and ``frame_fields``); a frame without the field
+    takes ``default`` (width values, or one for all), or is a ValueError naming it when None."""
+    frames = sys.frame_fields.get(name) or [None] * sys.nframes
+    out, found = np.empty((sys.nframes, width)), np.zeros(sys.nframes, bool)
+    for j, arr in enumerate(frames):
+        where = f"{sys.path.partition('#')[0]}, frame {sys.keys[j]}"
+        if arr is None and default is None:
+            raise ValueError(f"{where}: no {name} field")
+        if arr is not None and arr.size != width:
+            raise ValueError(f"{where}, field {name}: {arr.size} values; expected {width}")
+        out[j], found[j] = (default, False) if arr is None else (arr, True)
+    return out, found
 
 
 def _checked(frame: dict, name: str, where: str, width: int) -> np.ndarray:
     """Field ``name`` of a frame as ``width`` float64 values: present, of that size, finite numbers."""
-    shown = _DB_NAME[name]
+    shown = _DB_NAME.get(name, name)
     arr = _array(frame, name, where)
     if arr is None:
         raise ValueError(f"{where}: no {shown} field")
     if arr.size != width:
         raise ValueError(f"{where}, field {shown}: shape {list(arr.shape)} ({arr.size} values); expected {width} "
-                         f"values ({_SHAPES[shown]})")
+                         f"values ({_SHAPES.get(shown, '')})")
     if arr.dtype.kind not in "fiu":  # booleans would become 0/1, complex numbers lose their imaginary part
         raise ValueError(f"{where}, field {shown}: dtype {arr.dtype}; expected real numbers (float or int)")
     arr = arr.reshape(width).astype(np.float64)

@@ -3,7 +3,8 @@
 
 A set without the file is an error naming it and the key that asks for it, unless
 ``default_fparam`` covers a missing ``fparam.npy`` (its values then stand for every frame of the
-set, as DeePMD-kit's PyTorch backend fills them).
+set, as DeePMD-kit's PyTorch backend fills them). An LMDB database's frames carry them as fields
+(data.lmdb): the same rules, frame by frame.
 
 Statistics (DeePMD-kit's ``deepmd/tf/fit/stat.py`` and ``StatItem``): per component, over the
 sampled frames (and, for aparam, every atom of them) of all systems::
@@ -36,6 +37,14 @@ def attach(systems: list[System], numb_fparam: int, numb_aparam: int, default_fp
 
 def _read_kind(sys: System, kind: str, n: int, default) -> np.ndarray:
     width = n if kind == "fparam" else n * sys.natoms
+    if sys.keys:  # an LMDB database: a field of each frame (data.lmdb)
+        from deepmd_paddle.data.lmdb import stacked
+
+        try:
+            out = stacked(sys, kind, width, None if default is None else np.asarray(default, np.float64).ravel())[0]
+        except ValueError as e:
+            raise DataError(f"{e}: {KEYS[kind]} = {n} asks for {width} {kind} value(s) in each frame") from None
+        return out if kind == "fparam" else out.reshape(-1, sys.natoms, n)
     if not sys.sources:
         raise DataError(f"{sys.path}: {KEYS[kind]} = {n} asks for {kind}.npy in each set of a DeePMD npy system; "
                         "this system was read through dpdata (fmt): convert it to deepmd/npy with the "

@@ -40,6 +40,7 @@ class System:
     sources: list = field(default_factory=list)  # (set folder, its frame count) in frame order; [] for dpdata
     params: dict = field(default_factory=dict)  # fparam nf x nfp, aparam nf x natoms x nap (data.params.attach)
     keys: list = field(default_factory=list)  # an LMDB database's key of each frame (data.lmdb); [] otherwise
+    frame_fields: dict = field(default_factory=dict)  # LMDB: fparam, aparam, atom_ener, ... per frame (lmdb.stacked)
 
     @property
     def nframes(self) -> int:
@@ -173,7 +174,7 @@ def _load_lmdb(path: str, type_map: list[str]) -> System:
               for k, per in LABELS.items()}  # (a label the frames lack: zeros, found False)
     s = System(path=path, atype=_remap(raw["types"], raw["names"], type_map, raw["db"]), coord=raw["coord"],
                box=raw["box"], labels={k: _shape(k, v, nf, natoms) for k, v in labels.items()},
-               found={k: np.full(nf, k in raw["labels"]) for k in LABELS}, keys=raw["keys"])
+               found={k: np.full(nf, k in raw["labels"]) for k in LABELS}, keys=raw["keys"], frame_fields=raw["other"])
     if s.box is not None:
         check_volumes(s.box, s.where)
     return s
