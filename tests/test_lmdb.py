@@ -117,7 +117,7 @@ def test_systems_are_deepmd_kits_batches():
     ours = {tuple(int(k) for k in s.keys): s for s in systems}
     theirs = [tuple(REF[k].tolist()) for k in sorted(k for k in REF if k.startswith("batches/"))]
     assert sorted(theirs) == sorted(ours)
-    for frames, s in ours.items():
+    for s in ours.values():
         assert batch_sizes("auto", [s.natoms]) == [int(REF[f"batch_size/{s.natoms}"])]
     assert {s.natoms for s in systems} == {6, 3}
 
