@@ -229,3 +229,22 @@ def test_bad_dplr_inputs_are_named(tmp_path, modifier):
     coord, box, atype = frames()
     with pytest.raises(ValueError, match="open"):
         modifier.correction(coord, None, atype)
+
+
+def test_restart_reads_the_dipole_model_from_the_checkpoint(trained):
+    """A restart needs no dw.pb: the checkpoint's model section has the record, its tensors the
+    weights; the labels are modified again as DeePMD-kit's."""
+    root, trainer = trained
+    moved = root / "dw.pb.away"
+    if (root / "dw.pb").exists():
+        os.rename(root / "dw.pb", moved)
+    raw = json.loads((root / "ener.json").read_text())
+    raw["training"]["numb_steps"] = 6
+    (root / "ener6.json").write_text(json.dumps(raw))
+    again = Trainer(config.load(str(root / "ener6.json")), str(root / "run"), restart=str(root / "run"))
+    assert again.start_step == 4
+    close(again.train_data.systems[0].labels["force"], REF["modified_force"])
+    for k, w in trainer.model.modifier.dipole.state_dict().items():
+        np.testing.assert_array_equal(again.model.modifier.dipole.state_dict()[k].numpy(), w.numpy())
+    again.run()
+    assert (root / "run" / "checkpoint").read_text().strip() == "model.ckpt-6"
