@@ -248,3 +248,11 @@ def test_restart_reads_the_dipole_model_from_the_checkpoint(trained):
         np.testing.assert_array_equal(again.model.modifier.dipole.state_dict()[k].numpy(), w.numpy())
     again.run()
     assert (root / "run" / "checkpoint").read_text().strip() == "model.ckpt-6"
+
+
+def test_lammps_pair_style_says_it_runs_the_short_range_part():
+    from deepmd_paddle.lammps.adapter import _load
+
+    with pytest.warns(UserWarning, match="fix dplr"):
+        dp = _load(str(FIX / "ener_dplr.pb"), None)
+    assert dp.modifier is None  # the pair style evaluates the short-range model, as DeePMD-kit's does
