@@ -44,14 +44,6 @@ def reciprocal(box: np.ndarray) -> tuple[np.ndarray, float]:
     return np.stack([np.cross(b, c), np.cross(c, a), np.cross(a, b)]) / abs(volume), abs(volume)
 
 
-def wave_vectors(box: np.ndarray, spacing: float) -> np.ndarray:
-    """The integer triples m of the sum (m != 0), m_0 slowest: nk x 3 (int)."""
-    k = grid(box, spacing)
-    axes = [np.arange(-kd // 2, kd // 2 + 1) for kd in k]
-    m = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    return m[np.any(m != 0, axis=1)]
-
-
 def ewald_recp(coord, charge, box, spacing: float, beta: float):
     """(energy float, force natoms x 3, virial 9) of one frame: coord natoms x 3, charge natoms,
     box 3 x 3 (rows). Units: eV, eV/Angstrom, eV (DeePMD-kit's virial sign).
@@ -94,13 +86,3 @@ def ewald_recp(coord, charge, box, spacing: float, beta: float):
         force[:, a] = np.einsum("jm,jm->j", a01, t).imag
     force *= (4.0 * math.pi * pre) * charge[:, None]
     return energy, force, virial.reshape(9)
-
-
-def ewald_recp_frames(coord, charge, box, spacing: float, beta: float):
-    """``ewald_recp`` of nf frames: (energy nf, force nf x n x 3, virial nf x 9)."""
-    nf = np.shape(coord)[0]
-    coord = np.asarray(coord, "float64").reshape(nf, -1, 3)
-    charge = np.broadcast_to(np.asarray(charge, "float64"), coord.shape[:2])  # natoms, or nf x natoms
-    box = np.asarray(box, "float64").reshape(nf, 3, 3)
-    out = [ewald_recp(coord[f], charge[f], box[f], spacing, beta) for f in range(nf)]
-    return (np.array([o[0] for o in out]), np.stack([o[1] for o in out]), np.stack([o[2] for o in out]))
