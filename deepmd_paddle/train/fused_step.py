@@ -99,13 +99,19 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     genv = (parts[0] if desc.type_one_side else EnergyModel.in_atom_order(parts, index)).reshape(env.shape)
     genv.stop_gradient = False
     (g,) = paddle.grad(env, rij, grad_outputs=genv, create_graph=True)  # nf x nloc x nnei x 3
-    force, virial, _ = kern.get("prod_force_virial", order=1)(coord, g, rij.detach(), nlist, None, atomic=False)
+    # F and W are linear in g: the product without a graph (the C++ operator when built), then
+    # dL/dg from dL/dF and dL/dW by hand (force_virial_vjp)
+    force, virial, _ = kern.get("prod_force_virial")(coord, g.detach(), rij.detach(), nlist, None, atomic=False)
+    force.stop_gradient = virial.stop_gradient = False
 
     loss_fv, l2 = loss_fn({"energy": energy.detach(), "atom_energy": atom_e.detach(), "force": force,
                            "virial": virial}, b, lr)
     a = None
     if isinstance(loss_fv, paddle.Tensor) and not loss_fv.stop_gradient:
-        (a,) = paddle.grad(loss_fv, genv, allow_unused=True)
+        fbar, vbar = paddle.grad(loss_fv, [force, virial], allow_unused=True)
+        gbar = force_virial_vjp(fbar, vbar, rij.detach(), nlist)
+        if gbar is not None:
+            (a,) = paddle.grad(g, genv, grad_outputs=gbar, allow_unused=True)
     loss_e, _ = loss_fn({"energy": energy, "atom_energy": atom_e, "force": force.detach(), "virial": virial.detach()},
                         b, lr)
 
@@ -139,3 +145,21 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
             transfer = term if transfer is None else transfer + term
         transfer.backward()
     return loss_fv, l2
+
+
+def force_virial_vjp(fbar, vbar, rij, nlist):
+    """dL/dg (nf x nc x nnei x 3) of ``prod_force_virial`` (all nc = nloc atoms centres, no atomic
+    virial) from dL/dF (nf x nall x 3) and dL/dW (nf x 9), either None when the loss has no such
+    term: the centre's row of dL/dF minus the neighbour's, minus dL/dW r_ij. Padded slots (index
+    -1) read atom 0, as the product's twin adds their (zero) g there."""
+    nf, nc, nnei = nlist.shape[0], nlist.shape[1], nlist.shape[2]
+    gbar = None
+    if fbar is not None:
+        j = paddle.clip(nlist.astype("int64"), min=0).reshape([nf, nc * nnei, 1]).expand([nf, nc * nnei, 3])
+        neigh = paddle.take_along_axis(fbar, j, axis=1).reshape([nf, nc, nnei, 3])
+        gbar = fbar[:, :nc].unsqueeze(2) - neigh
+    if vbar is not None:
+        term = paddle.matmul(rij.reshape([nf, nc * nnei, 3]), vbar.reshape([nf, 3, 3]), transpose_y=True)
+        term = term.reshape([nf, nc, nnei, 3])
+        gbar = -term if gbar is None else gbar - term
+    return gbar
