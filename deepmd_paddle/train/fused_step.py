@@ -154,10 +154,14 @@ def force_virial_vjp(fbar, vbar, rij, nlist):
     -1) read atom 0, as the product's twin adds their (zero) g there."""
     nf, nc, nnei = nlist.shape[0], nlist.shape[1], nlist.shape[2]
     gbar = None
-    if fbar is not None:
-        j = paddle.clip(nlist.astype("int64"), min=0).reshape([nf, nc * nnei, 1]).expand([nf, nc * nnei, 3])
-        neigh = paddle.take_along_axis(fbar, j, axis=1).reshape([nf, nc, nnei, 3])
-        gbar = fbar[:, :nc].unsqueeze(2) - neigh
+    if fbar is not None:  # (row gathers and a same-shape difference: Paddle's CPU broadcasts are slow)
+        nall = fbar.shape[1]
+        frame = (paddle.arange(nf, dtype="int64") * nall).reshape([nf, 1, 1])
+        centre = paddle.arange(nc, dtype="int64").reshape([1, nc, 1]).expand([nf, nc, nnei]) + frame
+        neigh = paddle.clip(nlist.astype("int64"), min=0) + frame
+        rows = fbar.reshape([-1, 3])
+        gbar = (paddle.gather(rows, centre.reshape([-1])) - paddle.gather(rows, neigh.reshape([-1])))
+        gbar = gbar.reshape([nf, nc, nnei, 3])
     if vbar is not None:
         term = paddle.matmul(rij.reshape([nf, nc * nnei, 3]), vbar.reshape([nf, 3, 3]), transpose_y=True)
         term = term.reshape([nf, nc, nnei, 3])
