@@ -9,15 +9,16 @@ gT = dE/dT, a loss L(E, F, W) with F, W linear in dE/dR~:
 
 1. ``T = se_a_embed_cached(R~)`` without a graph (it keeps G and dG/ds for steps 2 and 3); T is made a leaf, E = fit(D(T)) with Paddle layers,
    gT = dE/dT with ``create_graph`` (the fitting net's double-backward graph).
-2. ``dE/dR~ = se_a_embed_vjp(R~, gT)`` (C++), a leaf; F and W follow from it through the
-   environment-matrix operator's gradient, with a graph in dE/dR~ only.
-3. ``a = dL/d(dE/dR~)`` by ``paddle.grad`` through that small graph (the force and virial
-   terms), then ``dL/dgT = se_a_embed_ggt(R~, a)`` (C++).
+2. ``dE/dR~ = se_a_embed_vjp(R~, gT)`` (C++), a leaf; g = dE/dr_ij through the
+   environment-matrix operator's gradient, with a graph in dE/dR~ only; F and W by the product
+   operator without a graph (they are linear in g).
+3. ``a = dL/d(dE/dR~)``: dL/dg from dL/dF and dL/dW by hand (``force_virial_vjp``), then
+   ``paddle.grad`` through the env-mat gradient; then ``dL/dgT = se_a_embed_ggt(R~, a)`` (C++).
 4. ``L_e + <gT, dL/dgT>`` is a surrogate with the true gradient in the fitting weights and in T
    (``backward``): ``Tbar = dL/dT``.
 5. ``se_a_embed_pgrad(R~, Tbar, gT, a)`` (C++) gives the embedding weights' gradient in one
-   reverse sweep over a forward-mode pass; it is added to ``.grad`` by the backward of
-   ``sum_p <p, grad_p>``.
+   reverse sweep over a forward-mode pass; it is added to the parameters' ``.grad`` (to
+   tensors computed from parameters by the backward of ``sum_p <p, grad_p>``).
 
 Frame and atomic parameters (``fparam``/``aparam`` in the batch) enter the fitting net only, next
 to D(T): they change E(T) and gT, nothing of the C++ passes.
@@ -138,11 +139,14 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
             if not p.stop_gradient:
                 key = id(p)
                 grads[key] = (p, part.reshape(p.shape) + (grads[key][1] if key in grads else 0))
-    if grads:
-        transfer = None
-        for p, gp in grads.values():
+    transfer = None
+    for p, gp in grads.values():
+        if p.is_leaf:  # a parameter: added to .grad as backward() would
+            p.grad = gp if p.grad is None else p.grad + gp
+        else:  # a tensor computed from parameters (a type embedding's nets): backward carries it on
             term = (p * gp).sum()
             transfer = term if transfer is None else transfer + term
+    if transfer is not None:
         transfer.backward()
     return loss_fv, l2
 
