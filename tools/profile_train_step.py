@@ -44,12 +44,13 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=30, help="rows of the operator table")
     args = ap.parse_args()
 
+    from deepmd_paddle import config  # (first: it sets the OpenMP runtimes' settings before Paddle loads)
+    from deepmd_paddle.train.trainer import Trainer
+
     import paddle.profiler as pp
     from paddle import _C_ops
 
     from bench_train import water_input
-    from deepmd_paddle import config
-    from deepmd_paddle.train.trainer import Trainer
 
     n = args.warmup + 2 * args.steps
     trainer = Trainer(config.normalize(water_input(n + 5, precision=args.precision)), tempfile.mkdtemp())
