@@ -152,6 +152,45 @@ struct NetGrads {
   }
 };
 
+// The tape of one row kept between two training passes (se_a_embed_tape -> se_a_embed_pgrad):
+// per layer l, a[l+1], da[l+1] (the next layer's input and tangent; G, G' for the last), t[l]
+// and zp[l], each fwd[l].nop wide; a[0] = s and da[0] = 1 are not stored.
+template <typename T>
+int tape_width(const EmbedNet<T>& net) {
+  int w = 0;
+  for (const auto& L : net) w += 4 * pad_to(L.n_out, kLanes<T>);
+  return w;
+}
+
+template <typename T>
+void store_tape(const TrainNet<T>& net, const TrainTape<T>& tp, int rows, T* out, int64_t ld) {
+  for (int r = 0; r < rows; ++r) {
+    T* o = out + r * ld;
+    for (size_t l = 0; l < net.fwd.size(); ++l) {
+      const int w = net.fwd[l].nop;
+      for (const auto* v : {&tp.a[l + 1], &tp.da[l + 1], &tp.t[l], &tp.zp[l]}) o = std::copy_n(v->data() + size_t(r) * w, w, o);
+    }
+  }
+}
+
+// The tape of `rows` inputs s (stride 4) read back: what train_forward would record.
+template <typename T>
+void load_tape(const TrainNet<T>& net, TrainTape<T>& tp, int rows, const T* s, const T* in, int64_t ld) {
+  const int m = net.fwd.empty() ? kRoundNone : net.fwd[0].round;
+  for (int r = 0; r < rows; ++r) {
+    tp.a[0][r] = round_to(s[int64_t(r) * 4], m);
+    tp.da[0][r] = T(1);
+    const T* o = in + r * ld;
+    for (size_t l = 0; l < net.fwd.size(); ++l) {
+      const int w = net.fwd[l].nop;
+      for (auto* v : {&tp.a[l + 1], &tp.da[l + 1], &tp.t[l], &tp.zp[l]}) {
+        std::copy_n(o, w, v->data() + size_t(r) * w);
+        o += w;
+      }
+    }
+  }
+}
+
 // forward-mode pass over `rows` inputs s (stride 4), recording the tape; G = a[nl], G' = da[nl]
 template <typename T>
 void train_forward(const TrainNet<T>& net, int rows, const T* s, TrainTape<T>& tp) {

@@ -54,10 +54,12 @@ inline void add_ggt_row(T* q, int ld, const T* gj, const T* gpj, const T s[4], c
 //   genv_out = dL/dR~ for the cotangent tbar (needs G'), and
 //   ggT_out  = dL/dgT = (1/nnei) sum_j [G_j a_j^T + a_j0 G'_j R~_j^T].
 // pgrad: all nets' parameter gradients, flat in net order (W, b, idt per layer), zeroed by the caller.
+// tape (optional): what se_a_embed_tape_forward stored (row stride tape_ld), read instead of the
+// forward-mode pass.
 template <typename T>
 void se_a_embed_param_grad(const T* env, const T* tbar, const T* gT, const T* a, int64_t nat,
                            const std::vector<int>& sel, const std::vector<EmbedNet<T>>& nets, int ng,
-                           T* genv_out, T* ggT_out, T* pgrad) {
+                           T* genv_out, T* ggT_out, T* pgrad, const T* tape = nullptr, int tape_ld = 0) {
   int nnei = 0, maxsel = 1;
   for (int s : sel) { nnei += s; maxsel = std::max(maxsel, s); }
   const T scale = T(1) / T(nnei);
@@ -105,7 +107,8 @@ void se_a_embed_param_grad(const T* env, const T* tbar, const T* gT, const T* a,
           if (rows == 0) continue;
           const int p = tail_start(e, rows), n = p + 1;
           auto& tp = tapes[t];
-          train_forward(tn[t], n, e, tp);
+          if (tape) load_tape(tn[t], tp, n, e, tape + (i * nnei + slot0) * int64_t(tape_ld), tape_ld);
+          else train_forward(tn[t], n, e, tp);
           const T* G = tp.a.back().data();
           const T* Gp = tp.da.back().data();
           for (int j = 0; j < n; ++j) {
@@ -150,6 +153,61 @@ void se_a_embed_param_grad(const T* env, const T* tbar, const T* gT, const T* a,
   }
   for (const auto& part : partial)
     for (int64_t k = 0; k < poff.back(); ++k) pgrad[k] += part[k];
+}
+
+// se_a_embed_forward (embedding.h) by the training kernels' forward-mode pass, keeping G, G' in
+// cache (as se_a_embed_forward does) and each evaluated row's whole tape in tape (row stride
+// tape_ld = tape_width), so that se_a_embed_param_grad needs no forward pass of its own.
+template <typename T>
+void se_a_embed_tape_forward(const T* env, int64_t nat, const std::vector<int>& sel,
+                             const std::vector<EmbedNet<T>>& nets, int ng, T* out, T* cache, int ldc, T* tape,
+                             int tape_ld) {
+  int nnei = 0, maxsel = 1;
+  for (int s : sel) { nnei += s; maxsel = std::max(maxsel, s); }
+  const T scale = T(1) / T(nnei);
+  std::vector<TrainNet<T>> tn;
+  for (const auto& n : nets) tn.emplace_back(n);
+  const int ldg = tn.empty() ? 0 : tn[0].ldg;
+#pragma omp parallel
+  {
+    std::vector<TrainTape<T>> tapes;
+    for (size_t t = 0; t < nets.size(); ++t) tapes.emplace_back(tn[t], maxsel);
+    std::vector<T> t4(4 * ldg);
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t i = 0; i < nat; ++i) {
+      std::fill(t4.begin(), t4.end(), T(0));
+      T* t0 = t4.data();
+      T* t1 = t0 + ldg;
+      T* t2 = t1 + ldg;
+      T* t3 = t2 + ldg;
+      int off = 0;
+      for (size_t t = 0; t < nets.size(); ++t) {
+        const T* e = env + (i * nnei + off) * 4;
+        const int rows = sel[t], slot0 = off;
+        off += rows;
+        if (rows == 0) continue;
+        const int p = tail_start(e, rows);
+        auto& tp = tapes[t];
+        train_forward(tn[t], p + 1, e, tp);
+        const T* G = tp.a.back().data();
+        if (cache) store_rows(G, tp.da.back().data(), ldg, p + 1, cache + (i * nnei + slot0) * 2 * int64_t(ldc), ldc);
+        if (tape) store_tape(tn[t], tp, p + 1, tape + (i * nnei + slot0) * int64_t(tape_ld), tape_ld);
+        for (int j = 0; j <= p; ++j) {
+          const T* gj = G + int64_t(j) * ldg;
+          const T w = j == p ? scale * T(rows - p) : scale;  // the tail row stands for rows - p slots
+          const T r0 = e[j * 4] * w, r1 = e[j * 4 + 1] * w, r2 = e[j * 4 + 2] * w, r3 = e[j * 4 + 3] * w;
+#pragma omp simd
+          for (int k = 0; k < ldg; ++k) {
+            t0[k] += gj[k] * r0;
+            t1[k] += gj[k] * r1;
+            t2[k] += gj[k] * r2;
+            t3[k] += gj[k] * r3;
+          }
+        }
+      }
+      store_transposed(t0, ldg, ng, out + i * ng * 4);
+    }
+  }
 }
 
 // The autograd operator's two sweeps: mode 0 (backward: cotangent gT on T; genv_out and

@@ -4,6 +4,7 @@
 //   se_a_embed_vjp, se_a_embed_ggt, se_a_embed_pgrad: the pieces of a hand-assembled training
 //     step (deepmd_paddle/train/fused_step.py), without gradients.
 // Env, Params and T as in embedding_op.cc.
+#include <cstdlib>
 #include <vector>
 
 #include "binding.h"
@@ -100,8 +101,10 @@ PD_BUILD_DOUBLE_GRAD_OP(se_a_embed_train)
 //   se_a_embed_vjp(Env, Params, GT, Cache)     -> dL/dEnv for a cotangent GT on T
 //   se_a_embed_ggt(Env, Params, A, Cache)      -> dL/dGT for a cotangent A on dE/dEnv
 // Cache: G and G' from se_a_embed_cached's forward, or empty (the nets are evaluated again).
-//   se_a_embed_pgrad(Env, Params, TBar, GT, A) -> the weight gradients, flat (net order,
-//                                                 W b idt per layer); TBar or A may be empty.
+//   se_a_embed_pgrad(Env, Params, TBar, GT, A, Tape) -> the weight gradients, flat (net order,
+//                                                 W b idt per layer); TBar, A or Tape may be empty.
+//   se_a_embed_tape(Env, Params) -> T, Cache, Tape: se_a_embed_cached that also keeps the nets'
+//                                                 activations for pgrad (no forward pass there).
 namespace {
 
 template <typename T>
@@ -145,20 +148,46 @@ paddle::Tensor ggt_impl(const paddle::Tensor& env, const std::vector<paddle::Ten
 template <typename T>
 paddle::Tensor pgrad_impl(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
                           const paddle::Tensor& tbar, const paddle::Tensor& gT, const paddle::Tensor& a,
-                          const std::vector<int>& sel, int nlayer, bool timestep) {
+                          const paddle::Tensor& tape, const std::vector<int>& sel, int nlayer, bool timestep) {
   int ng, width;
   auto nets = dpp_op::make_nets<T>(params, int(sel.size()), nlayer, timestep, &ng, &width);
   const int64_t nat = env.shape()[0];
   PD_CHECK(tbar.numel() == 0 || tbar.numel() == nat * ng * 4, "se_a_embed_pgrad: TBar must be nat x ng x 4 or empty");
   PD_CHECK(a.numel() == 0 || (a.shape() == env.shape() && gT.numel() == nat * ng * 4),
            "se_a_embed_pgrad: A must have the shape of Env (or be empty) and GT be nat x ng x 4");
+  const int tape_ld = nets.empty() ? 0 : dpp::tape_width(nets[0]);
+  PD_CHECK(tape.numel() == 0 || (tape.shape().size() == 3 && tape.shape()[0] == nat &&
+                                 tape.shape()[1] == env.shape()[1] && tape.shape()[2] == tape_ld),
+           "se_a_embed_pgrad: Tape must come from se_a_embed_tape on the same Env and Params (or be empty)");
   int64_t total = 0;
   for (const auto& p : params) total += p.numel();
   auto out = paddle::full({total}, 0.0, env.dtype(), env.place());
   dpp::KernelThreads threads(nat, dpp_op::kEmbedSerialAtoms);
   dpp::se_a_embed_param_grad<T>(env.data<T>(), data_or_null<T>(tbar), data_or_null<T>(gT), data_or_null<T>(a), nat, sel,
-                                nets, ng, nullptr, nullptr, out.data<T>());
+                                nets, ng, nullptr, nullptr, out.data<T>(), data_or_null<T>(tape), tape_ld);
   return out;
+}
+
+// se_a_embed_tape: T, the cache of se_a_embed_cached (G, G') and the tape for pgrad; both empty
+// above DEEPMD_PADDLE_EMBED_CACHE_MB (default 512), the tape alone when only it does not fit.
+template <typename T>
+std::vector<paddle::Tensor> tape_impl(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                                      const std::vector<int>& sel, int nlayer, bool timestep) {
+  int ng, width;
+  auto nets = dpp_op::make_nets<T>(params, int(sel.size()), nlayer, timestep, &ng, &width);
+  const int64_t nat = env.shape()[0], nnei = env.shape()[1];
+  const int ldc = dpp_op::cache_ld(ng), tape_ld = nets.empty() ? 0 : dpp::tape_width(nets[0]);
+  const char* budget_env = std::getenv("DEEPMD_PADDLE_EMBED_CACHE_MB");
+  const double budget = (budget_env ? std::atof(budget_env) : 512.0) * 1024 * 1024;
+  const double row = double(nat) * nnei * sizeof(T);
+  const bool keep = row * 2 * ldc <= budget, keep_tape = row * (2 * ldc + tape_ld) <= budget;
+  auto out = paddle::empty({nat, ng, 4}, env.dtype(), env.place());
+  auto cache = paddle::empty({keep ? nat : 0, nnei, 2 * ldc}, env.dtype(), env.place());
+  auto tape = paddle::empty({keep_tape ? nat : 0, nnei, tape_ld}, env.dtype(), env.place());
+  dpp::KernelThreads threads(nat, dpp_op::kEmbedSerialAtoms);
+  dpp::se_a_embed_tape_forward<T>(env.data<T>(), nat, sel, nets, ng, out.data<T>(), keep ? cache.data<T>() : nullptr,
+                                  ldc, keep_tape ? tape.data<T>() : nullptr, tape_ld);
+  return {out, cache, tape};
 }
 
 }  // namespace
@@ -182,12 +211,19 @@ std::vector<paddle::Tensor> SeAEmbedGgt(const paddle::Tensor& env, const std::ve
 
 std::vector<paddle::Tensor> SeAEmbedPgrad(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
                                           const paddle::Tensor& tbar, const paddle::Tensor& gT,
-                                          const paddle::Tensor& a, const std::vector<int>& sel, int nlayer,
-                                          bool timestep) {
+                                          const paddle::Tensor& a, const paddle::Tensor& tape, const std::vector<int>& sel,
+                                          int nlayer, bool timestep) {
   dpp_op::check_env(env, sel);
   if (env.dtype() == paddle::DataType::FLOAT64)
-    return {pgrad_impl<double>(env, params, tbar, gT, a, sel, nlayer, timestep)};
-  return {pgrad_impl<float>(env, params, tbar, gT, a, sel, nlayer, timestep)};
+    return {pgrad_impl<double>(env, params, tbar, gT, a, tape, sel, nlayer, timestep)};
+  return {pgrad_impl<float>(env, params, tbar, gT, a, tape, sel, nlayer, timestep)};
+}
+
+std::vector<paddle::Tensor> SeAEmbedTape(const paddle::Tensor& env, const std::vector<paddle::Tensor>& params,
+                                         const std::vector<int>& sel, int nlayer, bool timestep) {
+  dpp_op::check_env(env, sel);
+  if (env.dtype() == paddle::DataType::FLOAT64) return tape_impl<double>(env, params, sel, nlayer, timestep);
+  return tape_impl<float>(env, params, sel, nlayer, timestep);
 }
 
 std::vector<std::vector<int64_t>> SeAEmbedVjpShape(const std::vector<int64_t>& env,
@@ -217,7 +253,7 @@ std::vector<paddle::DataType> SeAEmbedGgtDtype(const paddle::DataType& env, cons
 std::vector<std::vector<int64_t>> SeAEmbedPgradShape(const std::vector<int64_t>& env,
                                                      const std::vector<std::vector<int64_t>>& params,
                                                      const std::vector<int64_t>& tbar, const std::vector<int64_t>& gT,
-                                                     const std::vector<int64_t>& a) {
+                                                     const std::vector<int64_t>& a, const std::vector<int64_t>& tape) {
   int64_t total = 0;
   for (const auto& p : params) {
     int64_t n = 1;
@@ -230,7 +266,7 @@ std::vector<std::vector<int64_t>> SeAEmbedPgradShape(const std::vector<int64_t>&
 std::vector<paddle::DataType> SeAEmbedPgradDtype(const paddle::DataType& env,
                                                  const std::vector<paddle::DataType>& params,
                                                  const paddle::DataType& tbar, const paddle::DataType& gT,
-                                                 const paddle::DataType& a) {
+                                                 const paddle::DataType& a, const paddle::DataType& tape) {
   return {env};
 }
 
@@ -250,8 +286,14 @@ PD_BUILD_OP(se_a_embed_ggt)
     .SetInferShapeFn(PD_INFER_SHAPE(SeAEmbedGgtShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(SeAEmbedGgtDtype));
 
+PD_BUILD_OP(se_a_embed_tape)
+    .Inputs({"Env", paddle::Vec("Params")})
+    .Outputs({"T", "Cache", "Tape"})
+    .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
+    .SetKernelFn(PD_KERNEL(SeAEmbedTape));
+
 PD_BUILD_OP(se_a_embed_pgrad)
-    .Inputs({"Env", paddle::Vec("Params"), "TBar", "GT", "A"})
+    .Inputs({"Env", paddle::Vec("Params"), "TBar", "GT", "A", "Tape"})
     .Outputs({"PGrad"})
     .Attrs({"sel: std::vector<int>", "nlayer: int", "timestep: bool"})
     .SetKernelFn(PD_KERNEL(SeAEmbedPgrad))

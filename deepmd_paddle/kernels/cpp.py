@@ -196,9 +196,18 @@ def embed_ggt(env, params, a, cache, sel, nlayer: int, timestep: bool):
     return _lib().se_a_embed_ggt(env, params, a, cache, sel, nlayer, timestep)
 
 
-def embed_pgrad(env, params, tbar, gt, a, sel, nlayer: int, timestep: bool):
-    """The weights' gradient (flat, in ``params`` order) of <T, tbar> + <gT, dT/dR~ . a>."""
-    return _lib().se_a_embed_pgrad(env, params, tbar, gt, a, sel, nlayer, timestep)
+def embed_pgrad(env, params, tbar, gt, a, sel, nlayer: int, timestep: bool, tape=None):
+    """The weights' gradient (flat, in ``params`` order) of <T, tbar> + <gT, dT/dR~ . a>;
+    ``tape``: ``embed_tape``'s (the nets are not evaluated again), or None."""
+    if tape is None:
+        tape = paddle.zeros([0], env.dtype)
+    return _lib().se_a_embed_pgrad(env, params, tbar, gt, a, tape, sel, nlayer, timestep)
+
+
+def embed_tape(env, params, sel, nlayer: int, timestep: bool):
+    """``embed_cached``'s (T, cache) and the nets' activations for ``embed_pgrad`` (empty when
+    too large: DEEPMD_PADDLE_EMBED_CACHE_MB)."""
+    return tuple(_lib().se_a_embed_tape(env, params, sel, nlayer, timestep))
 
 
 _ROUND_MODES = {"bfloat16": 1, "float16": 2}  # deepmd_round_delta's mode (custom_ops/round_prec.h)

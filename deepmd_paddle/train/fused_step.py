@@ -40,7 +40,7 @@ import paddle
 
 from ..model.energy_model import EnergyModel
 
-PASSES = ("embed_cached", "embed_vjp", "embed_ggt", "embed_pgrad")  # the C++ kernels this step runs
+PASSES = ("embed_cached", "embed_vjp", "embed_ggt", "embed_pgrad")  # the C++ kernels this step runs (embed_tape too when built)
 
 
 def supported(model) -> bool:
@@ -77,9 +77,13 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
             env_i = env_i.astype(prec)
         live = desc.fused_params(ti)
         params = [p.detach() for p in live]
-        t, cache = kern.embed_cached(env_i, params, *attrs)  # cache: G, dG/ds (empty if too big)
+        if kern.has("embed_tape"):  # cache: G, dG/ds; tape: the nets' activations for step 5 (empty if too big)
+            t, cache, tape = kern.embed_tape(env_i, params, *attrs)
+        else:
+            (t, cache), tape = kern.embed_cached(env_i, params, *attrs), None
         t.stop_gradient = False
-        blocks.append({"idx": idx, "env": env_i, "live": live, "params": params, "T": t, "cache": cache})
+        blocks.append({"idx": idx, "env": env_i, "live": live, "params": params, "T": t, "cache": cache,
+                       "tape": tape})
     energies, index = [], []
     for k, (ti, idx) in enumerate(by_type):
         if not desc.type_one_side:
@@ -133,7 +137,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
         if tbar is None and "a" not in bl or all(p.stop_gradient for p in bl["live"]):
             continue  # (untrainable embedding nets: no weight gradient to sweep)
         flat_g = kern.embed_pgrad(bl["env"], bl["params"], empty if tbar is None else tbar,
-                                     gt.detach() if "a" in bl else empty, bl.get("a", empty), *attrs)
+                                  gt.detach() if "a" in bl else empty, bl.get("a", empty), *attrs, tape=bl["tape"])
         parts = paddle.split(flat_g, [int(p.numel()) for p in bl["live"]])
         for p, part in zip(bl["live"], parts):
             if not p.stop_gradient:
