@@ -7,8 +7,9 @@ Here each pass runs once, and the two weight-gradient sweeps are one. With T the
 contraction (1/nnei) sum_j G_j^T R~_j (nat x ng x 4), E(T) the fitting part and
 gT = dE/dT, a loss L(E, F, W) with F, W linear in dE/dR~:
 
-1. ``T = se_a_embed_cached(R~)`` without a graph (it keeps G and dG/ds for steps 2 and 3); T is made a leaf, E = fit(D(T)) with Paddle layers,
-   gT = dE/dT with ``create_graph`` (the fitting net's double-backward graph).
+1. ``T = se_a_embed_tape(R~)`` (or ``se_a_embed_cached``) without a graph: it keeps G and dG/ds
+   for steps 2 and 3 and the nets' activations for step 5; T is made a leaf, E = fit(D(T))
+   with Paddle layers, gT = dE/dT with ``create_graph`` (the fitting net's double-backward graph).
 2. ``dE/dR~ = se_a_embed_vjp(R~, gT)`` (C++), a leaf; g = dE/dr_ij through the
    environment-matrix operator's gradient, with a graph in dE/dR~ only; F and W by the product
    operator without a graph (they are linear in g).
@@ -17,8 +18,9 @@ gT = dE/dT, a loss L(E, F, W) with F, W linear in dE/dR~:
 4. ``L_e + <gT, dL/dgT>`` is a surrogate with the true gradient in the fitting weights and in T
    (``backward``): ``Tbar = dL/dT``.
 5. ``se_a_embed_pgrad(R~, Tbar, gT, a)`` (C++) gives the embedding weights' gradient in one
-   reverse sweep over a forward-mode pass; it is added to the parameters' ``.grad`` (to
-   tensors computed from parameters by the backward of ``sum_p <p, grad_p>``).
+   reverse sweep over the forward-mode pass of step 1 (its tape; evaluated again when the tape
+   was too large to keep); it is added to the parameters' ``.grad`` (to tensors computed from
+   parameters by the backward of ``sum_p <p, grad_p>``).
 
 Frame and atomic parameters (``fparam``/``aparam`` in the batch) enter the fitting net only, next
 to D(T): they change E(T) and gT, nothing of the C++ passes.
