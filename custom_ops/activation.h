@@ -3,6 +3,7 @@
 // no -ffast-math): Paddle 3.3's own float64 tanh on CPU is scalar and ~15x slower.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -74,7 +75,14 @@ __attribute__((always_inline)) inline float tanh_fast(float x) {
   return x < 0.0f ? -t : t;
 }
 
-// y[r, c] = tanh(z[r, c] + b[c]); z, y: rows x cols
+}  // namespace dpp
+
+#include "tanh_vec.h"  // (needs tanh_fast above)
+
+namespace dpp {
+
+// y[r, c] = tanh(z[r, c] + b[c]); z, y: rows x cols. float32 goes through tanh_vec.h (as the
+// embedding nets do), so tests/test_ops.py's ulp check covers that function too.
 template <typename T>
 void bias_tanh_forward(const T* __restrict z, const T* __restrict b, T* __restrict y, int64_t rows, int64_t cols) {
 #pragma omp parallel for schedule(static) if (rows * cols > 32768)
@@ -82,7 +90,13 @@ void bias_tanh_forward(const T* __restrict z, const T* __restrict b, T* __restri
     const T* zr = z + r * cols;
     T* yr = y + r * cols;
 #pragma omp simd
-    for (int64_t c = 0; c < cols; ++c) yr[c] = tanh_fast(zr[c] + b[c]);
+    for (int64_t c = 0; c < cols; ++c) yr[c] = zr[c] + b[c];
+    if (std::is_same<T, float>::value) {
+      tanh_row<T, typename std::conditional<std::is_same<T, float>::value, VecF, VecD>::type>(yr, yr, cols);
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) yr[c] = tanh_fast(yr[c]);
+    }
   }
 }
 

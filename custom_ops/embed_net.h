@@ -10,11 +10,13 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "activation.h"
 #include "round_prec.h"
 #include "simd.h"
+#include "tanh_vec.h"
 
 namespace dpp {
 
@@ -36,10 +38,8 @@ using EmbedNet = std::vector<EmbedLayer<T>>;
 // Activations are stored with a padded row length (a multiple of one vector, simd.h) and the
 // weights are packed to match, so that the GEMM below runs on whole vectors: 4 rows x one vector
 // of columns per step, each weight vector reused 4 (8 with tangents) times.
-typedef double VecD __attribute__((vector_size(DPP_VEC_BYTES)));
-typedef float VecF __attribute__((vector_size(DPP_VEC_BYTES)));
 template <typename T>
-struct VecOf;
+struct VecOf;  // (VecD, VecF: tanh_vec.h)
 template <>
 struct VecOf<double> { typedef VecD type; };
 template <>
@@ -105,54 +105,67 @@ inline void vstore(T* p, const Vec<T>& v) {
 }
 static_assert(sizeof(Vec<double>) == DPP_VEC_BYTES && sizeof(Vec<float>) == DPP_VEC_BYTES, "one register per vector");
 
-// Z = B + X W (and ZP = DX W when Tangent): X, DX rows x ni with row stride ldx; Z, ZP rows x nop.
-template <typename T, bool Tangent>
-void gemm_bias(const T* X, const T* DX, int ldx, int rows, const PackedLayer<T>& P, T* Z, T* ZP) {
+// One block of the product: R rows x V column vectors (and the R tangent rows when Tangent),
+// all accumulators in registers; the weight vectors of step k are loaded once and used R (2R)
+// times. Each element is b + sum_k x_k w_k in k order (one FMA a step), whatever the blocking.
+template <typename T, bool Tangent, int R, int V>
+__attribute__((always_inline)) inline void gemm_block(const T* x0, const T* dx0, int ldx, int ni, const T* W,
+                                                      int nop, const T* bias, T* z, T* zp) {
+  constexpr int L = kLanes<T>;
+  Vec<T> a[R][V], d[R][V];
+  for (int v = 0; v < V; ++v) {
+    const Vec<T> b = vload(bias + v * L);
+    for (int i = 0; i < R; ++i) a[i][v] = b, d[i][v] = Vec<T>{};
+  }
+  for (int k = 0; k < ni; ++k) {
+    Vec<T> w[V];
+    for (int v = 0; v < V; ++v) w[v] = vload(W + int64_t(k) * nop + v * L);
+    for (int i = 0; i < R; ++i) {
+      const T xs = x0[i * ldx + k];
+      for (int v = 0; v < V; ++v) a[i][v] += xs * w[v];
+      if (Tangent) {
+        const T ds = dx0[i * ldx + k];
+        for (int v = 0; v < V; ++v) d[i][v] += ds * w[v];
+      }
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < V; ++v) {
+      vstore(z + int64_t(i) * nop + v * L, a[i][v]);
+      if (Tangent) vstore(zp + int64_t(i) * nop + v * L, d[i][v]);
+    }
+}
+
+// Rows r0.. in blocks of R: V vectors of columns at a time, then single vectors.
+template <typename T, bool Tangent, int R, int V>
+inline void gemm_rows(const T* X, const T* DX, int ldx, int r0, const PackedLayer<T>& P, T* Z, T* ZP) {
   constexpr int L = kLanes<T>;
   const int ni = P.n_in, nop = P.nop, nv = nop / L;
   const T* W = P.w.data();
+  const T* x0 = X + int64_t(r0) * ldx;
+  const T* dx0 = Tangent ? DX + int64_t(r0) * ldx : nullptr;
+  T* z = Z + int64_t(r0) * nop;
+  T* zp = Tangent ? ZP + int64_t(r0) * nop : nullptr;
+  int cv = 0;
+  for (; cv + V <= nv; cv += V)
+    gemm_block<T, Tangent, R, V>(x0, dx0, ldx, ni, W + cv * L, nop, P.b.data() + cv * L, z + cv * L,
+                                 Tangent ? zp + cv * L : nullptr);
+  for (; cv < nv; ++cv)
+    gemm_block<T, Tangent, R, 1>(x0, dx0, ldx, ni, W + cv * L, nop, P.b.data() + cv * L, z + cv * L,
+                                 Tangent ? zp + cv * L : nullptr);
+}
+
+// Z = B + X W (and ZP = DX W when Tangent): X, DX rows x ni with row stride ldx; Z, ZP rows x nop.
+// Blocks of R rows x V vectors fill about 12 of AVX2's 16 registers with accumulators (3 x 2,
+// x 2 with tangents; 6 x 2 without), the rest hold weights and broadcasts; 4 x 1 (8 with
+// tangents) left the FMA unit waiting on loads: one weight and 8 broadcast loads per 8 FMAs.
+template <typename T, bool Tangent>
+void gemm_bias(const T* X, const T* DX, int ldx, int rows, const PackedLayer<T>& P, T* Z, T* ZP) {
+  constexpr bool wide = kVecRegs >= 32;
+  constexpr int R = Tangent ? (wide ? 4 : 3) : (wide ? 8 : 6), V = wide ? 3 : 2;
   int r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const T* x0 = X + int64_t(r) * ldx;
-    const T* dx0 = Tangent ? DX + int64_t(r) * ldx : nullptr;
-    for (int cv = 0; cv < nv; ++cv) {
-      const Vec<T> b = vload(P.b.data() + cv * L);
-      Vec<T> a0 = b, a1 = b, a2 = b, a3 = b;
-      Vec<T> d0 = {}, d1 = {}, d2 = {}, d3 = {};
-      for (int k = 0; k < ni; ++k) {
-        const Vec<T> w = vload(W + int64_t(k) * nop + cv * L);
-        a0 += x0[k] * w;
-        a1 += x0[ldx + k] * w;
-        a2 += x0[2 * ldx + k] * w;
-        a3 += x0[3 * ldx + k] * w;
-        if (Tangent) {
-          d0 += dx0[k] * w;
-          d1 += dx0[ldx + k] * w;
-          d2 += dx0[2 * ldx + k] * w;
-          d3 += dx0[3 * ldx + k] * w;
-        }
-      }
-      T* z = Z + int64_t(r) * nop + cv * L;
-      vstore(z, a0); vstore(z + nop, a1); vstore(z + 2 * nop, a2); vstore(z + 3 * nop, a3);
-      if (Tangent) {
-        T* zp = ZP + int64_t(r) * nop + cv * L;
-        vstore(zp, d0); vstore(zp + nop, d1); vstore(zp + 2 * nop, d2); vstore(zp + 3 * nop, d3);
-      }
-    }
-  }
-  for (; r < rows; ++r) {
-    const T* x0 = X + int64_t(r) * ldx;
-    for (int cv = 0; cv < nv; ++cv) {
-      Vec<T> a = vload(P.b.data() + cv * L), d = {};
-      for (int k = 0; k < ni; ++k) {
-        const Vec<T> w = vload(W + int64_t(k) * nop + cv * L);
-        a += x0[k] * w;
-        if (Tangent) d += DX[int64_t(r) * ldx + k] * w;
-      }
-      vstore(Z + int64_t(r) * nop + cv * L, a);
-      if (Tangent) vstore(ZP + int64_t(r) * nop + cv * L, d);
-    }
-  }
+  for (; r + R <= rows; r += R) gemm_rows<T, Tangent, R, V>(X, DX, ldx, r, P, Z, ZP);
+  for (; r < rows; ++r) gemm_rows<T, Tangent, 1, V>(X, DX, ldx, r, P, Z, ZP);
 }
 
 // The skip connection: y += x (n_out == n_in) or y += [x, x] (n_out == 2 n_in).
@@ -227,6 +240,20 @@ inline void round_epilogue(const PackedLayer<T>& P, const T* acc, T* y, T* th, T
   }
 }
 
+// One row of a layer's epilogue on whole vectors (nop a multiple of the lanes): t = tanh z,
+// y = idt t, dy = idt (1 - t^2) zp; th (may be null) keeps t. z may alias th or y, zp dy.
+template <typename T, bool Tangent>
+__attribute__((always_inline)) inline void tanh_epilogue(int nop, const T* z, T* y, const T* zp, T* dy,
+                                                         const T* idt, T* th = nullptr) {
+  constexpr int L = kLanes<T>;
+  for (int c = 0; c < nop; c += L) {
+    const Vec<T> t = tanh_vec(vload(z + c)), id = vload(idt + c);
+    if (Tangent) vstore(dy + c, id * (T(1) - t * t) * vload(zp + c));
+    if (th) vstore(th + c, t);
+    vstore(y + c, id * t);
+  }
+}
+
 // One layer on padded rows: y = tanh(x W + b) [* idt] (+ x or [x, x]); dy its s-derivative.
 template <typename T, bool Tangent>
 void embed_layer(const PackedLayer<T>& P, int rows, const T* x, const T* dx, int ldx, T* y, T* dy) {
@@ -240,11 +267,15 @@ void embed_layer(const PackedLayer<T>& P, int rows, const T* x, const T* dx, int
       round_epilogue(P, yr, yr, yr, dyr, x + int64_t(r) * ldx, Tangent ? dx + int64_t(r) * ldx : nullptr);
       continue;
     }
+    if (std::is_same<T, float>::value) {  // whole vectors: tanh_vec.h's division-free tanh
+      tanh_epilogue<T, Tangent>(nop, yr, yr, dyr, dyr, idt);
+    } else {
 #pragma omp simd
-    for (int c = 0; c < nop; ++c) {
-      const T t = tanh_fast(yr[c]);
-      if (Tangent) dyr[c] = (T(1) - t * t) * dyr[c] * idt[c];
-      yr[c] = t * idt[c];
+      for (int c = 0; c < nop; ++c) {
+        const T t = tanh_fast(yr[c]);
+        if (Tangent) dyr[c] = (T(1) - t * t) * dyr[c] * idt[c];
+        yr[c] = t * idt[c];
+      }
     }
     if (no == ni || no == 2 * ni) {
       add_skip(yr, x + int64_t(r) * ldx, ni, no);

@@ -217,12 +217,16 @@ void train_forward(const TrainNet<T>& net, int rows, const T* s, TrainTape<T>& t
         round_epilogue(P, tr, y, tr, dy, tp.a[l].data() + int64_t(r) * ldx, tp.da[l].data() + int64_t(r) * ldx);
         continue;
       }
+      if (std::is_same<T, float>::value) {  // whole vectors: tanh_vec.h's division-free tanh
+        tanh_epilogue<T, true>(nop, tr, y, zr, dy, idt, tr);
+      } else {
 #pragma omp simd
-      for (int c = 0; c < nop; ++c) {
-        const T v = tanh_fast(tr[c]);
-        tr[c] = v;
-        y[c] = idt[c] * v;
-        dy[c] = idt[c] * (T(1) - v * v) * zr[c];
+        for (int c = 0; c < nop; ++c) {
+          const T v = tanh_fast(tr[c]);
+          tr[c] = v;
+          y[c] = idt[c] * v;
+          dy[c] = idt[c] * (T(1) - v * v) * zr[c];
+        }
       }
       if (skip) {
         add_skip(y, tp.a[l].data() + int64_t(r) * ldx, ni, no);
