@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 #include <type_traits>
+
+#include "simd.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -75,11 +77,9 @@ __attribute__((always_inline)) inline float tanh_fast(float x) {
   return x < 0.0f ? -t : t;
 }
 
-}  // namespace dpp
-
-#include "tanh_vec.h"  // (needs tanh_fast above)
-
-namespace dpp {
+// tanh(z[c]) for c < n by whole vectors V (tanh_vec.h, included at the end of this file)
+template <typename T, typename V>
+void tanh_row(const T* z, T* y, int64_t n);
 
 // y[r, c] = tanh(z[r, c] + b[c]); z, y: rows x cols. float32 goes through tanh_vec.h (as the
 // embedding nets do), so tests/test_ops.py's ulp check covers that function too.
@@ -91,7 +91,7 @@ void bias_tanh_forward(const T* __restrict z, const T* __restrict b, T* __restri
     T* yr = y + r * cols;
 #pragma omp simd
     for (int64_t c = 0; c < cols; ++c) yr[c] = zr[c] + b[c];
-    if (std::is_same<T, float>::value) {
+    if (std::is_same<T, float>::value && kTanhVecF) {
       tanh_row<T, typename std::conditional<std::is_same<T, float>::value, VecF, VecD>::type>(yr, yr, cols);
     } else {
 #pragma omp simd
@@ -152,3 +152,5 @@ void bias_tanh_double_backward(const T* __restrict y, const T* __restrict gy, co
 }
 
 }  // namespace dpp
+
+#include "tanh_vec.h"  // (tanh_row; it needs tanh_fast above)

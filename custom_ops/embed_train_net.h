@@ -217,8 +217,8 @@ void train_forward(const TrainNet<T>& net, int rows, const T* s, TrainTape<T>& t
         round_epilogue(P, tr, y, tr, dy, tp.a[l].data() + int64_t(r) * ldx, tp.da[l].data() + int64_t(r) * ldx);
         continue;
       }
-      if (std::is_same<T, float>::value) {  // whole vectors: tanh_vec.h's division-free tanh
-        tanh_epilogue<T, true>(nop, tr, y, zr, dy, idt, tr);
+      if (std::is_same<T, float>::value && kTanhVecF) {  // whole vectors: tanh_vec.h's division-free tanh
+        tanh_epilogue<T, true>(nop, tr, y, zr, dy, P.has_idt ? idt : nullptr, tr);
       } else {
 #pragma omp simd
         for (int c = 0; c < nop; ++c) {

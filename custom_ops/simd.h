@@ -13,7 +13,19 @@
 #define DPP_VEC_BYTES 16
 #endif
 
+// float32 tanh on whole vectors without a division (tanh_vec.h): AVX2 + FMA registers only; on
+// other targets the kernels keep their loops of tanh_fast (activation.h).
+#if defined(__AVX2__) && defined(__FMA__) && DPP_VEC_BYTES == 32
+#define DPP_TANH_VEC_F 1
+#else
+#define DPP_TANH_VEC_F 0
+#endif
+
 namespace dpp {
+constexpr bool kTanhVecF = DPP_TANH_VEC_F;
+typedef double VecD __attribute__((vector_size(DPP_VEC_BYTES)));
+typedef float VecF __attribute__((vector_size(DPP_VEC_BYTES)));
+
 // Vector registers the blocks may fill with accumulators (the rest hold operands).
 constexpr int kVecRegs = DPP_VEC_BYTES == 64 ? 32 : 16;
 }  // namespace dpp
