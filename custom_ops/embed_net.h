@@ -36,10 +36,10 @@ using EmbedNet = std::vector<EmbedLayer<T>>;
 
 // ---------------------------------------------------------------- register-blocked layers
 // Activations are stored with a padded row length (a multiple of one vector, simd.h) and the
-// weights are packed to match, so that the GEMM below runs on whole vectors: 4 rows x one vector
-// of columns per step, each weight vector reused 4 (8 with tangents) times.
+// weights are packed to match, so that the GEMM below runs on whole vectors in register blocks
+// (gemm_bias: 3 rows x 2 column vectors a step on AVX2, 12 accumulators with the tangent rows).
 template <typename T>
-struct VecOf;  // (VecD, VecF: tanh_vec.h)
+struct VecOf;  // (VecD, VecF: simd.h)
 template <>
 struct VecOf<double> { typedef VecD type; };
 template <>
