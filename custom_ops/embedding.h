@@ -76,6 +76,28 @@ inline void store_transposed(const T* t4, int ld, int ng, T* out) {  // out: ng 
   for (int k = 0; k < ng; ++k)
     for (int c = 0; c < 4; ++c) out[k * 4 + c] = t4[c * ld + k];
 }
+// T += scale sum_j G_j^T R~_j over a block's evaluated rows j = 0..p (row p, the first padded
+// slot, stands for the rows - p identical slots from p on); t4 as above, G rows of length ld.
+template <typename T>
+__attribute__((always_inline)) inline void accumulate_block(const T* G, int ld, const T* e, int p, int rows, T scale,
+                                                            T* t4) {
+  T* __restrict t0 = t4;
+  T* __restrict t1 = t4 + ld;
+  T* __restrict t2 = t1 + ld;
+  T* __restrict t3 = t2 + ld;
+  for (int j = 0; j <= p; ++j) {
+    const T* gj = G + int64_t(j) * ld;
+    const T w = j == p ? scale * T(rows - p) : scale;
+    const T r0 = e[j * 4] * w, r1 = e[j * 4 + 1] * w, r2 = e[j * 4 + 2] * w, r3 = e[j * 4 + 3] * w;
+#pragma omp simd
+    for (int k = 0; k < ld; ++k) {
+      t0[k] += gj[k] * r0;
+      t1[k] += gj[k] * r1;
+      t2[k] += gj[k] * r2;
+      t3[k] += gj[k] * r3;
+    }
+  }
+}
 template <typename T>
 inline void load_transposed(const T* in, int ng, int ld, T* t4) {  // in: ng x 4
   for (int c = 0; c < 4; ++c)
@@ -109,10 +131,6 @@ void se_a_embed_forward(const T* env, int64_t nat, const std::vector<int>& sel, 
 #pragma omp for schedule(dynamic, 4)
     for (int64_t i = 0; i < nat; ++i) {
       std::fill(t4.begin(), t4.end(), T(0));
-      T* t0 = t4.data();
-      T* t1 = t0 + ldg;
-      T* t2 = t1 + ldg;
-      T* t3 = t2 + ldg;
       int off = 0;
       for (std::size_t t = 0; t < sel.size(); ++t) {
         const T* e = env + (i * nnei + off) * 4;
@@ -121,20 +139,9 @@ void se_a_embed_forward(const T* env, int64_t nat, const std::vector<int>& sel, 
         if (rows == 0) continue;
         embed_net(packed[t], p + 1, e, 4, g.data(), cache ? dg.data() : nullptr, work.data(), wsize);
         if (cache) store_rows(g.data(), dg.data(), ldg, p + 1, cache + (i * nnei + off - rows) * 2 * int64_t(ldc), ldc);
-        for (int j = 0; j <= p; ++j) {
-          const T* gj = g.data() + int64_t(j) * ldg;
-          const T w = j == p ? scale * T(rows - p) : scale;  // the tail row stands for rows - p slots
-          const T r0 = e[j * 4] * w, r1 = e[j * 4 + 1] * w, r2 = e[j * 4 + 2] * w, r3 = e[j * 4 + 3] * w;
-#pragma omp simd
-          for (int k = 0; k < ldg; ++k) {
-            t0[k] += gj[k] * r0;
-            t1[k] += gj[k] * r1;
-            t2[k] += gj[k] * r2;
-            t3[k] += gj[k] * r3;
-          }
-        }
+        accumulate_block(g.data(), ldg, e, p, rows, scale, t4.data());
       }
-      store_transposed(t0, ldg, ng, out + i * ng * 4);
+      store_transposed(t4.data(), ldg, ng, out + i * ng * 4);
     }
   }
 }

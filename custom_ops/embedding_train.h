@@ -176,10 +176,6 @@ void se_a_embed_tape_forward(const T* env, int64_t nat, const std::vector<int>& 
 #pragma omp for schedule(dynamic, 4)
     for (int64_t i = 0; i < nat; ++i) {
       std::fill(t4.begin(), t4.end(), T(0));
-      T* t0 = t4.data();
-      T* t1 = t0 + ldg;
-      T* t2 = t1 + ldg;
-      T* t3 = t2 + ldg;
       int off = 0;
       for (size_t t = 0; t < nets.size(); ++t) {
         const T* e = env + (i * nnei + off) * 4;
@@ -192,20 +188,9 @@ void se_a_embed_tape_forward(const T* env, int64_t nat, const std::vector<int>& 
         const T* G = tp.a.back().data();
         if (cache) store_rows(G, tp.da.back().data(), ldg, p + 1, cache + (i * nnei + slot0) * 2 * int64_t(ldc), ldc);
         if (tape) store_tape(tn[t], tp, p + 1, tape + (i * nnei + slot0) * int64_t(tape_ld), tape_ld);
-        for (int j = 0; j <= p; ++j) {
-          const T* gj = G + int64_t(j) * ldg;
-          const T w = j == p ? scale * T(rows - p) : scale;  // the tail row stands for rows - p slots
-          const T r0 = e[j * 4] * w, r1 = e[j * 4 + 1] * w, r2 = e[j * 4 + 2] * w, r3 = e[j * 4 + 3] * w;
-#pragma omp simd
-          for (int k = 0; k < ldg; ++k) {
-            t0[k] += gj[k] * r0;
-            t1[k] += gj[k] * r1;
-            t2[k] += gj[k] * r2;
-            t3[k] += gj[k] * r3;
-          }
-        }
+        accumulate_block(G, ldg, e, p, rows, scale, t4.data());
       }
-      store_transposed(t0, ldg, ng, out + i * ng * 4);
+      store_transposed(t4.data(), ldg, ng, out + i * ng * 4);
     }
   }
 }
