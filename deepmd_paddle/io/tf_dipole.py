@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tf_nets import _FIT_FINAL, _FIT_HIDDEN, SE_A_OPS, _activation, _layer, _net, _precision, descriptor_dict
+from .tf_nets import SE_A_OPS, _activation, _net, _precision, descriptor_dict, fitting_network, fitting_nodes
 from .tf_proto import Graph, GraphFileError, UnsupportedGraphError, read_graph
 
 
@@ -39,15 +39,7 @@ def read_dipole_graph(g: Graph, script: dict | None = None):
     sel_type = [int(t) for t in g.get("model_attr/sel_type", default=np.arange(ntypes)).reshape(-1)]
     if int(g.scalar("model_attr/output_dim", default=3)) != 3:
         raise GraphFileError(f"{g.path}: model_attr/output_dim is {g.scalar('model_attr/output_dim')}; 3 expected")
-    hidden: dict = {}
-    final: dict = {}
-    for name in g.nodes:
-        m = _FIT_HIDDEN.fullmatch(name)
-        if m:
-            hidden.setdefault(int(m[2]), {}).setdefault(int(m[1]), {})[m[3]] = name
-        m = _FIT_FINAL.fullmatch(name)
-        if m:
-            final.setdefault(int(m[1]), {})[m[2]] = name
+    hidden, final = fitting_nodes(g)
     if sorted(final) != sorted(sel_type):
         raise GraphFileError(f"{g.path}: dipole fitting nets (final_layer_type_<t>) for types {sorted(final)}, "
                              f"but model_attr/sel_type is {sel_type}")
@@ -65,16 +57,8 @@ def read_dipole_graph(g: Graph, script: dict | None = None):
         raise GraphFileError(f"{g.path}: the dipole fitting's output width {width} differs from the last embedding "
                              f"width {desc.neuron[-1]}")
     neuron = [int(w.shape[1]) for w, _, _ in nets[0][0]]
-    fitted = []
-    for layers, wf, bf in nets:
-        dicts = [_layer(w, b, idt if (k >= 1 and w.shape[0] == w.shape[1]) else None, activation,
-                        k >= 1 and w.shape[0] == w.shape[1], precision) for k, (w, b, idt) in enumerate(layers)]
-        dicts.append(_layer(wf, bf, None, "none", False, precision))
-        fitted.append(FittingNet.deserialize(
-            {"@class": "FittingNetwork", "@version": 1, "in_dim": ndesc, "out_dim": width, "neuron": neuron,
-             "activation_function": activation, "precision": precision,
-             "resnet_dt": any(d["@variables"]["idt"] is not None for d in dicts), "layers": dicts},
-            np.asarray, precision, out_dim=width))
+    fitted = [FittingNet.deserialize(fitting_network(layers, wf, bf, activation, precision), np.asarray, precision,
+                                     out_dim=width) for layers, wf, bf in nets]
     fit = DipoleFitting(ntypes, ndesc, width, neuron, any(n.resnet_dt for n in fitted), precision, sel_type,
                         activation)
     for mine, read in zip(fit.nets, fitted):  # the record (get_config) must rebuild the same nets

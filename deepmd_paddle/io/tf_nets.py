@@ -157,15 +157,7 @@ def fitting_dict(g: Graph, script: dict, ntypes: int, mixed_types: bool = False)
     if shared and not mixed_types:
         raise UnsupportedGraphError(f"{g.path}: a fitting net shared by all types ({shared[0]}, ...: a shared-layer "
                                     "model); not supported")
-    hidden: dict = {}
-    final: dict = {}
-    for name in g.nodes:
-        m = _FIT_HIDDEN.fullmatch(name) or (mixed_types and re.fullmatch(r"layer_(\d+)()/(matrix|bias|idt)", name))
-        if m:
-            hidden.setdefault(int(m[2] or 0), {}).setdefault(int(m[1]), {})[m[3]] = name
-        m = _FIT_FINAL.fullmatch(name) or (mixed_types and re.fullmatch(r"final_layer()/(matrix|bias)", name))
-        if m:
-            final.setdefault(int(m[1] or 0), {})[m[2]] = name
+    hidden, final = fitting_nodes(g, mixed_types)
     nnets = 1 if mixed_types else ntypes
     if mixed_types and any(_FIT_HIDDEN.fullmatch(n) or _FIT_FINAL.fullmatch(n) for n in g.nodes):
         raise UnsupportedGraphError(f"{g.path}: a type-embedding graph with per-type fitting nets; not supported")
@@ -193,15 +185,7 @@ def fitting_dict(g: Graph, script: dict, ntypes: int, mixed_types: bool = False)
         if wf.shape != (neuron[-1] if neuron else in_dim, 1):
             raise UnsupportedGraphError(f"{g.path}: final layer of type {t} has shape {list(wf.shape)}; one energy "
                                         "per atom expected")
-        dicts = []
-        for k, (w, b, idt) in enumerate(layers):
-            skip = k >= 1 and w.shape[0] == w.shape[1]  # TensorFlow's rule (no skip on doubled widths)
-            dicts.append(_layer(w, b, idt if skip else None, activation, skip, precision))
-        dicts.append(_layer(wf, bf, None, "none", False, precision))
-        networks.append({"@class": "FittingNetwork", "@version": 1, "in_dim": in_dim, "out_dim": 1,
-                         "neuron": neuron, "activation_function": activation,
-                         "resnet_dt": any(l["@variables"]["idt"] is not None for l in dicts),
-                         "precision": precision, "bias_out": True, "layers": dicts})
+        networks.append(fitting_network(layers, wf, bf, activation, precision))
     bias = g.get("fitting_attr/t_bias_atom_e", default=np.zeros(ntypes))  # before 2.2: inside the final bias
     if bias.size != ntypes:
         raise UnsupportedGraphError(f"{g.path}: fitting_attr/t_bias_atom_e of shape {list(bias.shape)}")
@@ -222,6 +206,36 @@ def fitting_dict(g: Graph, script: dict, ntypes: int, mixed_types: bool = False)
                  "network_type": "fitting_network", "networks": networks},
         "@variables": variables,
     }
+
+
+def fitting_nodes(g: Graph, mixed_types: bool = False) -> tuple[dict, dict]:
+    """The fitting nets' node names: ({type: {layer: {kind: name}}}, {type: {kind: name}}) of
+    ``layer_{k}_type_{t}/...`` and ``final_layer_type_{t}/...`` (with ``mixed_types`` also the shared
+    ``layer_{k}/...``, ``final_layer/...`` as type 0)."""
+    hidden: dict = {}
+    final: dict = {}
+    for name in g.nodes:
+        m = _FIT_HIDDEN.fullmatch(name) or (mixed_types and re.fullmatch(r"layer_(\d+)()/(matrix|bias|idt)", name))
+        if m:
+            hidden.setdefault(int(m[2] or 0), {}).setdefault(int(m[1]), {})[m[3]] = name
+        m = _FIT_FINAL.fullmatch(name) or (mixed_types and re.fullmatch(r"final_layer()/(matrix|bias)", name))
+        if m:
+            final.setdefault(int(m[1] or 0), {})[m[2]] = name
+    return hidden, final
+
+
+def fitting_network(layers: list, wf, bf, activation: str, precision: str) -> dict:
+    """DeePMD-kit's serialized fitting net from the graph's hidden layers [(w, b, idt)] and final
+    layer (its width: one energy, or a tensor fitting's rotation width), TensorFlow's skip rule."""
+    dicts = []
+    for k, (w, b, idt) in enumerate(layers):
+        skip = k >= 1 and w.shape[0] == w.shape[1]  # TensorFlow's rule (no skip on doubled widths)
+        dicts.append(_layer(w, b, idt if skip else None, activation, skip, precision))
+    dicts.append(_layer(wf, bf, None, "none", False, precision))
+    return {"@class": "FittingNetwork", "@version": 1, "in_dim": int((layers[0][0] if layers else wf).shape[0]),
+            "out_dim": int(wf.shape[1]), "neuron": [int(w.shape[1]) for w, _, _ in layers],
+            "activation_function": activation, "precision": precision,
+            "resnet_dt": any(l["@variables"]["idt"] is not None for l in dicts), "bias_out": True, "layers": dicts}
 
 
 def fold_out_std(fitting: dict, std: np.ndarray):
