@@ -73,6 +73,9 @@ def _inputs(name):
         return [_random(6, 5, 8), _random(8)], [0, 1], []
     if name == "descriptor":
         return [_random(9, 16, 4)], [0], [4]
+    if name == "fitting_ener":  # the fitting net of centre type 1 (timestep layers, resnet)
+        params, flags = _model(resnet_dt=True).fitting.fused_params(1)
+        return [_random(7, params[0].shape[0]), [p.detach() for p in params]], [0, 1], [flags]
     if name == "round_delta":  # (no gradient: the caller adds it as a constant)
         return [_random(40, 7) * 1e3], [], ["float16"]
     if name == "tabulate":

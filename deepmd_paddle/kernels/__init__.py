@@ -54,6 +54,8 @@ TABLE = {
     "embed_ggt": Kernel("se_a_embed_ggt", cpp.embed_ggt, None, False, 0),
     "embed_pgrad": Kernel("se_a_embed_pgrad", cpp.embed_pgrad, None, False, 0),
     "embed_tape": Kernel("se_a_embed_tape", cpp.embed_tape, None, False, 0),  # embed_cached + pgrad's activations
+    # the energy fitting net's E and dE/dx with their gradient (the training step's fitting)
+    "fitting_ener": Kernel("deepmd_fitting_ener", cpp.fitting_ener, twins.fitting_ener, False, 1),
     # mixed precision: round(x) - x to bfloat16/float16 (no gradient: added as a constant)
     "round_delta": Kernel("deepmd_round_delta", cpp.round_delta, rounding.round_delta, True, 9),
 }

@@ -204,6 +204,13 @@ def embed_pgrad(env, params, tbar, gt, a, sel, nlayer: int, timestep: bool, tape
     return _lib().se_a_embed_pgrad(env, params, tbar, gt, a, tape, sel, nlayer, timestep)
 
 
+def fitting_ener(x, params, timestep: list):
+    """(E, dE/dx) of an energy fitting net (tanh hidden layers with their ``timestep`` flags, one
+    linear output); the gradient of both reaches x and the weights (first order)."""
+    e, gx, _ = _lib().deepmd_fitting_ener(x, params, [int(t) for t in timestep])
+    return e, gx
+
+
 def embed_tape(env, params, sel, nlayer: int, timestep: bool):
     """``embed_cached``'s (T, cache) and the nets' activations for ``embed_pgrad`` (empty when
     too large: DEEPMD_PADDLE_EMBED_CACHE_MB)."""

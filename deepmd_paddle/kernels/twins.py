@@ -264,6 +264,23 @@ def embed_cached(env, params, sel, nlayer: int, timestep: bool):
     return embed(env, params, sel, nlayer, timestep), paddle.zeros([0], env.dtype)
 
 
+def fitting_ener(x, params, timestep: list):
+    """(E, dE/dx) of an energy fitting net, by autograd (x must require a gradient)."""
+    h, k = x, 0
+    for ts in timestep:
+        w, b = params[k], params[k + 1]
+        k += 2
+        t = bias_tanh(paddle.matmul(h, w), b)
+        if ts:
+            t = t * params[k]
+            k += 1
+        ni, no = w.shape
+        h = t + h if no == ni else t + paddle.concat([h, h], axis=-1) if no == 2 * ni else t
+    e = paddle.matmul(h, params[k]) + params[k + 1]
+    (gx,) = paddle.grad(e.sum(), x, create_graph=True)
+    return e, gx
+
+
 def tabulate(env, coef, info, sel, ti, type_one_side, ng):
     """(T nat x ng x 4, out-of-range count [1] int64): the tables of a compressed model (``cpp.tabulate``) in Paddle operations,
     differentiable to any order in ``env`` (the interval index is piecewise constant)."""

@@ -187,6 +187,23 @@ class EnergyModel(FrameStages, paddle.nn.Layer):
             vacuum = self.descriptor.fitting_input(paddle.zeros([1, ndesc], d.dtype), ti)
         return self.fitting(self.descriptor.fitting_input(d, ti), ti, vacuum, extra) + self.out_bias[ti]
 
+    def fused_fitting(self, ti: int) -> bool:
+        """Type ti's energies can come from the ``fitting_ener`` kernel (``atom_energy_and_grad``)."""
+        return (self.kernels.has("fitting_ener") and self.fitting.fused_params(ti) is not None
+                and self.descriptor.get_dim_fitting_input() == self.descriptor.get_dim_out())
+
+    def atom_energy_and_grad(self, d, ti: int):
+        """(E_i, dE_i/dD_i) of a block of atoms of centre type ti by the ``fitting_ener`` kernel,
+        both with their gradient (a training step's loss on energies and forces), or None where
+        that kernel does not apply (then ``atom_energy_of`` and autograd)."""
+        fused = self.fitting.fused_params(ti) if self.fused_fitting(ti) else None
+        if fused is None:
+            return None
+        e, gd = self.kernels.fitting_ener(d, *fused)
+        # (dE/dD passes through a single-output operation: Paddle 3.3 sent the gradient of a
+        # grad_outputs tensor that is a later output of a multi-output operator to its first output)
+        return e.astype("float64") + self.fitting.bias_atom_e[ti] + self.out_bias[ti], gd.scale(1.0)
+
     def descriptor_blocks(self, env, atype, path: str, keep: list | None = None) -> list:
         """[(ti, indices, D of those atoms)] per centre type, from R~ (nf x nc x nnei x 4) and the
         centre types (nf x nc); ``path``: see ``DescrptSeA.embedding_path``."""

@@ -67,6 +67,25 @@ class EnergyFitting(paddle.nn.Layer):
             e = e - net(v if extra is None else append_rows(v, extra, self.dim_descrpt, self.inputs.width))
         return e.astype("float64") + self.bias_atom_e[ti]
 
+    def fused_params(self, ti: int):
+        """Type ti's net as the ``fitting_ener`` kernel takes it (per hidden layer W, b, idt when it
+        has one; then the output W, b) and the hidden layers' timestep flags, or None where the
+        kernel does not apply: another activation, mixed precision, frame/atomic parameters, a
+        type vector in the input, an isolated-atom energy, or a hidden layer without a bias."""
+        if (self.activation_function != "tanh" or self.inputs is not None or self.mixed_types
+                or self.minus_vacuum(ti)):
+            return None
+        layers = self.nets[ti].layers
+        *hidden, out = layers
+        if not hidden or any(l.rounding is not None or l.b is None or not l.resnet for l in layers[:-1]) \
+                or out.rounding is not None or out.b is None or out.w.shape[1] != 1:
+            return None
+        params, flags = [], []
+        for l in hidden:
+            params += [l.w, l.b] + ([l.idt] if l.idt is not None else [])
+            flags.append(int(l.idt is not None))
+        return params + [out.w, out.b], flags
+
     def minus_vacuum(self, ti: int) -> bool:
         """Type ti's energy is taken relative to an isolated atom's: a type with ``atom_ener``, or
         every type of a ``mixed_types`` fitting when any type has one (DeePMD-kit subtracts the

@@ -86,18 +86,30 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
         t.stop_gradient = False
         blocks.append({"idx": idx, "env": env_i, "live": live, "params": params, "T": t, "cache": cache,
                        "tape": tape})
-    energies, index = [], []
+    energies, index, ds, gds = [], [], [], []
+    # the fitting operator for every centre type, or for none (its gradient is first order only)
+    fit_fused = extra is None and all(model.fused_fitting(ti) for ti, _ in by_type)
     for k, (ti, idx) in enumerate(by_type):
         if not desc.type_one_side:
             t = blocks[k]["T"]
         else:
             t = blocks[0]["T"] if len(by_type) == 1 else paddle.gather(blocks[0]["T"], idx)
-        energies.append(model.atom_energy_of(desc.from_contraction(t), ti,
-                                             None if extra is None else paddle.gather(extra, idx)))
+        d = desc.from_contraction(t)
+        fused = model.atom_energy_and_grad(d, ti) if fit_fused else None  # E_i and dE_i/dD in one operator
+        if fused is not None:
+            energies.append(fused[0])
+            ds.append(d)
+            gds.append(fused[1])
+        else:
+            energies.append(model.atom_energy_of(d, ti, None if extra is None else paddle.gather(extra, idx)))
         index.append(idx)
     atom_e = EnergyModel.in_atom_order(energies, index).reshape([nf, nloc, 1])  # (loss terms of E_i: train/loss.py)
     energy = atom_e.sum(axis=1)  # nf x 1
-    gts = paddle.grad(energy.sum(), [bl["T"] for bl in blocks], create_graph=True)
+    ts = [bl["T"] for bl in blocks]
+    if fit_fused:  # gT = dE/dT from dE/dD through the descriptor (a graph in both)
+        gts = paddle.grad(ds, ts, grad_outputs=gds, create_graph=True)
+    else:
+        gts = paddle.grad(energy.sum(), ts, create_graph=True)
 
     # dE/dR~ by the fused operator, then forces and virial through the env-mat gradient
     parts = []
