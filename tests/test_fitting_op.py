@@ -141,7 +141,7 @@ def test_training_step_with_and_without_the_operator(precision, monkeypatch):
     for use in (True, False):
         m = make_small_model(True, resnet_dt=True, precision=precision)
         if not use:
-            monkeypatch.setattr(EnergyModel, "fused_fitting", lambda self, ti: False)
+            monkeypatch.setattr(EnergyModel, "fitting_kernel_params", lambda self, ti: None)
         else:
             assert m.fused_fitting(0) and m.fused_fitting(1)
         loss, _ = fused_step.step(m, loss_fn, batch, 5e-4)

@@ -187,16 +187,25 @@ class EnergyModel(FrameStages, paddle.nn.Layer):
             vacuum = self.descriptor.fitting_input(paddle.zeros([1, ndesc], d.dtype), ti)
         return self.fitting(self.descriptor.fitting_input(d, ti), ti, vacuum, extra) + self.out_bias[ti]
 
+    def fitting_kernel_params(self, ti: int):
+        """Type ti's fitting net as the ``fitting_ener`` kernel takes it ((weights, timestep
+        flags): ``EnergyFitting.fused_params``), or None where type ti's energies cannot come
+        from that kernel."""
+        if not self.kernels.has("fitting_ener") or \
+                self.descriptor.get_dim_fitting_input() != self.descriptor.get_dim_out():
+            return None
+        return self.fitting.fused_params(ti)
+
     def fused_fitting(self, ti: int) -> bool:
         """Type ti's energies can come from the ``fitting_ener`` kernel (``atom_energy_and_grad``)."""
-        return (self.kernels.has("fitting_ener") and self.fitting.fused_params(ti) is not None
-                and self.descriptor.get_dim_fitting_input() == self.descriptor.get_dim_out())
+        return self.fitting_kernel_params(ti) is not None
 
-    def atom_energy_and_grad(self, d, ti: int):
+    def atom_energy_and_grad(self, d, ti: int, fused=None):
         """(E_i, dE_i/dD_i) of a block of atoms of centre type ti by the ``fitting_ener`` kernel,
         both with their gradient (a training step's loss on energies and forces), or None where
-        that kernel does not apply (then ``atom_energy_of`` and autograd)."""
-        fused = self.fitting.fused_params(ti) if self.fused_fitting(ti) else None
+        that kernel does not apply (then ``atom_energy_of`` and autograd). ``fused``: what
+        ``fitting_kernel_params(ti)`` returned, when the caller has it."""
+        fused = self.fitting_kernel_params(ti) if fused is None else fused
         if fused is None:
             return None
         e, gd = self.kernels.fitting_ener(d, *fused)

@@ -8,8 +8,12 @@ contraction (1/nnei) sum_j G_j^T R~_j (nat x ng x 4), E(T) the fitting part and
 gT = dE/dT, a loss L(E, F, W) with F, W linear in dE/dR~:
 
 1. ``T = se_a_embed_tape(R~)`` (or ``se_a_embed_cached``) without a graph: it keeps G and dG/ds
-   for steps 2 and 3 and the nets' activations for step 5; T is made a leaf, E = fit(D(T))
-   with Paddle layers, gT = dE/dT with ``create_graph`` (the fitting net's double-backward graph).
+   for steps 2 and 3 and the nets' activations for step 5; T is made a leaf, D = D(T), and
+   E with dE/dD by the fitting operator (``fitting_ener``: one C++ call per centre type, whose
+   gradient is written by hand), gT = dE/dT from dE/dD through the descriptor with
+   ``create_graph``. Where that operator does not apply (another activation, mixed precision,
+   frame/atomic parameters, a type vector in the fitting input, atom_ener): E from the Paddle
+   layers and gT by autograd with ``create_graph`` (the fitting net's double-backward graph).
 2. ``dE/dR~ = se_a_embed_vjp(R~, gT)`` (C++), a leaf; g = dE/dr_ij through the
    environment-matrix operator's gradient, with a graph in dE/dR~ only; F and W by the product
    operator without a graph (they are linear in g).
@@ -88,14 +92,15 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
                        "tape": tape})
     energies, index, ds, gds = [], [], [], []
     # the fitting operator for every centre type, or for none (its gradient is first order only)
-    fit_fused = extra is None and all(model.fused_fitting(ti) for ti, _ in by_type)
+    fits = [model.fitting_kernel_params(ti) for ti, _ in by_type] if extra is None else [None]
+    fit_fused = all(f is not None for f in fits)
     for k, (ti, idx) in enumerate(by_type):
         if not desc.type_one_side:
             t = blocks[k]["T"]
         else:
             t = blocks[0]["T"] if len(by_type) == 1 else paddle.gather(blocks[0]["T"], idx)
         d = desc.from_contraction(t)
-        fused = model.atom_energy_and_grad(d, ti) if fit_fused else None  # E_i and dE_i/dD in one operator
+        fused = model.atom_energy_and_grad(d, ti, fits[k]) if fit_fused else None  # E_i, dE_i/dD: one operator
         if fused is not None:
             energies.append(fused[0])
             ds.append(d)
