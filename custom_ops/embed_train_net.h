@@ -152,23 +152,76 @@ struct NetGrads {
   }
 };
 
+// A layer's outputs from its tanh values t and tangent pre-activations zp, rows x nop:
+// y = idt t (+ skip of x), dy = idt (1 - t^2) zp (+ skip of dx). train_forward and load_tape both
+// use it, so that outputs recomputed from a slim tape equal the recorded ones bit for bit.
+template <typename T>
+void layer_outputs(const PackedLayer<T>& P, int rows, const T* th, const T* zp, const T* x, const T* dx, int ldx,
+                   T* y, T* dy) {
+  const int nop = P.nop, ni = P.n_in, no = P.n_out;
+  const T* idt = P.idt.data();
+  const bool skip = no == ni || no == 2 * ni;
+  for (int r = 0; r < rows; ++r) {
+    const T* t = th + int64_t(r) * nop;
+    const T* z = zp + int64_t(r) * nop;
+    T* yr = y + int64_t(r) * nop;
+    T* dyr = dy + int64_t(r) * nop;
+    if (P.has_idt) {
+#pragma omp simd
+      for (int c = 0; c < nop; ++c) {
+        yr[c] = idt[c] * t[c];
+        dyr[c] = idt[c] * (T(1) - t[c] * t[c]) * z[c];
+      }
+    } else {
+#pragma omp simd
+      for (int c = 0; c < nop; ++c) {
+        yr[c] = t[c];
+        dyr[c] = (T(1) - t[c] * t[c]) * z[c];
+      }
+    }
+    if (skip) {
+      add_skip(yr, x + int64_t(r) * ldx, ni, no);
+      add_skip(dyr, dx + int64_t(r) * ldx, ni, no);
+    }
+  }
+}
+
 // The tape of one row kept between two training passes (se_a_embed_tape -> se_a_embed_pgrad):
-// per layer l, a[l+1], da[l+1] (the next layer's input and tangent; G, G' for the last), t[l]
-// and zp[l], each fwd[l].nop wide; a[0] = s and da[0] = 1 are not stored.
+// per layer l, t[l] and zp[l] (tanh values and tangent pre-activations), each fwd[l].nop wide;
+// load_tape recomputes the layers' outputs a[l+1], da[l+1] (G, G' for the last) from them with
+// train_forward's own arithmetic. Nets with rounded layers (mixed precision) keep a[l+1] and
+// da[l+1] on the tape too (4 arrays a layer). a[0] = s and da[0] = 1 are not stored.
+template <typename T>
+bool tape_slim(const EmbedNet<T>& net) {
+  for (const auto& L : net)
+    if (L.round != kRoundNone) return false;
+  return true;
+}
+
 template <typename T>
 int tape_width(const EmbedNet<T>& net) {
   int w = 0;
-  for (const auto& L : net) w += 4 * pad_to(L.n_out, kLanes<T>);
+  for (const auto& L : net) w += (tape_slim(net) ? 2 : 4) * pad_to(L.n_out, kLanes<T>);
   return w;
 }
 
 template <typename T>
+bool tape_slim(const TrainNet<T>& net) {
+  for (const auto& P : net.fwd)
+    if (P.round != kRoundNone) return false;
+  return true;
+}
+
+template <typename T>
 void store_tape(const TrainNet<T>& net, const TrainTape<T>& tp, int rows, T* out, int64_t ld) {
+  const bool slim = tape_slim(net);
   for (int r = 0; r < rows; ++r) {
     T* o = out + r * ld;
     for (size_t l = 0; l < net.fwd.size(); ++l) {
       const int w = net.fwd[l].nop;
-      for (const auto* v : {&tp.a[l + 1], &tp.da[l + 1], &tp.t[l], &tp.zp[l]}) o = std::copy_n(v->data() + size_t(r) * w, w, o);
+      if (!slim)
+        for (const auto* v : {&tp.a[l + 1], &tp.da[l + 1]}) o = std::copy_n(v->data() + size_t(r) * w, w, o);
+      for (const auto* v : {&tp.t[l], &tp.zp[l]}) o = std::copy_n(v->data() + size_t(r) * w, w, o);
     }
   }
 }
@@ -180,15 +233,27 @@ void load_tape(const TrainNet<T>& net, TrainTape<T>& tp, int rows, const T* s, c
   for (int r = 0; r < rows; ++r) {
     tp.a[0][r] = round_to(s[int64_t(r) * 4], m);
     tp.da[0][r] = T(1);
+  }
+  const bool slim = tape_slim(net);
+  for (int r = 0; r < rows; ++r) {  // (row by row: the tape is read once, in order)
     const T* o = in + r * ld;
     for (size_t l = 0; l < net.fwd.size(); ++l) {
       const int w = net.fwd[l].nop;
-      for (auto* v : {&tp.a[l + 1], &tp.da[l + 1], &tp.t[l], &tp.zp[l]}) {
+      if (!slim)
+        for (auto* v : {&tp.a[l + 1], &tp.da[l + 1]}) {
+          std::copy_n(o, w, v->data() + size_t(r) * w);
+          o += w;
+        }
+      for (auto* v : {&tp.t[l], &tp.zp[l]}) {
         std::copy_n(o, w, v->data() + size_t(r) * w);
         o += w;
       }
     }
   }
+  if (slim)
+    for (size_t l = 0; l < net.fwd.size(); ++l)
+      layer_outputs(net.fwd[l], rows, tp.t[l].data(), tp.zp[l].data(), tp.a[l].data(), tp.da[l].data(), net.ld_in(l),
+                    tp.a[l + 1].data(), tp.da[l + 1].data());
 }
 
 // forward-mode pass over `rows` inputs s (stride 4), recording the tape; G = a[nl], G' = da[nl]
@@ -205,34 +270,24 @@ void train_forward(const TrainNet<T>& net, int rows, const T* s, TrainTape<T>& t
     T* th = tp.t[l].data();
     T* zp = tp.zp[l].data();
     gemm_bias<T, true>(tp.a[l].data(), tp.da[l].data(), ldx, rows, P, th, zp);
-    const T* idt = P.idt.data();
-    const bool skip = no == ni || no == 2 * ni;
-    for (int r = 0; r < rows; ++r) {
-      T* tr = th + int64_t(r) * nop;
-      T* zr = zp + int64_t(r) * nop;
-      T* y = tp.a[l + 1].data() + int64_t(r) * nop;
-      T* dy = tp.da[l + 1].data() + int64_t(r) * nop;
-      if (P.round != kRoundNone) {  // mixed precision (embed_net.h); the tape keeps tanh z before rounding
-        std::copy(zr, zr + nop, dy);
-        round_epilogue(P, tr, y, tr, dy, tp.a[l].data() + int64_t(r) * ldx, tp.da[l].data() + int64_t(r) * ldx);
-        continue;
+    if (P.round != kRoundNone) {  // mixed precision (embed_net.h); the tape keeps tanh z before rounding
+      for (int r = 0; r < rows; ++r) {
+        T* tr = th + int64_t(r) * nop;
+        T* dy = tp.da[l + 1].data() + int64_t(r) * nop;
+        std::copy(zp + int64_t(r) * nop, zp + int64_t(r + 1) * nop, dy);
+        round_epilogue(P, tr, tp.a[l + 1].data() + int64_t(r) * nop, tr, dy, tp.a[l].data() + int64_t(r) * ldx,
+                       tp.da[l].data() + int64_t(r) * ldx);
       }
-      if (std::is_same<T, float>::value && kTanhVecF) {  // whole vectors: tanh_vec.h's division-free tanh
-        tanh_epilogue<T, true>(nop, tr, y, zr, dy, P.has_idt ? idt : nullptr, tr);
-      } else {
-#pragma omp simd
-        for (int c = 0; c < nop; ++c) {
-          const T v = tanh_fast(tr[c]);
-          tr[c] = v;
-          y[c] = idt[c] * v;
-          dy[c] = idt[c] * (T(1) - v * v) * zr[c];
-        }
-      }
-      if (skip) {
-        add_skip(y, tp.a[l].data() + int64_t(r) * ldx, ni, no);
-        add_skip(dy, tp.da[l].data() + int64_t(r) * ldx, ni, no);
-      }
+      continue;
     }
+    const int64_t n = int64_t(rows) * nop;
+    if (std::is_same<T, float>::value && kTanhVecF) {
+      tanh_row<T, Vec<T>>(th, th, n);  // whole vectors: tanh_vec.h's division-free tanh
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < n; ++c) th[c] = tanh_fast(th[c]);
+    }
+    layer_outputs(P, rows, th, zp, tp.a[l].data(), tp.da[l].data(), ldx, tp.a[l + 1].data(), tp.da[l + 1].data());
   }
 }
 
