@@ -67,7 +67,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     prec = desc.precision
     coord, atype, box, nlist, shift, _ = model.prepare(b["coord"], b["atype"], b["box"])
     nf, nloc, nnei = coord.shape[0], coord.shape[1], desc.nnei
-    rij, _, env = model.centre_env(coord, atype, nlist, shift, None, order=1)  # graph rij -> R~ (for the forces)
+    rij, _, env = model.centre_env(coord, atype, nlist, shift, None)  # rij a leaf, graph rij -> R~ (for the forces)
     flat = env.detach().reshape([-1, nnei, 4])
     at = atype.reshape([-1])
     extra = model.fitting.param_rows(b.get("fparam"), b.get("aparam"), atype)  # fparam/aparam rows, or None
