@@ -42,6 +42,8 @@ none.
 """
 from __future__ import annotations
 
+import math
+
 import paddle
 
 from ..model.energy_model import EnergyModel
@@ -157,11 +159,11 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
             continue  # (untrainable embedding nets: no weight gradient to sweep)
         flat_g = kern.embed_pgrad(bl["env"], bl["params"], empty if tbar is None else tbar,
                                   gt.detach() if "a" in bl else empty, bl.get("a", empty), *attrs, tape=bl["tape"])
-        parts = paddle.split(flat_g, [int(p.numel()) for p in bl["live"]])
+        parts = paddle.split(flat_g, [math.prod(p.shape) for p in bl["live"]])  # (numel() is an operator)
         for p, part in zip(bl["live"], parts):
             if not p.stop_gradient:
-                key = id(p)
-                grads[key] = (p, part.reshape(p.shape) + (grads[key][1] if key in grads else 0))
+                key, g = id(p), part.reshape(p.shape)
+                grads[key] = (p, g + grads[key][1] if key in grads else g)
     transfer = None
     for p, gp in grads.values():
         if p.is_leaf:  # a parameter: added to .grad as backward() would
