@@ -71,15 +71,25 @@ void weight_grad(const T* X, const T* DX, int ldx, const T* Z, const T* ZP, int 
       vstore(g, a0); vstore(g + ldz, a1); vstore(g + 2 * ldz, a2); vstore(g + 3 * ldz, a3);
     }
   }
+  // the last ni % 4 inputs (all of a 1 -> n first layer): one input, up to 4 column vectors,
+  // the tangent's products in accumulators of their own (8 independent sums, not one chain)
   for (; k < ni; ++k) {
-    for (int cv = 0; cv < nv; ++cv) {
+    for (int cv = 0; cv < nv; cv += 4) {
+      const int nc = std::min(4, nv - cv);
       T* g = GW + int64_t(k) * ldz + cv * L;
-      Vec<T> a = vload(g);
+      Vec<T> a[4], ap[4];
+      for (int q = 0; q < 4; ++q) a[q] = ap[q] = Vec<T>{};
       for (int r = 0; r < rows; ++r) {
-        a += X[int64_t(r) * ldx + k] * vload(Z + int64_t(r) * ldz + cv * L);
-        if (Tangent) a += DX[int64_t(r) * ldx + k] * vload(ZP + int64_t(r) * ldz + cv * L);
+        const T x = X[int64_t(r) * ldx + k];
+        const T* z = Z + int64_t(r) * ldz + cv * L;
+        for (int q = 0; q < nc; ++q) a[q] += x * vload(z + q * L);
+        if (Tangent) {
+          const T dx = DX[int64_t(r) * ldx + k];
+          const T* zp = ZP + int64_t(r) * ldz + cv * L;
+          for (int q = 0; q < nc; ++q) ap[q] += dx * vload(zp + q * L);
+        }
       }
-      vstore(g, a);
+      for (int q = 0; q < nc; ++q) vstore(g + q * L, vload(g + q * L) + (a[q] + ap[q]));
     }
   }
 }
