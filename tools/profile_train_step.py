@@ -6,7 +6,10 @@ After ``--warmup`` steps it runs ``--steps`` steps twice:
 1. CPU seconds per step (``time.process_time``: all threads of the process), and per C++ operator
    called from Python (``_run_custom_op`` timed the same way; their backward nodes run inside
    Paddle's autograd and are in the table of 2);
-2. under ``paddle.profiler`` (CPU): per Paddle operator and autograd node, calls per step and host
+2. with ``--phases``: wall time per phase of the fused step (``train/fused_step.py``'s ``PHASES``)
+   and of the optimizer update, per step, with the process's threads (so the table shows what
+   runs on one core while the others wait);
+3. under ``paddle.profiler`` (CPU): per Paddle operator and autograd node, calls per step and host
    time per step. Host time is wall time of the calling thread, so on a loaded machine it grows
    with the load; the CPU seconds of 1 do not (much). Operators called inside autograd nodes may
    be counted in both (``matmul`` inside ``MatmulGradNode`` when a graph is built).
@@ -36,12 +39,37 @@ def _steps(trainer, first: int, n: int, after=None) -> int:
     return first + n
 
 
+def _phase_table(trainer, first: int, n: int) -> int:
+    """Wall ms per step of each phase of the fused step and of the update; returns the next step."""
+    from deepmd_paddle.train import fused_step
+
+    fused_step.PHASES = {}
+    wall = upd = 0.0
+    try:
+        for s in range(first, first + n):
+            t0 = time.perf_counter()
+            lr, _, loss, _ = trainer.forward_step(s)
+            t1 = time.perf_counter()
+            trainer.update(loss, lr)
+            t2 = time.perf_counter()
+            wall, upd = wall + t2 - t0, upd + t2 - t1
+        phases = dict(fused_step.PHASES)
+    finally:
+        fused_step.PHASES = None
+    print(f"wall ms per step {wall / n * 1e3:.1f} (phases of the fused step, then the update):")
+    for name, v in list(phases.items()) + [("optimizer update", upd)]:
+        print(f"  {name:44s} {v / n * 1e3:8.2f}")
+    print(f"  {'rest (batch, Python between phases)':44s} {(wall - upd - sum(phases.values())) / n * 1e3:8.2f}")
+    return first + n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--precision", default="float32", help="float64, float32 or mixed-bfloat16 (bench_train.py's)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--top", type=int, default=30, help="rows of the operator table")
+    ap.add_argument("--phases", action="store_true", help="also time the fused step's phases (wall)")
     args = ap.parse_args()
 
     from deepmd_paddle import config  # (first: it sets the OpenMP runtimes' settings before Paddle loads)
@@ -52,7 +80,7 @@ def main() -> None:
 
     from bench_train import water_input
 
-    n = args.warmup + 2 * args.steps
+    n = args.warmup + (3 if args.phases else 2) * args.steps
     trainer = Trainer(config.normalize(water_input(n + 5, precision=args.precision)), tempfile.mkdtemp())
     step = _steps(trainer, 0, args.warmup)
 
@@ -77,6 +105,9 @@ def main() -> None:
           f"C++ operators called from Python {ops:.4f}; the rest (Paddle, Python) {total - ops:.4f}")
     for name, v in sorted(cpu.items(), key=lambda kv: -kv[1]):
         print(f"  {name:36s} {v / args.steps * 1e3:8.2f} ms CPU/step")
+
+    if args.phases:
+        step = _phase_table(trainer, step, args.steps)
 
     prof = pp.Profiler(targets=[pp.ProfilerTarget.CPU], on_trace_ready=lambda _: None)  # (no trace file)
     prof.start()

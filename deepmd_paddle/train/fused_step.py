@@ -43,10 +43,24 @@ none.
 from __future__ import annotations
 
 import math
+import time
 
 import paddle
 
 from ..model.energy_model import EnergyModel
+
+# wall seconds per phase of ``step``, summed over calls, while a profiler sets this to a dict
+# (tools/profile_train_step.py --phases); None: not timed
+PHASES: dict | None = None
+
+
+def _phase(t0: float, name: str) -> float:
+    if PHASES is None:
+        return t0
+    t = time.perf_counter()
+    PHASES[name] = PHASES.get(name, 0.0) + t - t0
+    return t
+
 
 PASSES = ("embed_cached", "embed_vjp", "embed_ggt", "embed_pgrad")  # the C++ kernels this step runs (embed_tape too when built)
 
@@ -64,6 +78,7 @@ def supported(model) -> bool:
 def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     """Loss and l2 of batch ``b`` (as ``loss_fn`` returns them); every trainable parameter's
     ``.grad`` receives the loss gradient (accumulated, like ``loss.backward()``)."""
+    t_ph = time.perf_counter() if PHASES is not None else 0.0
     desc, kern = model.descriptor, model.kernels
     attrs = desc.fused_attrs()
     prec = desc.precision
@@ -76,6 +91,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
 
     # blocks of atoms that share embedding nets: one per centre type, or all atoms at once when
     # the nets do not depend on the centre type (type_one_side)
+    t_ph = _phase(t_ph, "neighbour list, r_ij, env mat")
     by_type = model.centre_blocks(at)
     groups = [(0, None)] if desc.type_one_side else by_type
     blocks = []
@@ -92,6 +108,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
         t.stop_gradient = False
         blocks.append({"idx": idx, "env": env_i, "live": live, "params": params, "T": t, "cache": cache,
                        "tape": tape})
+    t_ph = _phase(t_ph, "embedding forward (tape)")
     energies, index, ds, gds = [], [], [], []
     # the fitting operator for every centre type, or for none (its gradient is first order only)
     fits = [model.fitting_kernel_params(ti) for ti, _ in by_type] if extra is None else [None]
@@ -112,6 +129,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
         index.append(idx)
     atom_e = EnergyModel.in_atom_order(energies, index).reshape([nf, nloc, 1])  # (loss terms of E_i: train/loss.py)
     energy = atom_e.sum(axis=1)  # nf x 1
+    t_ph = _phase(t_ph, "descriptor, fitting E and dE/dD")
     ts = [bl["T"] for bl in blocks]
     if fit_fused:  # gT = dE/dT from dE/dD through the descriptor (a graph in both)
         gts = paddle.grad(ds, ts, grad_outputs=gds, create_graph=True)
@@ -127,6 +145,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     (g,) = paddle.grad(env, rij, grad_outputs=genv, create_graph=True)  # nf x nloc x nnei x 3
     # F and W are linear in g: the product without a graph (the C++ operator when built), then
     # dL/dg from dL/dF and dL/dW by hand (force_virial_vjp)
+    t_ph = _phase(t_ph, "gT, embedding vjp, env-mat gradient")
     force, virial, _ = kern.get("prod_force_virial")(coord, g.detach(), rij.detach(), nlist, None, atomic=False)
     force.stop_gradient = virial.stop_gradient = False
 
@@ -141,6 +160,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     loss_e, _ = loss_fn({"energy": energy, "atom_energy": atom_e, "force": force.detach(), "virial": virial.detach()},
                         b, lr)
 
+    t_ph = _phase(t_ph, "forces, loss, force cotangent")
     surrogate = loss_e
     if a is not None:
         a = a.reshape([-1, nnei, 4])
@@ -148,9 +168,11 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
             bl["a"] = (a if bl["idx"] is None else paddle.gather(a, bl["idx"])).astype(prec)
             ggt = kern.embed_ggt(bl["env"], bl["params"], bl["a"], bl.pop("cache"), *attrs)
             surrogate = surrogate + (gt * ggt).sum()
+    t_ph = _phase(t_ph, "embedding ggt")
     if isinstance(surrogate, paddle.Tensor) and not surrogate.stop_gradient:
         surrogate.backward()  # fitting weights, out_bias if trainable, and Tbar on each T
 
+    t_ph = _phase(t_ph, "backward: fitting, descriptor, loss")
     empty = paddle.zeros([0], prec)
     grads = {}
     for bl, gt in zip(blocks, gts):
@@ -164,6 +186,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
             if not p.stop_gradient:
                 key, g = id(p), part.reshape(p.shape)
                 grads[key] = (p, g + grads[key][1] if key in grads else g)
+    t_ph = _phase(t_ph, "embedding weight gradients (pgrad)")
     transfer = None
     for p, gp in grads.values():
         if p.is_leaf:  # a parameter: added to .grad as backward() would
@@ -173,6 +196,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
             transfer = term if transfer is None else transfer + term
     if transfer is not None:
         transfer.backward()
+    _phase(t_ph, "gradients to the parameters")
     return loss_fv, l2
 
 
