@@ -152,3 +152,35 @@ def test_training_step_with_and_without_the_operator(precision, monkeypatch):
     assert l0 == pytest.approx(l1, rel=tol)
     for a, b in zip(g0, g1):
         np.testing.assert_allclose(a, b, rtol=tol * 10, atol=tol * np.abs(b).max())
+
+
+@pytest.mark.parametrize("desc_prec,fit_prec", [("float32", "float64"), ("float64", "float32")])
+def test_descriptor_and_fitting_of_different_precision(desc_prec, fit_prec):
+    """DeePMD-kit's descriptor and fitting_net each have a ``precision``; the fitting input is
+    cast to the fitting's (it was an internal dtype error in every path). The fused step equals
+    autograd through the layers, and the energy equals the one of the plain-Paddle twins."""
+    from deepmd_paddle.config import normalize_model
+    from deepmd_paddle.model import EnergyModel
+    from deepmd_paddle.train import fused_step
+
+    cfg = small_model_config(precision=desc_prec)
+    cfg["fitting_net"]["precision"] = fit_prec
+    coord, atype, cell = random_system(14, 2, "triclinic", seed=21)
+    batch, loss_fn = loss_batch(coord, atype, cell)
+    models = []
+    for kernels in ("cpp", "cpp", "paddle"):
+        m = EnergyModel.from_config(normalize_model(cfg))
+        m.set_kernels(backend(kernels))
+        models.append(m)
+    fused, ref, twin = models
+    assert fused.fused_fitting(0)
+    loss, _ = fused_step.step(fused, loss_fn, batch, 5e-4)
+    ref.descriptor.prefer_fused_training = False
+    out = ref(batch["coord"], batch["atype"], batch["box"], create_graph=True)
+    loss_ref, _ = loss_fn(out, batch, 5e-4)
+    loss_ref.backward()
+    assert float(loss) == pytest.approx(float(loss_ref), rel=1e-6)
+    for p, q in zip(fused.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-4, atol=1e-5 * np.abs(q.grad.numpy()).max())
+    e_twin = twin(batch["coord"], batch["atype"], batch["box"])["energy"].numpy()
+    np.testing.assert_allclose(out["energy"].numpy(), e_twin, rtol=1e-6)

@@ -61,11 +61,21 @@ class EnergyFitting(paddle.nn.Layer):
         ``extra``: the atoms' rows of ``param_rows`` (frame/atomic parameters), appended to the
         descriptor, and to the isolated atom's row as DeePMD-kit does."""
         net = self.nets[0 if self.mixed_types else ti]
+        d = self.cast_input(d)
         e = net(d if extra is None else append_rows(d, extra, self.dim_descrpt, self.inputs.width))
         if self.minus_vacuum(ti):  # minus the net's value for an isolated atom (D = 0)
-            v = paddle.zeros([1, self.dim_descrpt], d.dtype) if vacuum is None else vacuum
+            v = paddle.zeros([1, self.dim_descrpt], d.dtype) if vacuum is None else self.cast_input(vacuum)
             e = e - net(v if extra is None else append_rows(v, extra, self.dim_descrpt, self.inputs.width))
         return e.astype("float64") + self.bias_atom_e[ti]
+
+    def cast_input(self, d):
+        """The descriptor rows in the nets' precision (DeePMD-kit casts the fitting input so: a
+        descriptor and a fitting net of different ``precision`` work together)."""
+        return d if d.dtype == self.net_dtype() else d.astype(self.precision)
+
+    def net_dtype(self):
+        """The nets' dtype (that of their first weight)."""
+        return self.nets[0].layers[0].w.dtype
 
     def fused_params(self, ti: int):
         """Type ti's net as the ``fitting_ener`` kernel takes it (per hidden layer W, b, idt when it

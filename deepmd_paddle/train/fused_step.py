@@ -118,7 +118,7 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
             t = blocks[k]["T"]
         else:
             t = blocks[0]["T"] if len(by_type) == 1 else paddle.gather(blocks[0]["T"], idx)
-        d = desc.from_contraction(t)
+        d = model.fitting.cast_input(desc.from_contraction(t))  # (in the fitting nets' precision)
         fused = model.atom_energy_and_grad(d, ti, fits[k]) if fit_fused else None  # E_i, dE_i/dD: one operator
         if fused is not None:
             energies.append(fused[0])
