@@ -111,9 +111,9 @@ def test_fitting_nets_that_take_the_operator(change, expected):
     cfg["fitting_net"].update(change)
     m = EnergyModel.from_config(normalize_model(cfg))
     m.set_kernels(backend("cpp"))
-    assert m.fused_fitting(0) is expected
+    assert (m.fitting_kernel_params(0) is not None) is expected
     if change.get("atom_ener"):
-        assert m.fused_fitting(1)  # (only the type with an isolated-atom energy is left out)
+        assert m.fitting_kernel_params(1) is not None  # (only the type with an isolated-atom energy is left out)
 
 
 def test_mixed_precision_keeps_the_layers():
@@ -123,9 +123,9 @@ def test_mixed_precision_keeps_the_layers():
 
     m = EnergyModel.from_config(normalize_model(small_model_config(precision="float32")))
     m.set_kernels(backend("cpp"))
-    assert m.fused_fitting(0)
+    assert m.fitting_kernel_params(0) is not None
     enable(m, {"output_prec": "float32", "compute_prec": "bfloat16"})
-    assert not m.fused_fitting(0)
+    assert m.fitting_kernel_params(0) is None
 
 
 @pytest.mark.parametrize("precision", ["float64", "float32"])
@@ -143,7 +143,7 @@ def test_training_step_with_and_without_the_operator(precision, monkeypatch):
         if not use:
             monkeypatch.setattr(EnergyModel, "fitting_kernel_params", lambda self, ti: None)
         else:
-            assert m.fused_fitting(0) and m.fused_fitting(1)
+            assert m.fitting_kernel_params(0) is not None and m.fitting_kernel_params(1) is not None
         loss, _ = fused_step.step(m, loss_fn, batch, 5e-4)
         results.append((float(loss), [p.grad.numpy() for p in m.parameters()]))
         monkeypatch.undo()
@@ -173,7 +173,7 @@ def test_descriptor_and_fitting_of_different_precision(desc_prec, fit_prec):
         m.set_kernels(backend(kernels))
         models.append(m)
     fused, ref, twin = models
-    assert fused.fused_fitting(0)
+    assert fused.fitting_kernel_params(0) is not None
     loss, _ = fused_step.step(fused, loss_fn, batch, 5e-4)
     ref.descriptor.prefer_fused_training = False
     out = ref(batch["coord"], batch["atype"], batch["box"], create_graph=True)

@@ -196,18 +196,10 @@ class EnergyModel(FrameStages, paddle.nn.Layer):
             return None
         return self.fitting.fused_params(ti)
 
-    def fused_fitting(self, ti: int) -> bool:
-        """Type ti's energies can come from the ``fitting_ener`` kernel (``atom_energy_and_grad``)."""
-        return self.fitting_kernel_params(ti) is not None
-
-    def atom_energy_and_grad(self, d, ti: int, fused=None):
+    def atom_energy_and_grad(self, d, ti: int, fused):
         """(E_i, dE_i/dD_i) of a block of atoms of centre type ti by the ``fitting_ener`` kernel,
-        both with their gradient (a training step's loss on energies and forces), or None where
-        that kernel does not apply (then ``atom_energy_of`` and autograd). ``fused``: what
-        ``fitting_kernel_params(ti)`` returned, when the caller has it."""
-        fused = self.fitting_kernel_params(ti) if fused is None else fused
-        if fused is None:
-            return None
+        both with their gradient (a training step's loss on energies and forces); ``fused``: what
+        ``fitting_kernel_params(ti)`` returned (not None)."""
         e, gd = self.kernels.fitting_ener(d, *fused)
         # (dE/dD passes through a single-output operation: Paddle 3.3 sent the gradient of a
         # grad_outputs tensor that is a later output of a multi-output operator to its first output)

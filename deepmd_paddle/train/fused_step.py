@@ -112,18 +112,18 @@ def step(model: EnergyModel, loss_fn, b: dict, lr: float):
     energies, index, ds, gds = [], [], [], []
     # the fitting operator for every centre type, or for none (its gradient is first order only)
     fits = [model.fitting_kernel_params(ti) for ti, _ in by_type] if extra is None else [None]
-    fit_fused = all(f is not None for f in fits)
+    fit_fused = bool(fits) and all(f is not None for f in fits)
     for k, (ti, idx) in enumerate(by_type):
         if not desc.type_one_side:
             t = blocks[k]["T"]
         else:
             t = blocks[0]["T"] if len(by_type) == 1 else paddle.gather(blocks[0]["T"], idx)
         d = model.fitting.cast_input(desc.from_contraction(t))  # (in the fitting nets' precision)
-        fused = model.atom_energy_and_grad(d, ti, fits[k]) if fit_fused else None  # E_i, dE_i/dD: one operator
-        if fused is not None:
-            energies.append(fused[0])
+        if fit_fused:  # E_i and dE_i/dD in one operator
+            e, gd = model.atom_energy_and_grad(d, ti, fits[k])
+            energies.append(e)
             ds.append(d)
-            gds.append(fused[1])
+            gds.append(gd)
         else:
             energies.append(model.atom_energy_of(d, ti, None if extra is None else paddle.gather(extra, idx)))
         index.append(idx)
