@@ -184,3 +184,28 @@ def test_descriptor_and_fitting_of_different_precision(desc_prec, fit_prec):
         np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-4, atol=1e-5 * np.abs(q.grad.numpy()).max())
     e_twin = twin(batch["coord"], batch["atype"], batch["box"])["energy"].numpy()
     np.testing.assert_allclose(out["energy"].numpy(), e_twin, rtol=1e-6)
+
+
+def test_training_with_two_precisions_and_restart(tmp_path):
+    """A float32 descriptor with a float64 fitting net trains (Paddle's Adam keeps one learning
+    rate dtype: train/optim.py gives one Adam per dtype) and a restart from the step-3 checkpoint
+    with the optimizer's slots repeats the uninterrupted run to step 6 bit for bit."""
+    from test_trainable import _config
+    from deepmd_paddle.data.demo import make_demo
+    from deepmd_paddle.train.trainer import Trainer
+
+    data = make_demo(str(tmp_path / "emt"), seed=7, segments=2, valid_segments=1, frames_per_segment=5, every=2,
+                     n_ag=4)
+    cfg = _config(data, steps=6, descriptor={"precision": "float32"}, fitting={"precision": "float64"})
+    cfg["training"]["save_freq"] = 3
+    full = Trainer(cfg, str(tmp_path / "full"))
+    start = [p.numpy().copy() for p in full.model.parameters()]
+    full.run()
+    again = Trainer(cfg, str(tmp_path / "again"), restart=str(tmp_path / "full" / "model.ckpt-3"))
+    again.run()
+    assert {str(p.dtype) for p in full.model.parameters()} == {"paddle.float32", "paddle.float64"}
+    moved = 0
+    for (name, p), q, p0 in zip(full.model.named_parameters(), again.model.parameters(), start):
+        np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=name)
+        moved += not np.array_equal(p.numpy(), p0)
+    assert moved == len(start)  # (both dtypes' parameters trained)

@@ -34,8 +34,10 @@ def run_freeze(args: argparse.Namespace) -> int:
     meta = freeze(args.checkpoint, args.output, portable=args.portable, precision=args.precision)
     kind = "portable plain-Paddle" if args.portable else "C++-operator"
     prec = meta["precision"]
+    nets = prec["descriptor"] if prec.get("fitting", prec["descriptor"]) == prec["descriptor"] else \
+        f"{prec['descriptor']} (descriptor), {prec['fitting']} (fitting)"
     print(f"froze {args.checkpoint} -> {args.output} ({kind} graph; type_map {meta['type_map']}, "
-          f"rcut {meta['rcut']}, sel {meta['sel']}; nets in {prec['descriptor']})")
+          f"rcut {meta['rcut']}, sel {meta['sel']}; nets in {nets})")
     return 0
 
 

@@ -35,7 +35,7 @@ from deepmd_paddle.data.system import load_system
 from deepmd_paddle import runtime
 from deepmd_paddle.io import checkpoint
 from deepmd_paddle.model.options import trained_parameters
-from deepmd_paddle.train import dplr, fit_params, fused_step, init_from, parallel, records, run_folder, stat_file
+from deepmd_paddle.train import dplr, fit_params, fused_step, init_from, optim, parallel, records, run_folder, stat_file
 from deepmd_paddle.train.loss import EnerLoss
 from deepmd_paddle.train.lr import LearningRateExp
 
@@ -161,12 +161,8 @@ class Trainer:
             log.info("learning rate x %.4g (%d workers, scale_by_worker %s)", self.lr_scale, par.size,
                      cfg["learning_rate"]["scale_by_worker"])
         self.loss = EnerLoss(cfg["learning_rate"]["start_lr"], **cfg["loss"])
-        params = trained_parameters(self.model)  # trainable only
-        # Paddle's merged Adam (one kernel over all tensors) takes float32 only: for the water model's 44
-        # tensors it costs 9 instead of 32 ms of CPU a step; the slots keep their names (checkpoints)
-        merged = bool(params) and all(p.dtype == paddle.float32 for p in params)
-        self.opt = paddle.optimizer.Adam(learning_rate=self.lr.value(0) * self.lr_scale, parameters=params,
-                                         use_multi_tensor=merged)
+        # Adam over the trainable parameters (train/optim.py: merged kernel for float32, one Adam per dtype)
+        self.opt = optim.adam(self.lr.value(0) * self.lr_scale, trained_parameters(self.model))
         self.start_step = 0
         if restart:
             tensors, meta = ckpt
