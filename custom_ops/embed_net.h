@@ -241,16 +241,15 @@ inline void round_epilogue(const PackedLayer<T>& P, const T* acc, T* y, T* th, T
 }
 
 // One row of a layer's epilogue on whole vectors (nop a multiple of the lanes): t = tanh z,
-// y = idt t, dy = idt (1 - t^2) zp; th (may be null) keeps t. z may alias th or y, zp dy.
+// y = idt t, dy = idt (1 - t^2) zp. z may alias y, zp dy.
 template <typename T, bool Tangent>
 __attribute__((always_inline)) inline void tanh_epilogue(int nop, const T* z, T* y, const T* zp, T* dy,
-                                                         const T* idt, T* th = nullptr) {
+                                                         const T* idt) {
   constexpr int L = kLanes<T>;
   if (!idt) {  // (no idt: the values of idt = 1, two products fewer)
     for (int c = 0; c < nop; c += L) {
       const Vec<T> t = tanh_vec(vload(z + c));
       if (Tangent) vstore(dy + c, (T(1) - t * t) * vload(zp + c));
-      if (th) vstore(th + c, t);
       vstore(y + c, t);
     }
     return;
@@ -258,7 +257,6 @@ __attribute__((always_inline)) inline void tanh_epilogue(int nop, const T* z, T*
   for (int c = 0; c < nop; c += L) {
     const Vec<T> t = tanh_vec(vload(z + c)), id = vload(idt + c);
     if (Tangent) vstore(dy + c, id * (T(1) - t * t) * vload(zp + c));
-    if (th) vstore(th + c, t);
     vstore(y + c, id * t);
   }
 }

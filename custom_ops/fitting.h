@@ -17,14 +17,16 @@
 #pragma once
 #include <cstdint>
 
+#include "embed_net.h"  // (add_skip, add_skip_transposed)
+
 namespace dpp {
 
-// x' = idt t + res(x) over n rows (x: n x ni, t and x': n x no)
+// x' = idt t + res(x) over n rows (x: n x ni, t and x': n x no); res: embed_net.h's add_skip
 template <typename T>
 void fit_layer_out(const T* t, const T* idt, const T* x, T* xn, int64_t n, int ni, int no) {
+  const bool skip = no == ni || no == 2 * ni;
   for (int64_t r = 0; r < n; ++r) {
     const T* tr = t + r * no;
-    const T* xr = x + r * ni;
     T* yr = xn + r * no;
     if (idt) {
 #pragma omp simd
@@ -32,16 +34,7 @@ void fit_layer_out(const T* t, const T* idt, const T* x, T* xn, int64_t n, int n
     } else {
       for (int c = 0; c < no; ++c) yr[c] = tr[c];
     }
-    if (no == ni) {
-#pragma omp simd
-      for (int c = 0; c < no; ++c) yr[c] = yr[c] + xr[c];
-    } else if (no == 2 * ni) {
-#pragma omp simd
-      for (int c = 0; c < ni; ++c) {
-        yr[c] = yr[c] + xr[c];
-        yr[ni + c] = yr[ni + c] + xr[c];
-      }
-    }
+    if (skip) add_skip(yr, x + r * ni, ni, no);
   }
 }
 
@@ -57,21 +50,11 @@ void fit_zbar(const T* ybar, const T* t, const T* idt, T* zbar, int64_t n, int n
   }
 }
 
-// xbar += res^T(ybar): the skip connection's share of the input's adjoint
+// xbar += res^T(ybar): the skip connection's share of the input's adjoint (add_skip_transposed)
 template <typename T>
 void fit_add_res_t(const T* ybar, T* xbar, int64_t n, int ni, int no) {
   if (no != ni && no != 2 * ni) return;
-  for (int64_t r = 0; r < n; ++r) {
-    const T* yr = ybar + r * no;
-    T* xr = xbar + r * ni;
-    if (no == ni) {
-#pragma omp simd
-      for (int c = 0; c < ni; ++c) xr[c] += yr[c];
-    } else {
-#pragma omp simd
-      for (int c = 0; c < ni; ++c) xr[c] += yr[c] + yr[ni + c];
-    }
-  }
+  for (int64_t r = 0; r < n; ++r) add_skip_transposed(xbar + r * ni, ybar + r * no, ni, no);
 }
 
 // tangent: tdot = (1 - t^2) zdot, xdot' = idt tdot + res(xdot)

@@ -23,11 +23,6 @@ struct Layer {
   paddle::Tensor W;
 };
 
-struct Shape {
-  int nhidden = 0;
-  std::vector<int> ni, no;
-};
-
 // blob: a view of `rows x cols` values at p (no copy), for matmul's inputs
 template <typename T>
 paddle::Tensor view(const T* p, int64_t rows, int64_t cols, const paddle::Tensor& like) {
@@ -68,11 +63,12 @@ std::vector<Layer<T>> layers(const paddle::Tensor& x, const std::vector<paddle::
   return hidden;
 }
 
+// Saved: per hidden layer [x' | t | ybar], n x no each; the layers' offsets, then the total size
 template <typename T>
-int64_t saved_size(const std::vector<Layer<T>>& h, int64_t n) {
-  int64_t s = 0;
-  for (const auto& L : h) s += 3 * n * L.no;
-  return s;
+std::vector<int64_t> saved_offsets(const std::vector<Layer<T>>& h, int64_t n) {
+  std::vector<int64_t> offs{0};
+  for (const auto& L : h) offs.push_back(offs.back() + 3 * n * L.no);
+  return offs;
 }
 
 template <typename T>
@@ -81,28 +77,25 @@ std::vector<paddle::Tensor> forward(const paddle::Tensor& x, const std::vector<p
   Layer<T> top;
   const auto h = layers<T>(x, params, timestep, &top);
   const int64_t n = x.shape()[0];
-  paddle::Tensor saved = paddle::empty({saved_size(h, n)}, x.dtype(), x.place());
+  const std::vector<int64_t> offs = saved_offsets(h, n);
+  paddle::Tensor saved = paddle::empty({offs.back()}, x.dtype(), x.place());
   T* sv = saved.data<T>();
-  // forward: per layer [x' | t | ybar] in Saved
   const T* xin = x.data<T>();
-  int64_t off = 0;
-  std::vector<int64_t> offs;
-  for (const auto& L : h) {
+  for (std::size_t l = 0; l < h.size(); ++l) {
+    const auto& L = h[l];
     paddle::Tensor z = paddle::experimental::matmul(view(xin, n, L.ni, x), L.W, false, false);
-    T* xn = sv + off;
+    T* xn = sv + offs[l];
     T* t = xn + n * L.no;
     dpp::bias_tanh_forward<T>(z.data<T>(), L.b, t, n, L.no);
     dpp::fit_layer_out<T>(t, L.idt, xin, xn, n, L.ni, L.no);
-    offs.push_back(off);
     xin = xn;
-    off += 3 * n * L.no;
   }
   paddle::Tensor e = paddle::experimental::matmul(view(xin, n, top.ni, x), top.W, false, false);
   T* ep = e.data<T>();
   for (int64_t r = 0; r < n; ++r) ep[r] = ep[r] + top.b[0];
   // dE/dx with seed 1: ybar of the top layer is W_o^T on every row
   paddle::Tensor gx;
-  T* ybar = sv + offs.back() + 2 * n * h.back().no;
+  T* ybar = sv + offs[h.size() - 1] + 2 * n * h.back().no;
   for (int64_t r = 0; r < n; ++r) std::memcpy(ybar + r * top.ni, top.w, sizeof(T) * top.ni);
   for (int l = int(h.size()) - 1; l >= 0; --l) {
     const auto& L = h[l];
@@ -126,10 +119,9 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x, const std::vector<
   const auto h = layers<T>(x, params, timestep, &top);
   const int64_t n = x.shape()[0];
   const int nl = int(h.size());
-  PD_CHECK(saved.numel() == saved_size(h, n), "deepmd_fitting_ener (gradient): Saved does not match the layers");
+  const std::vector<int64_t> offs = saved_offsets(h, n);
+  PD_CHECK(saved.numel() == offs.back(), "deepmd_fitting_ener (gradient): Saved does not match the layers");
   const T* sv = saved.data<T>();
-  std::vector<int64_t> offs;
-  for (int64_t off = 0, l = 0; l < nl; off += 3 * n * h[l].no, ++l) offs.push_back(off);
   // X2[l] = [x_l ; xdot_l] (2n x ni): the rows of both sweeps, for one weight GEMM per layer
   std::vector<std::vector<T>> x2(nl + 1);
   for (int l = 0; l <= nl; ++l) {
